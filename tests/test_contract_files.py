@@ -1,0 +1,60 @@
+"""The public contract: stubs match protos/, protos/ pass buf lint and buf breaking vs main."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "protos"))
+from generate import generate  # noqa: E402
+
+BUF = REPO / "tests" / "polyglot" / "node_modules" / ".bin" / "buf"
+
+
+def test_generated_stubs_match_protos(tmp_path: Path) -> None:
+    fresh = generate(tmp_path)
+    assert fresh, "protoc generated nothing"
+    committed = REPO / "vaultd" / "v1"
+    for path in fresh:
+        mine = committed / path.name
+        assert mine.exists(), f"{path.name} is not committed; run python protos/generate.py"
+        assert mine.read_text() == path.read_text(), (
+            f"vaultd/v1/{path.name} drifted from protos/; run python protos/generate.py"
+        )
+    stale = {p.name for p in committed.glob("*_pb2*.py*")} - {p.name for p in fresh}
+    assert not stale, f"stubs without a proto: {sorted(stale)}"
+
+
+def _buf() -> str:
+    found = str(BUF) if BUF.exists() else shutil.which("buf")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("buf is not installed; .ci/run installs it with npm ci in tests/polyglot")
+        pytest.skip("buf is not installed (cd tests/polyglot && npm ci)")
+    return found
+
+
+def test_buf_lint() -> None:
+    result = subprocess.run([_buf(), "lint"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_buf_breaking_against_main() -> None:
+    has_main = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", "main:protos"], cwd=REPO, capture_output=True
+    )
+    if has_main.returncode != 0:
+        pytest.skip("main has no protos/ yet; nothing to break")
+    result = subprocess.run(
+        [_buf(), "breaking", "--against", ".git#branch=main"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
