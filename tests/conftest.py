@@ -1,0 +1,39 @@
+"""Shared fixtures: one private redis-server per session, and the stores on top of it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import pytest_asyncio
+
+from tests.support.redis_server import RedisServer
+from vaultd.storage import RedisStore, SqliteStore, Store
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server on its own port; tests share it and keep apart by unique ids."""
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest_asyncio.fixture(scope="session")
+async def redis_store(redis_server: RedisServer) -> AsyncIterator[RedisStore]:
+    store = RedisStore.from_url(redis_server.url)
+    yield store
+    await store.close()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(tmp_path_factory.mktemp("sqlite") / "vaultd.db")
+    yield store
+    await store.close()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request: pytest.FixtureRequest) -> Store:
+    """Each store in turn, so one suite proves both keep the same contract."""
+    chosen: Store = request.getfixturevalue(f"{request.param}_store")
+    return chosen

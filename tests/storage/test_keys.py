@@ -1,0 +1,97 @@
+"""Key names come from one function, so that one function is tested to the character."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vaultd.storage.keys import ENVIRONMENT_ID, OBJECT_ID, Kind, key
+
+ENV = "env_test-1"
+OBJ = "secret_01J9Z3K4ABCDEFGHJKMNPQRSTV"
+KEK = "kek_0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("kind", "ident", "expected"),
+    [
+        (Kind.OBJECTS, None, "vaultd:{env_test-1}:objects"),
+        (Kind.DIGESTS, None, "vaultd:{env_test-1}:digests"),
+        (Kind.NAMES, None, "vaultd:{env_test-1}:names"),
+        (Kind.OBJECT, OBJ, "vaultd:{env_test-1}:obj:secret_01J9Z3K4ABCDEFGHJKMNPQRSTV"),
+        (
+            Kind.VERSIONS,
+            OBJ,
+            "vaultd:{env_test-1}:obj:secret_01J9Z3K4ABCDEFGHJKMNPQRSTV:versions",
+        ),
+        (
+            Kind.HISTORY,
+            OBJ,
+            "vaultd:{env_test-1}:obj:secret_01J9Z3K4ABCDEFGHJKMNPQRSTV:history",
+        ),
+        (Kind.KEK, KEK, "vaultd:{env_test-1}:kek:kek_0123456789abcdef0123456789abcdef"),
+    ],
+)
+def test_exact_key_names(kind: Kind, ident: str | None, expected: str) -> None:
+    assert key(ENV, kind, ident) == expected
+
+
+def test_every_kind_is_covered_above() -> None:
+    # A new kind must get its exact name pinned in test_exact_key_names.
+    assert len(Kind) == 7
+
+
+@pytest.mark.parametrize(
+    "environment_id",
+    ["", "a}b", "a{b", "a:b", "a b", "a*b", "ä", "a\nb", "x" * 65, "1:}:{2"],
+)
+def test_bad_environment_ids_never_reach_a_key(environment_id: str) -> None:
+    with pytest.raises(ValueError, match="environment id"):
+        key(environment_id, Kind.NAMES)
+
+
+@pytest.mark.parametrize(
+    ("kind", "ident"),
+    [
+        (Kind.OBJECT, ""),  # rq's `rq:job::id`: an empty id must not make a `::` name
+        (Kind.OBJECT, "secret_"),
+        (Kind.OBJECT, "secret_01J9Z3K4ABCDEFGHJKMNPQRST"),  # 25 characters
+        (Kind.OBJECT, "secret_01j9z3k4abcdefghjkmnpqrstv"),  # lower case
+        (Kind.OBJECT, "secret_01J9Z3K4ABCDEFGHJKMNPQRS:V"),
+        (Kind.VERSIONS, "secret_01J9Z3K4ABCDEFGHJKMNPQRS}V"),
+        (Kind.HISTORY, "ver_01J9Z3K4ABCDEFGHJKMNPQRSTV"),
+        (Kind.OBJECT, OBJ + "\n"),
+        (Kind.KEK, "kek_0123456789ABCDEF0123456789ABCDEF"),
+        (Kind.KEK, OBJ),
+        (Kind.OBJECT, KEK),
+    ],
+)
+def test_bad_ids_never_reach_a_key(kind: Kind, ident: str) -> None:
+    with pytest.raises(ValueError, match="must match"):
+        key(ENV, kind, ident)
+
+
+def test_an_id_is_required_exactly_where_the_kind_has_one() -> None:
+    with pytest.raises(ValueError, match="needs an id"):
+        key(ENV, Kind.OBJECT)
+    with pytest.raises(ValueError, match="takes no id"):
+        key(ENV, Kind.NAMES, OBJ)
+
+
+@given(
+    environment_id=st.from_regex(ENVIRONMENT_ID, fullmatch=True),
+    object_id=st.from_regex(OBJECT_ID, fullmatch=True),
+)
+def test_every_key_of_an_environment_shares_its_hash_tag(
+    environment_id: str, object_id: str
+) -> None:
+    for kind in Kind:
+        ident = {Kind.KEK: KEK}.get(kind, object_id) if kind.id_rule else None
+        name = key(environment_id, kind, ident)
+        # Redis Cluster hashes the text between the first `{` and the next `}`.
+        tag = name[name.index("{") + 1 : name.index("}")]
+        assert tag == environment_id
+        assert "::" not in name
+        assert not name.endswith(":")
+        assert name.count("{") == name.count("}") == 1

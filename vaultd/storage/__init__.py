@@ -1,0 +1,66 @@
+"""Storage: the Store protocol (base.py), a Redis store and an embedded SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from vaultd.storage.base import (
+    Direction,
+    KekVersion,
+    NameTaken,
+    ObjectEntry,
+    ObjectMissing,
+    ScanFilter,
+    Store,
+    StoredObject,
+    StoredVersion,
+    StoreError,
+    StoreUnavailable,
+    VersionInfo,
+    VersionMismatch,
+)
+from vaultd.storage.redis_store import RedisStore
+from vaultd.storage.sqlite_store import SqliteStore
+
+__all__ = [
+    "SQLITE_FILE_NAME",
+    "Direction",
+    "KekVersion",
+    "NameTaken",
+    "ObjectEntry",
+    "ObjectMissing",
+    "RedisStore",
+    "ScanFilter",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "StoredObject",
+    "StoredVersion",
+    "VersionInfo",
+    "VersionMismatch",
+    "open_store",
+]
+
+SQLITE_FILE_NAME = "vaultd.db"
+_REDIS_SCHEMES = ("redis", "rediss")
+
+
+async def open_store(redis_url: str | None, data_dir: Path) -> Store:
+    """Redis when a URL is given, else the embedded store at data_dir/vaultd.db.
+
+    Nothing is contacted yet for Redis: call `ping()` to check it answers.
+    """
+    if not redis_url:
+        # Opening creates the file and schema: disk work, kept off the event loop.
+        return await asyncio.to_thread(SqliteStore, data_dir / SQLITE_FILE_NAME)
+    scheme = urlsplit(redis_url).scheme
+    if scheme not in _REDIS_SCHEMES:
+        # The scheme only: the rest of the URL may hold a password.
+        raise ValueError(
+            f"unsupported Redis URL (scheme {scheme!r}): use redis:// or rediss://; "
+            "Sentinel and Cluster URLs are not supported yet"
+        )
+    return RedisStore.from_url(redis_url)

@@ -1,0 +1,202 @@
+"""The Store protocol: what core needs from a database, and nothing about crypto.
+
+Every value that reaches a Store is already encrypted (wrapped keys, ciphertext) or is metadata
+the caller chose to be plain (names, key contexts, timestamps). Each store keeps the same
+promises, proven by tests/storage/test_contract.py:
+
+- every change is atomic: a crash never leaves half an object, a name without its object, or a
+  version without its object;
+- `expected_version_id` is a compare-and-set against the current version, checked inside the
+  same atomic step as the write, so no update is lost under any interleaving;
+- a deleted object disappears from every read and list at once, its name is free at once, and
+  its versions are purged with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Protocol
+
+
+class StoreError(Exception):
+    """Base of the storage errors; core maps each one onto a domain error."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or timed out."""
+
+
+class NameTaken(StoreError):
+    """Another live object in the environment already has this name."""
+
+
+class ObjectMissing(StoreError):
+    """No object with this id exists in the environment."""
+
+
+class VersionMismatch(StoreError):
+    """The expected version id is not the current one."""
+
+    def __init__(self, current_version_id: str) -> None:
+        super().__init__("version mismatch")
+        self.current_version_id = current_version_id
+
+
+@dataclass(frozen=True, slots=True)
+class KekVersion:
+    """One version of a key-encryption key, wrapped by a provider key (never stored in clear).
+
+    The context item (item_key=item_value) it belongs to is kept in clear so that operators can
+    find every KEK a rule governs and so that providers can bind it (AWS EncryptionContext).
+    """
+
+    item_key: str
+    item_value: str
+    version: int
+    provider_uri: str
+    wrapped_key: bytes
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    """What ListObjectVersions shows of a version: no key material, no ciphertext."""
+
+    version_id: str
+    created_at: datetime
+    size: int
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """One immutable version of an object's value, encrypted."""
+
+    version_id: str
+    created_at: datetime
+    size: int
+    etag: str
+    key_ids: tuple[str, ...]
+    encrypted_keys: bytes
+    ciphertext: bytes
+    updated_by_id: str
+    updated_by_name: str
+
+    def info(self) -> VersionInfo:
+        return VersionInfo(self.version_id, self.created_at, self.size, self.etag)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """An object with one of its versions (the current one, unless asked for another)."""
+
+    environment_id: str
+    id: str
+    name: str
+    key_context: Mapping[str, str]
+    created_at: datetime
+    version: StoredVersion
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectEntry:
+    """One row of a listing."""
+
+    id: str
+    name: str
+    updated_at: datetime
+
+
+class Direction(Enum):
+    """Object ids sort in creation order (they are ULIDs), so scans run over ids."""
+
+    ASCENDING = "asc"
+    DESCENDING = "desc"
+
+    def reverse(self) -> Direction:
+        return Direction.DESCENDING if self is Direction.ASCENDING else Direction.ASCENDING
+
+
+@dataclass(frozen=True, slots=True)
+class ScanFilter:
+    """Filters applied during a scan; an entry must pass every one that is set."""
+
+    name_prefix: str = ""
+    updated_after: datetime | None = None
+
+
+class Store(Protocol):
+    """Durable storage of objects and KEKs, namespaced by environment."""
+
+    async def get_kek_versions(self, environment_id: str, kek_id: str) -> list[KekVersion]:
+        """Every version of a KEK, oldest first; empty when the KEK does not exist yet."""
+        ...
+
+    async def add_kek_version(self, environment_id: str, kek_id: str, kek: KekVersion) -> bool:
+        """Add `kek` only if the KEK's newest version is `kek.version - 1` (0: none yet).
+
+        Returns False, changing nothing, when another writer got there first.
+        """
+        ...
+
+    async def create_object(self, obj: StoredObject) -> None:
+        """Store a new object with its first version; NameTaken if the name is in use."""
+        ...
+
+    async def get_object(self, environment_id: str, object_id: str) -> StoredObject | None:
+        """The object with its current version, or None."""
+        ...
+
+    async def get_object_by_name(self, environment_id: str, name: str) -> StoredObject | None:
+        """The object with its current version, or None."""
+        ...
+
+    async def get_object_version(
+        self, environment_id: str, object_id: str, version_id: str
+    ) -> StoredObject | None:
+        """The object with the given version, or None if either does not exist."""
+        ...
+
+    async def list_versions(
+        self, environment_id: str, object_id: str
+    ) -> tuple[Sequence[VersionInfo], str] | None:
+        """All versions oldest first and the current version id, or None if no such object."""
+        ...
+
+    async def update_object(
+        self,
+        environment_id: str,
+        object_id: str,
+        version: StoredVersion,
+        expected_version_id: str | None,
+    ) -> None:
+        """Make `version` current. ObjectMissing, or VersionMismatch when the check is stale."""
+        ...
+
+    async def delete_object(
+        self, environment_id: str, object_id: str, expected_version_id: str | None
+    ) -> None:
+        """Delete the object, its name and its versions. ObjectMissing or VersionMismatch."""
+        ...
+
+    async def scan_objects(
+        self,
+        environment_id: str,
+        direction: Direction,
+        cursor: str | None,
+        limit: int,
+        scan_filter: ScanFilter,
+    ) -> list[ObjectEntry]:
+        """Up to `limit` entries passing the filter, strictly past `cursor` in `direction`."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable when the database cannot answer."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...

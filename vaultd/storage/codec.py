@@ -1,0 +1,148 @@
+"""How records become plain values: bytes for Redis, integers and text for both stores.
+
+A record is one format byte followed by length-prefixed fields (4-byte big-endian length, then
+the bytes). Byte strings are stored as they are, so empty values and 1 MiB ciphertexts round-trip
+exactly and cost no base64; text is UTF-8; integers are decimal. The format byte lets a later
+release read records written by this one.
+
+Times are whole microseconds since the Unix epoch (UTC): the precision of `datetime`, exact, and
+ordered the same way as the times, so stores can compare them without decoding.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+
+from vaultd.storage.base import KekVersion, StoredVersion, StoreError, VersionInfo
+
+FORMAT = 1
+_LENGTH = struct.Struct(">I")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def to_micros(moment: datetime) -> int:
+    """Microseconds since the epoch; a naive datetime is refused rather than guessed at."""
+    if moment.utcoffset() is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def encode_context(context: Mapping[str, str]) -> str:
+    """Sorted JSON, so equal contexts are stored identically."""
+    return json.dumps(dict(context), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def decode_context(text: str | bytes) -> dict[str, str]:
+    context: dict[str, str] = json.loads(text)
+    return context
+
+
+def encode_version(v: StoredVersion) -> bytes:
+    keys = _frame(k.encode() for k in v.key_ids)
+    return _record(
+        *_info_fields(v.info()),
+        keys,
+        v.encrypted_keys,
+        v.ciphertext,
+        v.updated_by_id.encode(),
+        v.updated_by_name.encode(),
+    )
+
+
+def decode_version(blob: bytes) -> StoredVersion:
+    vid, created, size, etag, keys, encrypted_keys, ciphertext, by_id, by_name = _fields(blob, 9)
+    return StoredVersion(
+        version_id=vid.decode(),
+        created_at=from_micros(int(created)),
+        size=int(size),
+        etag=etag.decode(),
+        key_ids=tuple(k.decode() for k in _unframe(keys)),
+        encrypted_keys=encrypted_keys,
+        ciphertext=ciphertext,
+        updated_by_id=by_id.decode(),
+        updated_by_name=by_name.decode(),
+    )
+
+
+def encode_version_info(info: VersionInfo) -> bytes:
+    return _record(*_info_fields(info))
+
+
+def decode_version_info(blob: bytes) -> VersionInfo:
+    vid, created, size, etag = _fields(blob, 4)
+    return VersionInfo(vid.decode(), from_micros(int(created)), int(size), etag.decode())
+
+
+def encode_kek(kek: KekVersion) -> bytes:
+    return _record(
+        kek.item_key.encode(),
+        kek.item_value.encode(),
+        b"%d" % kek.version,
+        kek.provider_uri.encode(),
+        kek.wrapped_key,
+        b"%d" % to_micros(kek.created_at),
+    )
+
+
+def decode_kek(blob: bytes) -> KekVersion:
+    item_key, item_value, version, uri, wrapped_key, created = _fields(blob, 6)
+    return KekVersion(
+        item_key=item_key.decode(),
+        item_value=item_value.decode(),
+        version=int(version),
+        provider_uri=uri.decode(),
+        wrapped_key=wrapped_key,
+        created_at=from_micros(int(created)),
+    )
+
+
+def _info_fields(info: VersionInfo) -> tuple[bytes, ...]:
+    return (
+        info.version_id.encode(),
+        b"%d" % to_micros(info.created_at),
+        b"%d" % info.size,
+        info.etag.encode(),
+    )
+
+
+def _record(*fields: bytes) -> bytes:
+    return bytes([FORMAT]) + _frame(fields)
+
+
+def _fields(blob: bytes, count: int) -> list[bytes]:
+    if not blob or blob[0] != FORMAT:
+        raise StoreError("unreadable record: unknown format")
+    fields = _unframe(memoryview(blob)[1:])
+    if len(fields) != count:
+        raise StoreError("unreadable record: wrong number of fields")
+    return fields
+
+
+def _frame(fields: Iterable[bytes]) -> bytes:
+    parts: list[bytes] = []
+    for field in fields:
+        parts += (_LENGTH.pack(len(field)), field)
+    return b"".join(parts)
+
+
+def _unframe(data: bytes | memoryview) -> list[bytes]:
+    view = memoryview(data)
+    fields: list[bytes] = []
+    at = 0
+    while at < len(view):
+        if at + _LENGTH.size > len(view):
+            raise StoreError("unreadable record: truncated")
+        (length,) = _LENGTH.unpack_from(view, at)
+        at += _LENGTH.size + length
+        if at > len(view):
+            raise StoreError("unreadable record: truncated")
+        fields.append(bytes(view[at - length : at]))
+    return fields

@@ -1,0 +1,65 @@
+"""Every Redis key name vaultd uses comes from `key()`, and nowhere else.
+
+Layout, where `{env}` is the environment id inside a Redis Cluster hash tag:
+
+    vaultd:{env}:objects                zset  every object id, all scored 0, so ZRANGE BYLEX walks
+                                              them in creation order (ids are ULIDs)
+    vaultd:{env}:digests                hash  object id -> "<updated_at µs> <name>": what a scan
+                                              filters on without opening each object
+    vaultd:{env}:names                  hash  name -> object id
+    vaultd:{env}:obj:<object_id>        hash  name, ctx, created, current (version id)
+    vaultd:{env}:obj:<object_id>:versions  hash  version id -> version record (codec.py)
+    vaultd:{env}:obj:<object_id>:history   list  version info records, oldest first
+    vaultd:{env}:kek:<kek_id>           list  KEK version records; index i holds version i + 1
+
+Every input is checked against a strict pattern before it is placed in a name, so no `{`, `}`
+or `:` from a caller can move a key into another environment's slot or namespace, and an
+empty id can never produce a `::` name (rq's `rq:job::id` bug).
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+
+PREFIX = "vaultd"
+ENVIRONMENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+OBJECT_ID = re.compile(r"secret_[0-9A-Z]{26}")
+KEK_ID = re.compile(r"kek_[0-9a-f]{32}")
+
+
+class Kind(Enum):
+    """What a key holds: the shape of its name after the tag, and the id it needs, if any."""
+
+    OBJECTS = ("objects", None)
+    DIGESTS = ("digests", None)
+    NAMES = ("names", None)
+    OBJECT = ("obj:{}", OBJECT_ID)
+    VERSIONS = ("obj:{}:versions", OBJECT_ID)
+    HISTORY = ("obj:{}:history", OBJECT_ID)
+    KEK = ("kek:{}", KEK_ID)
+
+    def __init__(self, template: str, id_rule: re.Pattern[str] | None) -> None:
+        self.template = template
+        self.id_rule = id_rule
+
+
+def key(environment_id: str, kind: Kind, ident: str | None = None) -> str:
+    """The name of the `kind` key of an environment (and of an object or KEK, when it has one)."""
+    check(ENVIRONMENT_ID, environment_id, "environment id")
+    if kind.id_rule is None:
+        if ident is not None:
+            raise ValueError(f"a {kind.name} key takes no id")
+        suffix = kind.template
+    else:
+        if ident is None:
+            raise ValueError(f"a {kind.name} key needs an id")
+        suffix = kind.template.format(check(kind.id_rule, ident, f"the id of a {kind.name} key"))
+    return f"{PREFIX}:{{{environment_id}}}:{suffix}"
+
+
+def check(rule: re.Pattern[str], value: str, what: str) -> str:
+    """`value` if it matches `rule` in full; else ValueError (without the value: it may be junk)."""
+    if not isinstance(value, str) or not rule.fullmatch(value):
+        raise ValueError(f"{what} must match {rule.pattern}")
+    return value

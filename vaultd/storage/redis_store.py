@@ -1,0 +1,429 @@
+"""The Redis store: one Lua script per change, every key of an environment in one hash slot.
+
+Key names come from `keys.key()`; each carries its environment id as a Redis Cluster hash tag
+(`vaultd:{env}:...`). All of one environment's keys therefore live in one slot, so a script may
+touch an object, its versions, the name index and the scan index together and still be legal on
+Redis Cluster, where a script's keys must share a slot; and a script runs atomically, so no
+reader ever sees half a change and no crash leaves one. The cost: one environment's data and
+traffic sit on one shard. Environments spread over the cluster; one huge environment does not.
+
+Scripts declare every key they touch in KEYS (the Cluster rule) and never build key names, so
+the layout lives in keys.py alone. Each does all its checks before its first write: Redis stops a
+script whose first write meets a full memory with nothing written, and a check that fails
+returns before anything changed.
+
+The client made by `from_url` does not retry commands: a reply lost to a dropped connection
+leaves the write's outcome unknown, and a replayed create would report NameTaken for its own
+name. Such failures surface as StoreUnavailable, which the caller may retry.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from vaultd.storage import codec
+from vaultd.storage.base import (
+    Direction,
+    KekVersion,
+    NameTaken,
+    ObjectEntry,
+    ObjectMissing,
+    ScanFilter,
+    StoredObject,
+    StoredVersion,
+    StoreError,
+    StoreUnavailable,
+    VersionInfo,
+    VersionMismatch,
+)
+from vaultd.storage.keys import Kind, key
+
+SOCKET_TIMEOUT_SECONDS = 5.0
+SCAN_BUDGET = 256
+"""Most ids one scan step examines, so a filtered scan of a huge environment never holds Redis
+for more than a moment; the scan continues in further steps."""
+
+# BusyLoadingError (a restarted server still reading its data) is a ConnectionError, and
+# MasterDownError a ClusterDownError. A read-only replica (failover) or a full memory cannot take
+# the write now, but may soon: the caller should retry, as for a network failure.
+_UNAVAILABLE = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+    redis_errors.ReadOnlyError,
+    redis_errors.OutOfMemoryError,
+)
+
+_CREATE = """
+-- Create an object with its first version, unless its name or id is in use.
+-- KEYS[1] object hash  KEYS[2] versions hash  KEYS[3] history list
+-- KEYS[4] names hash   KEYS[5] objects zset   KEYS[6] digests hash
+-- ARGV[1] object id  ARGV[2] name  ARGV[3] key context (JSON)  ARGV[4] created_at (µs)
+-- ARGV[5] version id  ARGV[6] version record  ARGV[7] version info record
+-- ARGV[8] updated_at (µs)
+-- Returns "ok", "name_taken" or "id_taken".
+if redis.call("HEXISTS", KEYS[4], ARGV[2]) == 1 then return "name_taken" end
+if redis.call("EXISTS", KEYS[1]) == 1 then return "id_taken" end
+redis.call("HSET", KEYS[1], "name", ARGV[2], "ctx", ARGV[3], "created", ARGV[4],
+           "current", ARGV[5])
+redis.call("HSET", KEYS[2], ARGV[5], ARGV[6])
+redis.call("RPUSH", KEYS[3], ARGV[7])
+redis.call("HSET", KEYS[4], ARGV[2], ARGV[1])
+redis.call("ZADD", KEYS[5], 0, ARGV[1])
+redis.call("HSET", KEYS[6], ARGV[1], ARGV[8] .. " " .. ARGV[2])
+return "ok"
+"""
+
+_GET = """
+-- An object with one of its versions, in one round trip.
+-- KEYS[1] object hash  KEYS[2] versions hash
+-- ARGV[1] version id, or "" for the current version
+-- Returns {name, key context, created_at, version record}, or nil if either is missing.
+local meta = redis.call("HMGET", KEYS[1], "name", "ctx", "created", "current")
+if not meta[1] then return nil end
+local version_id = ARGV[1]
+if version_id == "" then version_id = meta[4] end
+local record = redis.call("HGET", KEYS[2], version_id)
+if not record then return nil end
+return {meta[1], meta[2], meta[3], record}
+"""
+
+_LIST_VERSIONS = """
+-- An object's current version id and every version's info, oldest first.
+-- KEYS[1] object hash  KEYS[2] history list
+-- Returns {current version id, info record, ...}, or nil if no such object.
+local current = redis.call("HGET", KEYS[1], "current")
+if not current then return nil end
+local reply = redis.call("LRANGE", KEYS[2], 0, -1)
+table.insert(reply, 1, current)
+return reply
+"""
+
+_UPDATE = """
+-- Make a new version current, if the object exists and the check (if any) holds.
+-- KEYS[1] object hash  KEYS[2] versions hash  KEYS[3] history list  KEYS[4] digests hash
+-- ARGV[1] object id  ARGV[2] version id  ARGV[3] version record  ARGV[4] version info record
+-- ARGV[5] updated_at (µs)  ARGV[6] expected current version id (absent: last write wins)
+-- Returns {"ok"}, {"missing"}, {"mismatch", current version id} or {"version_taken"}.
+local meta = redis.call("HMGET", KEYS[1], "current", "name")
+if not meta[1] then return {"missing"} end
+if ARGV[6] and ARGV[6] ~= meta[1] then return {"mismatch", meta[1]} end
+if redis.call("HEXISTS", KEYS[2], ARGV[2]) == 1 then return {"version_taken"} end
+redis.call("HSET", KEYS[2], ARGV[2], ARGV[3])
+redis.call("RPUSH", KEYS[3], ARGV[4])
+redis.call("HSET", KEYS[1], "current", ARGV[2])
+redis.call("HSET", KEYS[4], ARGV[1], ARGV[5] .. " " .. meta[2])
+return {"ok"}
+"""
+
+_DELETE = """
+-- Delete an object, its versions, its name and its place in scans, if the check (if any) holds.
+-- KEYS[1] object hash  KEYS[2] versions hash  KEYS[3] history list
+-- KEYS[4] names hash   KEYS[5] objects zset   KEYS[6] digests hash
+-- ARGV[1] object id  ARGV[2] expected current version id (absent: delete whatever is current)
+-- Returns {"ok"}, {"missing"} or {"mismatch", current version id}.
+local meta = redis.call("HMGET", KEYS[1], "current", "name")
+if not meta[1] then return {"missing"} end
+if ARGV[2] and ARGV[2] ~= meta[1] then return {"mismatch", meta[1]} end
+redis.call("HDEL", KEYS[4], meta[2])
+redis.call("ZREM", KEYS[5], ARGV[1])
+redis.call("HDEL", KEYS[6], ARGV[1])
+redis.call("DEL", KEYS[1], KEYS[2], KEYS[3])
+return {"ok"}
+"""
+
+_SCAN = """
+-- One bounded step of a scan: examine at most ARGV[4] ids past the cursor, keep those that pass.
+-- KEYS[1] objects zset  KEYS[2] digests hash
+-- ARGV[1] "asc" or "desc"  ARGV[2] cursor: the id to continue after ("" to start at the end)
+-- ARGV[3] entries still wanted  ARGV[4] most ids to examine
+-- ARGV[5] name prefix ("" for any)  ARGV[6] updated after, µs ("" for any)
+-- Returns {next cursor, id, digest, id, digest, ...}; the next cursor is the last id examined,
+-- or "" once no ids are left.
+local start, stop, rev = "-", "+", nil
+if ARGV[1] == "desc" then start, stop, rev = "+", "-", "REV" end
+if ARGV[2] ~= "" then start = "(" .. ARGV[2] end
+local ids
+if rev then
+  ids = redis.call("ZRANGE", KEYS[1], start, stop, "BYLEX", "REV", "LIMIT", 0, ARGV[4])
+else
+  ids = redis.call("ZRANGE", KEYS[1], start, stop, "BYLEX", "LIMIT", 0, ARGV[4])
+end
+local wanted, prefix, after = tonumber(ARGV[3]), ARGV[5], tonumber(ARGV[6])
+local reply, found = {""}, 0
+for _, id in ipairs(ids) do
+  local digest = redis.call("HGET", KEYS[2], id)
+  local space = string.find(digest, " ", 1, true)
+  local updated = tonumber(string.sub(digest, 1, space - 1))
+  if string.sub(digest, space + 1, space + #prefix) == prefix
+      and (after == nil or updated > after) then
+    table.insert(reply, id)
+    table.insert(reply, digest)
+    found = found + 1
+    if found == wanted then
+      reply[1] = id
+      return reply
+    end
+  end
+end
+if #ids == tonumber(ARGV[4]) then reply[1] = ids[#ids] end
+return reply
+"""
+
+_ADD_KEK = """
+-- Append a KEK version if it directly follows the newest one.
+-- KEYS[1] KEK list (index i holds version i + 1)
+-- ARGV[1] the new version's number  ARGV[2] its record
+-- Versions are only ever appended here, one at a time, so the length is the newest version.
+-- Returns 1 if added, 0 if another writer got there first.
+if redis.call("LLEN", KEYS[1]) ~= tonumber(ARGV[1]) - 1 then return 0 end
+redis.call("RPUSH", KEYS[1], ARGV[2])
+return 1
+"""
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _available(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Turn Redis being unreachable, loading or failing over into StoreUnavailable."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except _UNAVAILABLE as exc:
+            # The class name only: enough to tell a timeout from a refusal, and never a value.
+            raise StoreUnavailable(f"redis is unavailable ({type(exc).__name__})") from exc
+
+    return wrapper
+
+
+class _ObjectKeys:
+    """The keys one object's scripts touch."""
+
+    def __init__(self, environment_id: str, object_id: str) -> None:
+        self.object = key(environment_id, Kind.OBJECT, object_id)
+        self.versions = key(environment_id, Kind.VERSIONS, object_id)
+        self.history = key(environment_id, Kind.HISTORY, object_id)
+        self.names = key(environment_id, Kind.NAMES)
+        self.objects = key(environment_id, Kind.OBJECTS)
+        self.digests = key(environment_id, Kind.DIGESTS)
+
+    def all(self) -> list[str]:
+        """In the order _CREATE and _DELETE declare them."""
+        return [self.object, self.versions, self.history, self.names, self.objects, self.digests]
+
+
+class RedisStore:
+    """A Store on Redis, through redis-py asyncio."""
+
+    def __init__(self, client: Redis, *, scan_budget: int = SCAN_BUDGET) -> None:
+        if client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("RedisStore needs a client with decode_responses=False")
+        self._redis = client
+        self._scan_budget = scan_budget
+        self._create = client.register_script(_CREATE)
+        self._get = client.register_script(_GET)
+        self._list_versions = client.register_script(_LIST_VERSIONS)
+        self._update = client.register_script(_UPDATE)
+        self._delete = client.register_script(_DELETE)
+        self._scan = client.register_script(_SCAN)
+        self._add_kek = client.register_script(_ADD_KEK)
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisStore:
+        client = Redis.from_url(
+            url,
+            socket_timeout=SOCKET_TIMEOUT_SECONDS,
+            socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+            retry=Retry(NoBackoff(), retries=0),  # see the module docstring
+        )
+        return cls(client)
+
+    @_available
+    async def get_kek_versions(self, environment_id: str, kek_id: str) -> list[KekVersion]:
+        records = await self._redis.lrange(key(environment_id, Kind.KEK, kek_id), 0, -1)
+        return [codec.decode_kek(_bytes(record)) for record in records]
+
+    @_available
+    async def add_kek_version(self, environment_id: str, kek_id: str, kek: KekVersion) -> bool:
+        added = await self._add_kek(
+            keys=[key(environment_id, Kind.KEK, kek_id)],
+            args=[kek.version, codec.encode_kek(kek)],
+        )
+        return bool(added)
+
+    @_available
+    async def create_object(self, obj: StoredObject) -> None:
+        v = obj.version
+        reply = await self._create(
+            keys=_ObjectKeys(obj.environment_id, obj.id).all(),
+            args=[
+                obj.id,
+                obj.name,
+                codec.encode_context(obj.key_context),
+                codec.to_micros(obj.created_at),
+                v.version_id,
+                codec.encode_version(v),
+                codec.encode_version_info(v.info()),
+                codec.to_micros(v.created_at),
+            ],
+        )
+        if reply == b"name_taken":
+            raise NameTaken("name taken")
+        if reply == b"id_taken":
+            raise StoreError("object id already in use")
+
+    @_available
+    async def get_object(self, environment_id: str, object_id: str) -> StoredObject | None:
+        return await self._get_object(environment_id, object_id, "")
+
+    @_available
+    async def get_object_by_name(self, environment_id: str, name: str) -> StoredObject | None:
+        # Two round trips: a script may only touch keys named in its call, and the object's key
+        # is known only once the name is resolved. An object deleted in between reads as None,
+        # as it would a moment later.
+        object_id = await self._redis.hget(key(environment_id, Kind.NAMES), name)
+        if object_id is None:
+            return None
+        return await self._get_object(environment_id, _text(object_id), "")
+
+    @_available
+    async def get_object_version(
+        self, environment_id: str, object_id: str, version_id: str
+    ) -> StoredObject | None:
+        return await self._get_object(environment_id, object_id, version_id)
+
+    @_available
+    async def list_versions(
+        self, environment_id: str, object_id: str
+    ) -> tuple[Sequence[VersionInfo], str] | None:
+        o = _ObjectKeys(environment_id, object_id)
+        reply = await self._list_versions(keys=[o.object, o.history])
+        if reply is None:
+            return None
+        current, *infos = reply
+        return [codec.decode_version_info(info) for info in infos], _text(current)
+
+    @_available
+    async def update_object(
+        self,
+        environment_id: str,
+        object_id: str,
+        version: StoredVersion,
+        expected_version_id: str | None,
+    ) -> None:
+        o = _ObjectKeys(environment_id, object_id)
+        args: list[str | bytes | int] = [
+            object_id,
+            version.version_id,
+            codec.encode_version(version),
+            codec.encode_version_info(version.info()),
+            codec.to_micros(version.created_at),
+        ]
+        reply = await self._update(
+            keys=[o.object, o.versions, o.history, o.digests],
+            args=args + _expected(expected_version_id),
+        )
+        _raise_for(reply)
+
+    @_available
+    async def delete_object(
+        self, environment_id: str, object_id: str, expected_version_id: str | None
+    ) -> None:
+        reply = await self._delete(
+            keys=_ObjectKeys(environment_id, object_id).all(),
+            args=[object_id, *_expected(expected_version_id)],
+        )
+        _raise_for(reply)
+
+    @_available
+    async def scan_objects(
+        self,
+        environment_id: str,
+        direction: Direction,
+        cursor: str | None,
+        limit: int,
+        scan_filter: ScanFilter,
+    ) -> list[ObjectEntry]:
+        after = scan_filter.updated_after
+        fixed = [
+            scan_filter.name_prefix,
+            "" if after is None else codec.to_micros(after),
+        ]
+        keys = [key(environment_id, Kind.OBJECTS), key(environment_id, Kind.DIGESTS)]
+        entries: list[ObjectEntry] = []
+        position = cursor or ""
+        while len(entries) < limit:
+            wanted = limit - len(entries)
+            reply = await self._scan(
+                keys=keys, args=[direction.value, position, wanted, self._scan_budget, *fixed]
+            )
+            position = _text(reply[0])
+            entries += (_entry(i, d) for i, d in zip(reply[1::2], reply[2::2], strict=True))
+            if not position:
+                break
+        return entries
+
+    @_available
+    async def ping(self) -> None:
+        await self._redis.ping()
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    async def _get_object(
+        self, environment_id: str, object_id: str, version_id: str
+    ) -> StoredObject | None:
+        o = _ObjectKeys(environment_id, object_id)
+        reply = await self._get(keys=[o.object, o.versions], args=[version_id])
+        if reply is None:
+            return None
+        name, context, created, record = reply
+        return StoredObject(
+            environment_id=environment_id,
+            id=object_id,
+            name=_text(name),
+            key_context=codec.decode_context(context),
+            created_at=codec.from_micros(int(created)),
+            version=codec.decode_version(record),
+        )
+
+
+def _expected(expected_version_id: str | None) -> list[str | bytes | int]:
+    """The optional last ARGV of the update and delete scripts."""
+    return [] if expected_version_id is None else [expected_version_id]
+
+
+def _raise_for(reply: list[bytes]) -> None:
+    """Raise what an update or delete script's refusal means; return on {"ok"}."""
+    status = reply[0]
+    if status == b"missing":
+        raise ObjectMissing("no such object")
+    if status == b"mismatch":
+        raise VersionMismatch(_text(reply[1]))
+    if status == b"version_taken":
+        raise StoreError("version id already in use")
+
+
+def _entry(object_id: bytes, digest: bytes) -> ObjectEntry:
+    updated, _, name = digest.partition(b" ")
+    return ObjectEntry(_text(object_id), _text(name), codec.from_micros(int(updated)))
+
+
+def _text(value: bytes | str) -> str:
+    return value if isinstance(value, str) else value.decode()
+
+
+def _bytes(value: bytes | str) -> bytes:
+    # Replies are bytes (decode_responses is refused); redis-py's types allow str as well.
+    return value if isinstance(value, bytes) else value.encode()

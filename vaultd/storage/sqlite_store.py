@@ -1,0 +1,426 @@
+"""The embedded store: one SQLite file, so `vaultd serve` needs no server.
+
+Durability: WAL with synchronous=FULL, so a change is on disk when its call returns. Every call
+runs on one dedicated worker thread, which keeps the event loop free and makes this process a
+single writer. Each change is one transaction opened with BEGIN IMMEDIATE, which takes the write
+lock before the first read, so a compare-and-set cannot interleave with another writer, even one
+in another process sharing the file (busy_timeout makes it wait its turn).
+
+Times are stored as microseconds since the epoch (codec.py), which compare like the times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from vaultd.storage import codec
+from vaultd.storage.base import (
+    Direction,
+    KekVersion,
+    NameTaken,
+    ObjectEntry,
+    ObjectMissing,
+    ScanFilter,
+    StoredObject,
+    StoredVersion,
+    StoreError,
+    StoreUnavailable,
+    VersionInfo,
+    VersionMismatch,
+)
+from vaultd.storage.keys import ENVIRONMENT_ID, KEK_ID, OBJECT_ID, check
+
+BUSY_TIMEOUT_MS = 5000
+
+# The object's primary key (environment_id, id) is also the scan index: ids sort in creation
+# order. versions.seq records insertion order, so versions list oldest first.
+_SCHEMA = """
+BEGIN;
+CREATE TABLE IF NOT EXISTS objects (
+    environment_id     TEXT    NOT NULL,
+    id                 TEXT    NOT NULL,
+    name               TEXT    NOT NULL,
+    key_context        TEXT    NOT NULL,
+    created_at         INTEGER NOT NULL,
+    current_version_id TEXT    NOT NULL,
+    updated_at         INTEGER NOT NULL,
+    PRIMARY KEY (environment_id, id),
+    UNIQUE (environment_id, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS versions (
+    seq             INTEGER PRIMARY KEY,
+    environment_id  TEXT    NOT NULL,
+    object_id       TEXT    NOT NULL,
+    version_id      TEXT    NOT NULL,
+    created_at      INTEGER NOT NULL,
+    size            INTEGER NOT NULL,
+    etag            TEXT    NOT NULL,
+    key_ids         TEXT    NOT NULL,
+    encrypted_keys  BLOB    NOT NULL,
+    ciphertext      BLOB    NOT NULL,
+    updated_by_id   TEXT    NOT NULL,
+    updated_by_name TEXT    NOT NULL,
+    UNIQUE (environment_id, object_id, version_id),
+    FOREIGN KEY (environment_id, object_id) REFERENCES objects (environment_id, id)
+);
+CREATE TABLE IF NOT EXISTS kek_versions (
+    environment_id TEXT    NOT NULL,
+    kek_id         TEXT    NOT NULL,
+    version        INTEGER NOT NULL,
+    item_key       TEXT    NOT NULL,
+    item_value     TEXT    NOT NULL,
+    provider_uri   TEXT    NOT NULL,
+    wrapped_key    BLOB    NOT NULL,
+    created_at     INTEGER NOT NULL,
+    PRIMARY KEY (environment_id, kek_id, version)
+) WITHOUT ROWID;
+COMMIT;
+"""
+
+_SELECT_OBJECT = """
+SELECT o.id, o.name, o.key_context, o.created_at,
+       v.version_id, v.created_at, v.size, v.etag, v.key_ids, v.encrypted_keys, v.ciphertext,
+       v.updated_by_id, v.updated_by_name
+FROM objects o JOIN versions v
+  ON v.environment_id = o.environment_id AND v.object_id = o.id AND v.version_id = {version}
+WHERE o.environment_id = ? AND o.{column} = ?
+"""
+_BY_ID = _SELECT_OBJECT.format(version="o.current_version_id", column="id")
+_BY_NAME = _SELECT_OBJECT.format(version="o.current_version_id", column="name")
+_VERSION_BY_ID = _SELECT_OBJECT.format(version="?", column="id")
+
+T = TypeVar("T")
+
+
+class SqliteStore:
+    """A Store in one SQLite file, created (owner-only) with its schema if missing."""
+
+    def __init__(self, path: Path) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vaultd-sqlite")
+        self._closed = False
+        try:
+            # Opened on the worker thread: a connection is used only by the thread that made it.
+            self._conn = self._executor.submit(_connect, path).result()
+        except BaseException:
+            self._executor.shutdown()
+            raise
+
+    async def get_kek_versions(self, environment_id: str, kek_id: str) -> list[KekVersion]:
+        _check_ids(environment_id, kek_id=kek_id)
+        rows = await self._run(
+            lambda c: c.execute(
+                "SELECT item_key, item_value, version, provider_uri, wrapped_key, created_at"
+                " FROM kek_versions WHERE environment_id = ? AND kek_id = ? ORDER BY version",
+                (environment_id, kek_id),
+            ).fetchall()
+        )
+        return [
+            KekVersion(item_key, item_value, version, uri, wrapped, codec.from_micros(created))
+            for item_key, item_value, version, uri, wrapped, created in rows
+        ]
+
+    async def add_kek_version(self, environment_id: str, kek_id: str, kek: KekVersion) -> bool:
+        _check_ids(environment_id, kek_id=kek_id)
+        row = (
+            environment_id,
+            kek_id,
+            kek.version,
+            kek.item_key,
+            kek.item_value,
+            kek.provider_uri,
+            kek.wrapped_key,
+            codec.to_micros(kek.created_at),
+        )
+        return await self._run(lambda c: _add_kek(c, row))
+
+    async def create_object(self, obj: StoredObject) -> None:
+        _check_ids(obj.environment_id, obj.id)
+        await self._run(lambda c: _create(c, obj))
+
+    async def get_object(self, environment_id: str, object_id: str) -> StoredObject | None:
+        _check_ids(environment_id, object_id)
+        return await self._select(environment_id, _BY_ID, (environment_id, object_id))
+
+    async def get_object_by_name(self, environment_id: str, name: str) -> StoredObject | None:
+        _check_ids(environment_id)
+        return await self._select(environment_id, _BY_NAME, (environment_id, name))
+
+    async def get_object_version(
+        self, environment_id: str, object_id: str, version_id: str
+    ) -> StoredObject | None:
+        _check_ids(environment_id, object_id)
+        params = (version_id, environment_id, object_id)
+        return await self._select(environment_id, _VERSION_BY_ID, params)
+
+    async def list_versions(
+        self, environment_id: str, object_id: str
+    ) -> tuple[Sequence[VersionInfo], str] | None:
+        _check_ids(environment_id, object_id)
+        # One statement, so the current id and the versions come from one snapshot.
+        rows = await self._run(
+            lambda c: c.execute(
+                "SELECT o.current_version_id, v.version_id, v.created_at, v.size, v.etag"
+                " FROM objects o JOIN versions v"
+                "   ON v.environment_id = o.environment_id AND v.object_id = o.id"
+                " WHERE o.environment_id = ? AND o.id = ? ORDER BY v.seq",
+                (environment_id, object_id),
+            ).fetchall()
+        )
+        if not rows:
+            return None
+        infos = [
+            VersionInfo(vid, codec.from_micros(at), size, etag) for _, vid, at, size, etag in rows
+        ]
+        return infos, rows[0][0]
+
+    async def update_object(
+        self,
+        environment_id: str,
+        object_id: str,
+        version: StoredVersion,
+        expected_version_id: str | None,
+    ) -> None:
+        _check_ids(environment_id, object_id)
+        await self._run(
+            lambda c: _update(c, environment_id, object_id, version, expected_version_id)
+        )
+
+    async def delete_object(
+        self, environment_id: str, object_id: str, expected_version_id: str | None
+    ) -> None:
+        _check_ids(environment_id, object_id)
+        await self._run(lambda c: _delete(c, environment_id, object_id, expected_version_id))
+
+    async def scan_objects(
+        self,
+        environment_id: str,
+        direction: Direction,
+        cursor: str | None,
+        limit: int,
+        scan_filter: ScanFilter,
+    ) -> list[ObjectEntry]:
+        _check_ids(environment_id)
+        if limit < 1:
+            return []  # SQLite reads LIMIT -1 as "no limit"
+        past, order = (">", "ASC") if direction is Direction.ASCENDING else ("<", "DESC")
+        sql = "SELECT id, name, updated_at FROM objects WHERE environment_id = ?"
+        params: list[Any] = [environment_id]
+        if cursor:
+            sql += f" AND id {past} ?"
+            params.append(cursor)
+        if scan_filter.name_prefix:
+            sql += " AND substr(name, 1, length(?)) = ?"
+            params += [scan_filter.name_prefix] * 2
+        if scan_filter.updated_after is not None:
+            sql += " AND updated_at > ?"
+            params.append(codec.to_micros(scan_filter.updated_after))
+        sql += f" ORDER BY id {order} LIMIT ?"
+        params.append(limit)
+        rows = await self._run(lambda c: c.execute(sql, params).fetchall())
+        return [ObjectEntry(i, name, codec.from_micros(at)) for i, name, at in rows]
+
+    async def ping(self) -> None:
+        await self._run(lambda c: c.execute("SELECT 1").fetchone())
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # Queued behind any calls still running, so they finish first.
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
+        self._executor.shutdown()
+
+    async def _select(
+        self, environment_id: str, sql: str, params: tuple[str, ...]
+    ) -> StoredObject | None:
+        row = await self._run(lambda c: c.execute(sql, params).fetchone())
+        return None if row is None else _object(environment_id, row)
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise StoreUnavailable("the sqlite store is closed")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, work, self._conn)
+        except sqlite3.OperationalError as exc:
+            # Locked, disk full, I/O error: the error code, never the statement's values.
+            raise StoreUnavailable(f"sqlite is unavailable ({exc.sqlite_errorname})") from exc
+        except sqlite3.IntegrityError as exc:
+            # The explicit checks come first; this is an id collision, which ULIDs make absurd.
+            raise StoreError("record id already in use") from exc
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Create the file owner-only before SQLite does (it would use 0644); SQLite gives the WAL
+    # and shared-memory files the same mode as the database.
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    conn = sqlite3.connect(path, isolation_level=None)  # transactions are explicit
+    try:
+        if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
+            raise StoreError("sqlite could not switch to WAL mode")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        conn.executescript(_SCHEMA)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _add_kek(conn: sqlite3.Connection, row: tuple[Any, ...]) -> bool:
+    environment_id, kek_id, version = row[:3]
+    with _transaction(conn):
+        (newest,) = conn.execute(
+            "SELECT COALESCE(MAX(version), 0) FROM kek_versions"
+            " WHERE environment_id = ? AND kek_id = ?",
+            (environment_id, kek_id),
+        ).fetchone()
+        if newest != version - 1:
+            return False
+        conn.execute("INSERT INTO kek_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+        return True
+
+
+def _create(conn: sqlite3.Connection, obj: StoredObject) -> None:
+    v = obj.version
+    with _transaction(conn):
+        taken = conn.execute(
+            "SELECT 1 FROM objects WHERE environment_id = ? AND name = ?",
+            (obj.environment_id, obj.name),
+        ).fetchone()
+        if taken:
+            raise NameTaken("name taken")
+        conn.execute(
+            "INSERT INTO objects VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                obj.environment_id,
+                obj.id,
+                obj.name,
+                codec.encode_context(obj.key_context),
+                codec.to_micros(obj.created_at),
+                v.version_id,
+                codec.to_micros(v.created_at),
+            ),
+        )
+        _insert_version(conn, obj.environment_id, obj.id, v)
+
+
+def _update(
+    conn: sqlite3.Connection,
+    environment_id: str,
+    object_id: str,
+    version: StoredVersion,
+    expected_version_id: str | None,
+) -> None:
+    with _transaction(conn):
+        _check_current(conn, environment_id, object_id, expected_version_id)
+        _insert_version(conn, environment_id, object_id, version)
+        conn.execute(
+            "UPDATE objects SET current_version_id = ?, updated_at = ?"
+            " WHERE environment_id = ? AND id = ?",
+            (version.version_id, codec.to_micros(version.created_at), environment_id, object_id),
+        )
+
+
+def _delete(
+    conn: sqlite3.Connection,
+    environment_id: str,
+    object_id: str,
+    expected_version_id: str | None,
+) -> None:
+    with _transaction(conn):
+        _check_current(conn, environment_id, object_id, expected_version_id)
+        ids = (environment_id, object_id)
+        conn.execute("DELETE FROM versions WHERE environment_id = ? AND object_id = ?", ids)
+        conn.execute("DELETE FROM objects WHERE environment_id = ? AND id = ?", ids)
+
+
+def _check_current(
+    conn: sqlite3.Connection, environment_id: str, object_id: str, expected: str | None
+) -> None:
+    """ObjectMissing, or VersionMismatch when `expected` is given and is not current."""
+    row = conn.execute(
+        "SELECT current_version_id FROM objects WHERE environment_id = ? AND id = ?",
+        (environment_id, object_id),
+    ).fetchone()
+    if row is None:
+        raise ObjectMissing("no such object")
+    if expected is not None and expected != row[0]:
+        raise VersionMismatch(row[0])
+
+
+def _insert_version(
+    conn: sqlite3.Connection, environment_id: str, object_id: str, v: StoredVersion
+) -> None:
+    conn.execute(
+        "INSERT INTO versions (environment_id, object_id, version_id, created_at, size, etag,"
+        " key_ids, encrypted_keys, ciphertext, updated_by_id, updated_by_name)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            environment_id,
+            object_id,
+            v.version_id,
+            codec.to_micros(v.created_at),
+            v.size,
+            v.etag,
+            json.dumps(list(v.key_ids)),
+            v.encrypted_keys,
+            v.ciphertext,
+            v.updated_by_id,
+            v.updated_by_name,
+        ),
+    )
+
+
+def _object(environment_id: str, row: tuple[Any, ...]) -> StoredObject:
+    object_id, name, context, created, vid, v_created, size, etag, key_ids, *rest = row
+    encrypted_keys, ciphertext, updated_by_id, updated_by_name = rest
+    version = StoredVersion(
+        version_id=vid,
+        created_at=codec.from_micros(v_created),
+        size=size,
+        etag=etag,
+        key_ids=tuple(json.loads(key_ids)),
+        encrypted_keys=encrypted_keys,
+        ciphertext=ciphertext,
+        updated_by_id=updated_by_id,
+        updated_by_name=updated_by_name,
+    )
+    context_map = codec.decode_context(context)
+    return StoredObject(
+        environment_id, object_id, name, context_map, codec.from_micros(created), version
+    )
+
+
+def _check_ids(
+    environment_id: str, object_id: str | None = None, *, kek_id: str | None = None
+) -> None:
+    """The ids the Redis store would refuse in a key name, refused here too, so a caller's bug
+    fails the same way on the embedded store as in production."""
+    check(ENVIRONMENT_ID, environment_id, "environment id")
+    if object_id is not None:
+        check(OBJECT_ID, object_id, "object id")
+    if kek_id is not None:
+        check(KEK_ID, kek_id, "kek id")
