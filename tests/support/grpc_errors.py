@@ -1,0 +1,36 @@
+"""Reading vaultd's rich error details back from a failed call, as any client would."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+
+@dataclass(frozen=True)
+class ErrorDetails:
+    code: grpc.StatusCode
+    message: str
+    reason: str
+    domain: str
+    metadata: dict[str, str]
+    violations: list[tuple[str, str]]
+
+
+def details_of(error: grpc.aio.AioRpcError) -> ErrorDetails:
+    raw = dict(error.trailing_metadata() or ()).get("grpc-status-details-bin")
+    reason = domain = ""
+    metadata: dict[str, str] = {}
+    violations: list[tuple[str, str]] = []
+    if raw is not None:
+        status = status_pb2.Status.FromString(raw)
+        assert status.code == error.code().value[0], "details disagree with the status code"
+        for packed in status.details:
+            info = error_details_pb2.ErrorInfo()
+            bad = error_details_pb2.BadRequest()
+            if packed.Unpack(info):
+                reason, domain, metadata = info.reason, info.domain, dict(info.metadata)
+            elif packed.Unpack(bad):
+                violations = [(v.field, v.description) for v in bad.field_violations]
+    return ErrorDetails(error.code(), error.details() or "", reason, domain, metadata, violations)

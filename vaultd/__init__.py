@@ -1,0 +1,1 @@
+"""vaultd: a self-hosted gRPC vault for encrypted objects and data keys."""

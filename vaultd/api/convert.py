@@ -1,0 +1,71 @@
+"""Conversions between protobuf messages and core's domain records."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from vaultd.core import objects
+from vaultd.storage.base import ObjectEntry
+from vaultd.v1 import object_service_pb2 as pb
+
+
+def timestamp(moment: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(moment)
+    return ts
+
+
+def from_timestamp(ts: Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def metadata(meta: objects.ObjectMetadata) -> pb.ObjectMetadata:
+    return pb.ObjectMetadata(
+        id=meta.id,
+        name=meta.name,
+        environment_id=meta.environment_id,
+        key_context=meta.key_context,
+        key_ids=meta.key_ids,
+        version_id=meta.version_id,
+        created_at=timestamp(meta.created_at),
+        updated_at=timestamp(meta.updated_at),
+        updated_by=pb.Actor(id=meta.updated_by.id, name=meta.updated_by.name),
+    )
+
+
+def vault_object(obj: objects.VaultObject) -> pb.Object:
+    return pb.Object(
+        id=obj.metadata.id,
+        name=obj.metadata.name,
+        value=obj.value,
+        metadata=metadata(obj.metadata),
+    )
+
+
+def digest(entry: ObjectEntry) -> pb.ObjectDigest:
+    return pb.ObjectDigest(id=entry.id, name=entry.name, updated_at=timestamp(entry.updated_at))
+
+
+def version(v: objects.ObjectVersion) -> pb.ObjectVersion:
+    return pb.ObjectVersion(
+        id=v.info.version_id,
+        created_at=timestamp(v.info.created_at),
+        current_version=v.current,
+        size=v.info.size,
+        etag=v.info.etag,
+    )
+
+
+def list_query(request: pb.ListObjectsRequest) -> objects.ListQuery:
+    return objects.ListQuery(
+        limit=request.limit,
+        before=request.before,
+        after=request.after,
+        ascending=request.order == pb.LIST_ORDER_ASCENDING,
+        name_prefix=request.name_prefix,
+        updated_after=(
+            from_timestamp(request.updated_after) if request.HasField("updated_after") else None
+        ),
+    )

@@ -1,0 +1,116 @@
+"""The one place domain errors become gRPC statuses (DESIGN.md section 7).
+
+Every VaultError becomes its status code with a google.rpc.Status carrying ErrorInfo (reason,
+domain "vaultd", metadata) and, for bad fields, BadRequest. A request that does not even parse
+is INVALID_ARGUMENT, not the INTERNAL grpc would send. Anything else is a bug: it is logged with
+an error id and answered with a generic INTERNAL that says nothing about the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from vaultd.core.errors import BackendUnavailable, InvalidArgument, VaultError
+
+log = logging.getLogger(__name__)
+
+DOMAIN = "vaultd"
+
+
+class _Malformed:
+    """Stands in for a request whose bytes did not parse."""
+
+
+_MALFORMED = _Malformed()
+
+
+def to_status(error: VaultError) -> Any:
+    """The grpc.Status (code, message, trailing metadata with details) for a domain error."""
+    code = grpc.StatusCode[error.code]
+    status = status_pb2.Status(code=code.value[0], message=error.message)
+    details: list[Any] = [
+        error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
+    ]
+    if error.violations:
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=v.field, description=v.description
+                    )
+                    for v in error.violations
+                ]
+            )
+        )
+    for detail in details:
+        packed = any_pb2.Any()
+        packed.Pack(detail)
+        status.details.append(packed)
+    return rpc_status.to_status(status)
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception:
+            return _MALFORMED
+
+    return parse
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Wraps every unary RPC so its errors leave as the documented statuses."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        behavior = handler.unary_unary
+        method = handler_call_details.method
+
+        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            error: VaultError
+            if request is _MALFORMED:
+                error = InvalidArgument("request", "is not a well-formed protobuf message")
+            else:
+                try:
+                    # Bounds every backend wait (KMS retries included) by the client's deadline.
+                    async with asyncio.timeout(context.time_remaining()):
+                        return await behavior(request, context)
+                except VaultError as exc:
+                    error = exc
+                except TimeoutError:
+                    error = BackendUnavailable("a backend did not answer within the deadline")
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    error_id = uuid.uuid4().hex
+                    log.exception("unhandled error in %s (error id %s)", method, error_id)
+                    await context.abort(
+                        grpc.StatusCode.INTERNAL, f"internal error (error id {error_id})"
+                    )
+            status = to_status(error)
+            await context.abort(status.code, status.details, status.trailing_metadata)
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded,
+            request_deserializer=_tolerant(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )

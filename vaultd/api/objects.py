@@ -1,0 +1,87 @@
+"""ObjectService: each RPC converts proto -> domain, awaits the vault, converts back."""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import grpc
+
+from vaultd.api import convert
+from vaultd.api.caller import caller_of
+from vaultd.core.objects import ObjectVault
+from vaultd.v1 import object_service_pb2 as pb
+from vaultd.v1 import object_service_pb2_grpc as pb_grpc
+
+Context: TypeAlias = grpc.aio.ServicerContext
+
+
+class ObjectServicer(pb_grpc.ObjectServiceServicer):
+    def __init__(self, vault: ObjectVault) -> None:
+        self._vault = vault
+
+    async def CreateObject(
+        self, request: pb.CreateObjectRequest, context: Context
+    ) -> pb.CreateObjectResponse:
+        c = caller_of(context)
+        meta = await self._vault.create(
+            c.environment_id, c.actor, request.name, request.value, request.key_context
+        )
+        return pb.CreateObjectResponse(metadata=convert.metadata(meta))
+
+    async def GetObject(
+        self, request: pb.GetObjectRequest, context: Context
+    ) -> pb.GetObjectResponse:
+        obj = await self._vault.get(caller_of(context).environment_id, request.id)
+        return pb.GetObjectResponse(object=convert.vault_object(obj))
+
+    async def GetObjectByName(
+        self, request: pb.GetObjectByNameRequest, context: Context
+    ) -> pb.GetObjectByNameResponse:
+        obj = await self._vault.get_by_name(caller_of(context).environment_id, request.name)
+        return pb.GetObjectByNameResponse(object=convert.vault_object(obj))
+
+    async def DescribeObject(
+        self, request: pb.DescribeObjectRequest, context: Context
+    ) -> pb.DescribeObjectResponse:
+        meta = await self._vault.describe(caller_of(context).environment_id, request.id)
+        return pb.DescribeObjectResponse(metadata=convert.metadata(meta))
+
+    async def UpdateObject(
+        self, request: pb.UpdateObjectRequest, context: Context
+    ) -> pb.UpdateObjectResponse:
+        c = caller_of(context)
+        check = request.version_check if request.HasField("version_check") else None
+        meta = await self._vault.update(c.environment_id, c.actor, request.id, request.value, check)
+        return pb.UpdateObjectResponse(metadata=convert.metadata(meta))
+
+    async def DeleteObject(
+        self, request: pb.DeleteObjectRequest, context: Context
+    ) -> pb.DeleteObjectResponse:
+        check = request.version_check if request.HasField("version_check") else None
+        await self._vault.delete(caller_of(context).environment_id, request.id, check)
+        return pb.DeleteObjectResponse()
+
+    async def ListObjects(
+        self, request: pb.ListObjectsRequest, context: Context
+    ) -> pb.ListObjectsResponse:
+        page = await self._vault.list_objects(
+            caller_of(context).environment_id, convert.list_query(request)
+        )
+        return pb.ListObjectsResponse(
+            objects=[convert.digest(e) for e in page.entries],
+            list_metadata=pb.ListMetadata(before=page.before, after=page.after),
+        )
+
+    async def ListObjectVersions(
+        self, request: pb.ListObjectVersionsRequest, context: Context
+    ) -> pb.ListObjectVersionsResponse:
+        versions = await self._vault.list_versions(caller_of(context).environment_id, request.id)
+        return pb.ListObjectVersionsResponse(versions=[convert.version(v) for v in versions])
+
+    async def GetObjectVersion(
+        self, request: pb.GetObjectVersionRequest, context: Context
+    ) -> pb.GetObjectVersionResponse:
+        obj = await self._vault.get_version(
+            caller_of(context).environment_id, request.id, request.version_id
+        )
+        return pb.GetObjectVersionResponse(object=convert.vault_object(obj))

@@ -1,0 +1,150 @@
+"""The one exception tree of vaultd's domain.
+
+Each error names its gRPC status code as a plain string (core never imports grpc) and a stable
+reason; vaultd.api.errors maps them onto a google.rpc.Status with ErrorInfo and BadRequest.
+Messages and metadata never carry a value, a key or a plaintext: only ids, names of fields and
+the rule that was broken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One bad request field, as google.rpc.BadRequest.FieldViolation shows it."""
+
+    field: str
+    description: str
+
+
+class VaultError(Exception):
+    """Base of every error a client may see, with its status code and reason."""
+
+    code: str = "INTERNAL"
+    reason: str = "INTERNAL"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        violations: tuple[FieldViolation, ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.metadata = dict(metadata or {})
+        self.violations = violations
+
+
+class InvalidArgument(VaultError):
+    """A request field breaks a rule; `reason` says which kind of field."""
+
+    code = "INVALID_ARGUMENT"
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(self, field: str, description: str, *, reason: str | None = None) -> None:
+        super().__init__(
+            f"{field}: {description}", violations=(FieldViolation(field, description),)
+        )
+        if reason is not None:
+            self.reason = reason
+
+
+class InvalidKeyContext(InvalidArgument):
+    reason = "INVALID_KEY_CONTEXT"
+
+
+class InvalidName(InvalidArgument):
+    reason = "INVALID_NAME"
+
+
+class ValueTooLarge(InvalidArgument):
+    reason = "VALUE_TOO_LARGE"
+
+
+class InvalidCursor(InvalidArgument):
+    reason = "INVALID_CURSOR"
+
+
+class InvalidId(InvalidArgument):
+    reason = "INVALID_ID"
+
+
+class InvalidBlob(InvalidArgument):
+    """A blob (encrypted_keys, ciphertext) is not well formed.
+
+    To a client this is the same failure as a blob that does not authenticate: it cannot be
+    opened. One reason for both keeps callers from branching on how a blob was damaged.
+    """
+
+    reason = "DECRYPTION_FAILED"
+
+
+class DecryptionFailed(VaultError):
+    """Ciphertext or associated data did not authenticate."""
+
+    code = "INVALID_ARGUMENT"
+    reason = "DECRYPTION_FAILED"
+
+
+class ObjectNotFound(VaultError):
+    code = "NOT_FOUND"
+    reason = "OBJECT_NOT_FOUND"
+
+
+class NameTaken(VaultError):
+    code = "ALREADY_EXISTS"
+    reason = "NAME_TAKEN"
+
+
+class VersionConflict(VaultError):
+    """A stale version_check; the current version id travels in the metadata."""
+
+    code = "ABORTED"
+    reason = "VERSION_CONFLICT"
+
+    def __init__(self, object_id: str, current_version_id: str) -> None:
+        super().__init__(
+            f"object {object_id} is at version {current_version_id}, not the one checked",
+            metadata={"object_id": object_id, "current_version_id": current_version_id},
+        )
+        self.current_version_id = current_version_id
+
+
+class KeyUnavailable(VaultError):
+    """A provider key is revoked, disabled, unknown or access to it is denied."""
+
+    code = "FAILED_PRECONDITION"
+    reason = "KEY_UNAVAILABLE"
+
+
+class KeyShredded(VaultError):
+    """The context item's KEKs were destroyed on purpose."""
+
+    code = "FAILED_PRECONDITION"
+    reason = "KEY_SHREDDED"
+
+
+class BackendUnavailable(VaultError):
+    """Storage or a KMS cannot be reached or timed out."""
+
+    code = "UNAVAILABLE"
+    reason = "BACKEND_UNAVAILABLE"
+
+
+class Unauthenticated(VaultError):
+    code = "UNAUTHENTICATED"
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(VaultError):
+    code = "PERMISSION_DENIED"
+    reason = "PERMISSION_DENIED"
+
+
+class ResourceExhausted(VaultError):
+    code = "RESOURCE_EXHAUSTED"
+    reason = "RESOURCE_EXHAUSTED"

@@ -1,0 +1,312 @@
+"""The object vault: named values, each version encrypted under a fresh DEK.
+
+A version's DEK is wrapped under the KEK of every context item (section 4), and its id is the
+version's ULID, so a wrapped DEK is bound to exactly one version. The value is sealed with
+associated data naming the environment, object and version, so ciphertext moved between
+versions or objects does not open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from ulid import ULID
+
+from vaultd.core.envelope import EncryptedKeys, new_dek, open_sealed, seal, wrap_dek
+from vaultd.core.errors import (
+    InvalidArgument,
+    InvalidCursor,
+    NameTaken,
+    ObjectNotFound,
+    VersionConflict,
+)
+from vaultd.core.keyring import Keyring, key_id_label, store_errors
+from vaultd.core.validation import (
+    OBJECT_ID,
+    validate_key_context,
+    validate_name,
+    validate_object_id,
+    validate_value_size,
+    validate_version_id,
+)
+from vaultd.storage import base as storage
+from vaultd.storage.base import Direction, ObjectEntry, ScanFilter, Store, StoredObject
+
+DEFAULT_LIST_LIMIT = 10
+MAX_LIST_LIMIT = 100
+DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who makes a change: an API key's id and name."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectMetadata:
+    id: str
+    name: str
+    environment_id: str
+    key_context: Mapping[str, str]
+    key_ids: tuple[str, ...]
+    version_id: str
+    created_at: datetime
+    updated_at: datetime
+    updated_by: Actor
+
+
+@dataclass(frozen=True, slots=True)
+class VaultObject:
+    metadata: ObjectMetadata
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectVersion:
+    info: storage.VersionInfo
+    current: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    limit: int = 0
+    before: str = ""
+    after: str = ""
+    ascending: bool = False
+    name_prefix: str = ""
+    updated_after: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    entries: Sequence[ObjectEntry]
+    before: str
+    after: str
+
+
+def _metadata(obj: StoredObject) -> ObjectMetadata:
+    v = obj.version
+    return ObjectMetadata(
+        id=obj.id,
+        name=obj.name,
+        environment_id=obj.environment_id,
+        key_context=dict(obj.key_context),
+        key_ids=v.key_ids,
+        version_id=v.version_id,
+        created_at=obj.created_at,
+        updated_at=v.created_at,
+        updated_by=Actor(v.updated_by_id, v.updated_by_name),
+    )
+
+
+def _value_aad(environment_id: str, object_id: str, version_id: str) -> bytes:
+    return "\0".join(("vaultd/object/v1", environment_id, object_id, version_id)).encode()
+
+
+class ObjectVault:
+    """Create, read, update, delete and list encrypted objects."""
+
+    def __init__(
+        self,
+        store: Store,
+        keyring: Keyring,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._keyring = keyring
+        self._max_value_bytes = max_value_bytes
+        self._clock = clock
+
+    async def create(
+        self,
+        environment_id: str,
+        actor: Actor,
+        name: str,
+        value: bytes,
+        key_context: Mapping[str, str],
+    ) -> ObjectMetadata:
+        validate_name(name)
+        validate_value_size(value, self._max_value_bytes)
+        context = validate_key_context(key_context)
+        now = self._clock()
+        object_id = f"secret_{ULID.from_datetime(now)}"
+        version = await self._seal_version(environment_id, object_id, context, value, actor, now)
+        obj = StoredObject(environment_id, object_id, name, dict(context), now, version)
+        with store_errors():
+            try:
+                await self._store.create_object(obj)
+            except storage.NameTaken:
+                raise NameTaken(
+                    f"an object named {name!r} already exists", metadata={"name": name}
+                ) from None
+        return _metadata(obj)
+
+    async def get(self, environment_id: str, object_id: str) -> VaultObject:
+        return await self._open(await self._stored(environment_id, object_id))
+
+    async def get_by_name(self, environment_id: str, name: str) -> VaultObject:
+        validate_name(name)
+        with store_errors():
+            obj = await self._store.get_object_by_name(environment_id, name)
+        if obj is None:
+            raise ObjectNotFound(f"no object named {name!r}", metadata={"name": name})
+        return await self._open(obj)
+
+    async def describe(self, environment_id: str, object_id: str) -> ObjectMetadata:
+        return _metadata(await self._stored(environment_id, object_id))
+
+    async def update(
+        self,
+        environment_id: str,
+        actor: Actor,
+        object_id: str,
+        value: bytes,
+        version_check: str | None,
+    ) -> ObjectMetadata:
+        validate_value_size(value, self._max_value_bytes)
+        if version_check is not None:
+            validate_version_id(version_check, "version_check")
+        current = await self._stored(environment_id, object_id)
+        context = validate_key_context(current.key_context)
+        version = await self._seal_version(
+            environment_id, object_id, context, value, actor, self._clock()
+        )
+        with store_errors():
+            try:
+                await self._store.update_object(environment_id, object_id, version, version_check)
+            except storage.VersionMismatch as exc:
+                raise VersionConflict(object_id, exc.current_version_id) from None
+            except storage.ObjectMissing:
+                raise _not_found(object_id) from None
+        return _metadata(
+            StoredObject(
+                environment_id,
+                object_id,
+                current.name,
+                current.key_context,
+                current.created_at,
+                version,
+            )
+        )
+
+    async def delete(self, environment_id: str, object_id: str, version_check: str | None) -> None:
+        validate_object_id(object_id)
+        if version_check is not None:
+            validate_version_id(version_check, "version_check")
+        with store_errors():
+            try:
+                await self._store.delete_object(environment_id, object_id, version_check)
+            except storage.VersionMismatch as exc:
+                raise VersionConflict(object_id, exc.current_version_id) from None
+            except storage.ObjectMissing:
+                raise _not_found(object_id) from None
+
+    async def list_versions(self, environment_id: str, object_id: str) -> list[ObjectVersion]:
+        validate_object_id(object_id)
+        with store_errors():
+            found = await self._store.list_versions(environment_id, object_id)
+        if found is None:
+            raise _not_found(object_id)
+        infos, current_id = found
+        return [ObjectVersion(info, info.version_id == current_id) for info in infos]
+
+    async def get_version(
+        self, environment_id: str, object_id: str, version_id: str
+    ) -> VaultObject:
+        validate_object_id(object_id)
+        validate_version_id(version_id)
+        with store_errors():
+            obj = await self._store.get_object_version(environment_id, object_id, version_id)
+        if obj is None:
+            raise ObjectNotFound(
+                f"object {object_id} has no version {version_id}",
+                metadata={"object_id": object_id, "version_id": version_id},
+            )
+        return await self._open(obj)
+
+    async def list_objects(self, environment_id: str, query: ListQuery) -> ListPage:
+        limit = query.limit or DEFAULT_LIST_LIMIT
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidArgument("limit", f"must be between 1 and {MAX_LIST_LIMIT}")
+        if query.before and query.after:
+            raise InvalidCursor("before", "cannot be combined with after")
+        for field in ("before", "after"):
+            cursor = getattr(query, field)
+            if cursor and not OBJECT_ID.fullmatch(cursor):
+                raise InvalidCursor(field, "is not an object id from a previous list")
+        order = Direction.ASCENDING if query.ascending else Direction.DESCENDING
+        flt = ScanFilter(query.name_prefix, query.updated_after)
+
+        async def scan(direction: Direction, cursor: str | None, n: int) -> list[ObjectEntry]:
+            with store_errors():
+                return await self._store.scan_objects(environment_id, direction, cursor, n, flt)
+
+        if query.before:
+            # The `limit` entries just before the cursor, walking backwards, shown in order.
+            found = await scan(order.reverse(), query.before, limit + 1)
+            page = list(reversed(found[:limit]))
+            more_before = len(found) > limit
+            more_after = bool(page) and bool(await scan(order, page[-1].id, 1))
+        else:
+            found = await scan(order, query.after or None, limit + 1)
+            page = found[:limit]
+            more_after = len(found) > limit
+            more_before = bool(page) and bool(await scan(order.reverse(), page[0].id, 1))
+        return ListPage(
+            page,
+            before=page[0].id if more_before else "",
+            after=page[-1].id if more_after else "",
+        )
+
+    async def _stored(self, environment_id: str, object_id: str) -> StoredObject:
+        validate_object_id(object_id)
+        with store_errors():
+            obj = await self._store.get_object(environment_id, object_id)
+        if obj is None:
+            raise _not_found(object_id)
+        return obj
+
+    async def _seal_version(
+        self,
+        environment_id: str,
+        object_id: str,
+        context: tuple[tuple[str, str], ...],
+        value: bytes,
+        actor: Actor,
+        now: datetime,
+    ) -> storage.StoredVersion:
+        keks = await self._keyring.current_keks(environment_id, context)
+        ulid = ULID.from_datetime(now)
+        version_id = f"ver_{ulid}"
+        dek = new_dek()
+        encrypted_keys = wrap_dek(dek, ulid.bytes, keks).to_bytes()
+        ciphertext = seal(dek, value, _value_aad(environment_id, object_id, version_id))
+        return storage.StoredVersion(
+            version_id=version_id,
+            created_at=now,
+            size=len(value),
+            etag=hashlib.sha256(ciphertext).hexdigest()[:32],
+            key_ids=tuple(key_id_label(k) for k in keks),
+            encrypted_keys=encrypted_keys,
+            ciphertext=ciphertext,
+            updated_by_id=actor.id,
+            updated_by_name=actor.name,
+        )
+
+    async def _open(self, obj: StoredObject) -> VaultObject:
+        v = obj.version
+        keys = EncryptedKeys.parse(v.encrypted_keys)
+        dek = await self._keyring.unwrap_dek(obj.environment_id, keys)
+        value = open_sealed(dek, v.ciphertext, _value_aad(obj.environment_id, obj.id, v.version_id))
+        return VaultObject(_metadata(obj), value)
+
+
+def _not_found(object_id: str) -> ObjectNotFound:
+    return ObjectNotFound(f"no object with id {object_id}", metadata={"object_id": object_id})

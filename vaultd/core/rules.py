@@ -1,0 +1,112 @@
+"""Which provider key governs each context item: the BYOK rules of DESIGN.md section 5.
+
+A rule matches ONE context item: a key and either an exact value (`org_abc`) or a value prefix
+(`org_*`, a single trailing `*`). Items no rule governs use the default URI (the internal root
+key). When several rules match an item, an exact value beats any prefix and a longer prefix
+beats a shorter one; two rules of equal weight that can match the same item (the same key and
+the same value or prefix) are a configuration error at load, never a guess at run time.
+
+When any item of a context is governed by a rule, only the governed items' KEKs wrap the DEK
+(the BYOK guarantee of section 4): a tenant that revokes its CMK then makes its data unreadable,
+whatever other items the context holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+
+from vaultd.core.validation import KeyContext
+
+
+class RuleError(ValueError):
+    """A BYOK rule cannot be used; the message names the rule."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Items with this key whose value equals (or, for a prefix rule, starts with) `value`."""
+
+    item_key: str
+    value: str
+    key_uri: str
+    is_prefix: bool = False
+    label: str = ""
+
+    @classmethod
+    def parse(cls, index: int, match: Mapping[str, str], key_uri: str) -> Rule:
+        if len(match) != 1:
+            raise RuleError(
+                f"byok rule {index + 1} ({dict(match)}): match exactly one context item, "
+                f"e.g. {{organization_id: org_abc}}"
+            )
+        ((item_key, pattern),) = match.items()
+        label = f"byok rule {index + 1} ({item_key}={pattern} -> {key_uri})"
+        if not item_key or not pattern:
+            raise RuleError(f"{label}: the key and value must not be empty")
+        is_prefix = pattern.endswith("*")
+        value = pattern[:-1] if is_prefix else pattern
+        if "*" in value:
+            raise RuleError(f"{label}: only one trailing '*' is allowed in a value")
+        return cls(item_key, value, key_uri, is_prefix, label)
+
+
+class KeyRules:
+    """Resolves context items to provider key URIs."""
+
+    def __init__(self, default_uri: str, rules: Iterable[Rule] = ()) -> None:
+        self.default_uri = default_uri
+        self.rules = tuple(rules)
+        # Indexed so resolving an item costs a dict lookup, however many tenants have rules.
+        self._exact: dict[tuple[str, str], Rule] = {}
+        self._prefixes: dict[str, list[Rule]] = {}
+        seen: dict[tuple[str, str, bool], Rule] = {}
+        for rule in self.rules:
+            twin = seen.setdefault((rule.item_key, rule.value, rule.is_prefix), rule)
+            if twin is not rule:
+                raise RuleError(f"{rule.label} overlaps {twin.label} with equal weight; remove one")
+            if rule.is_prefix:
+                self._prefixes.setdefault(rule.item_key, []).append(rule)
+            else:
+                self._exact[(rule.item_key, rule.value)] = rule
+        for candidates in self._prefixes.values():
+            candidates.sort(key=lambda r: len(r.value), reverse=True)
+
+    @classmethod
+    def from_config(
+        cls,
+        default_uri: str,
+        entries: Iterable[tuple[Mapping[str, str], str]],
+        configured_schemes: Collection[str],
+    ) -> KeyRules:
+        """Rules from (match, key URI) pairs, refusing any whose provider is not configured."""
+        rules = []
+        for index, (match, key_uri) in enumerate(entries):
+            rule = Rule.parse(index, match, key_uri)
+            scheme, sep, rest = key_uri.partition("://")
+            if not sep or not rest:
+                raise RuleError(f"{rule.label}: key must be a URI such as aws-kms://arn:...")
+            if scheme not in configured_schemes:
+                raise RuleError(
+                    f"{rule.label}: no provider is configured for {scheme}:// "
+                    f"(configured: {', '.join(sorted(configured_schemes)) or 'none'}); "
+                    f"add it under providers:"
+                )
+            rules.append(rule)
+        return cls(default_uri, rules)
+
+    def governing_rule(self, item_key: str, item_value: str) -> Rule | None:
+        exact = self._exact.get((item_key, item_value))
+        if exact is not None:
+            return exact
+        candidates = self._prefixes.get(item_key, ())
+        return next((r for r in candidates if item_value.startswith(r.value)), None)
+
+    def key_uri(self, item_key: str, item_value: str) -> str:
+        rule = self.governing_rule(item_key, item_value)
+        return rule.key_uri if rule else self.default_uri
+
+    def items_to_wrap(self, context: KeyContext) -> KeyContext:
+        """The items whose KEKs wrap a DEK for this context (the BYOK guarantee)."""
+        governed = tuple(item for item in context if self.governing_rule(*item))
+        return governed or context
