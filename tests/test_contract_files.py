@@ -35,8 +35,8 @@ def _buf() -> str:
     found = str(BUF) if BUF.exists() else shutil.which("buf")
     if found is None:
         if os.environ.get("CI"):
-            pytest.fail("buf is not installed; .ci/run installs it with npm ci in tests/polyglot")
-        pytest.skip("buf is not installed (cd tests/polyglot && npm ci)")
+            pytest.fail("buf is not installed; .ci/run installs it with npm install in tests/polyglot")
+        pytest.skip("buf is not installed (cd tests/polyglot && npm install)")
     return found
 
 
