@@ -35,7 +35,7 @@ def _buf() -> str:
     found = str(BUF) if BUF.exists() else shutil.which("buf")
     if found is None:
         if os.environ.get("CI"):
-            pytest.fail("buf is not installed; .ci/run installs it with npm install in tests/polyglot")
+            pytest.fail("buf is not installed; .ci/run installs it (npm install in tests/polyglot)")
         pytest.skip("buf is not installed (cd tests/polyglot && npm install)")
     return found
 
