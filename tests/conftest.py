@@ -8,6 +8,7 @@ import pytest
 import pytest_asyncio
 
 from tests.support.redis_server import RedisServer
+from tests.support.redis_topologies import RedisClusterSet, RedisSentinelSet
 from vaultd.storage import RedisStore, SqliteStore, Store
 
 
@@ -16,6 +17,34 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     """A real redis-server on its own port; tests share it and keep apart by unique ids."""
     with RedisServer(tmp_path_factory.mktemp("redis")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterSet]:
+    """A real 3-master Redis Cluster on private ports."""
+    with RedisClusterSet(tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinelSet]:
+    """A real master + replica + sentinel on private ports."""
+    with RedisSentinelSet(tmp_path_factory.mktemp("sentinel")) as sentinel:
+        yield sentinel
+
+
+@pytest_asyncio.fixture(scope="session")
+async def cluster_store(redis_cluster: RedisClusterSet) -> AsyncIterator[RedisStore]:
+    store = RedisStore.from_url(redis_cluster.url)
+    yield store
+    await store.close()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def sentinel_store(redis_sentinel: RedisSentinelSet) -> AsyncIterator[RedisStore]:
+    store = RedisStore.from_url(redis_sentinel.url)
+    yield store
+    await store.close()
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -32,7 +61,7 @@ async def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
     await store.close()
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "cluster", "sentinel"])
 def store(request: pytest.FixtureRequest) -> Store:
     """Each store in turn, so one suite proves both keep the same contract."""
     chosen: Store = request.getfixturevalue(f"{request.param}_store")

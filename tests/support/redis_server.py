@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -20,12 +21,15 @@ class RedisServer:
     `url` and clients made before the restart can reconnect.
     """
 
-    def __init__(self, directory: Path, binary: str | None = None) -> None:
+    def __init__(
+        self, directory: Path, binary: str | None = None, extra_args: Sequence[str] = ()
+    ) -> None:
         found = binary or shutil.which("redis-server")
         if found is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.binary = found
         self.directory = directory
+        self.extra_args = list(extra_args)
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -53,6 +57,7 @@ class RedisServer:
                     "--save", "",
                     "--appendonly", "no",
                     "--dir", str(self.directory),
+                    *self.extra_args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

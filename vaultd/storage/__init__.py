@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from vaultd.storage.base import (
     Direction,
@@ -45,7 +44,6 @@ __all__ = [
 ]
 
 SQLITE_FILE_NAME = "vaultd.db"
-_REDIS_SCHEMES = ("redis", "rediss")
 
 
 async def open_store(redis_url: str | None, data_dir: Path) -> Store:
@@ -56,11 +54,4 @@ async def open_store(redis_url: str | None, data_dir: Path) -> Store:
     if not redis_url:
         # Opening creates the file and schema: disk work, kept off the event loop.
         return await asyncio.to_thread(SqliteStore, data_dir / SQLITE_FILE_NAME)
-    scheme = urlsplit(redis_url).scheme
-    if scheme not in _REDIS_SCHEMES:
-        # The scheme only: the rest of the URL may hold a password.
-        raise ValueError(
-            f"unsupported Redis URL (scheme {scheme!r}): use redis:// or rediss://; "
-            "Sentinel and Cluster URLs are not supported yet"
-        )
     return RedisStore.from_url(redis_url)

@@ -24,9 +24,6 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from vaultd.storage import codec
 from vaultd.storage.base import (
@@ -44,8 +41,8 @@ from vaultd.storage.base import (
     VersionMismatch,
 )
 from vaultd.storage.keys import Kind, key
+from vaultd.storage.redis_urls import RedisClient, redis_client
 
-SOCKET_TIMEOUT_SECONDS = 5.0
 SCAN_BUDGET = 256
 """Most ids one scan step examines, so a filtered scan of a huge environment never holds Redis
 for more than a moment; the scan continues in further steps."""
@@ -226,8 +223,8 @@ class _ObjectKeys:
 class RedisStore:
     """A Store on Redis, through redis-py asyncio."""
 
-    def __init__(self, client: Redis, *, scan_budget: int = SCAN_BUDGET) -> None:
-        if client.connection_pool.connection_kwargs.get("decode_responses"):
+    def __init__(self, client: RedisClient, *, scan_budget: int = SCAN_BUDGET) -> None:
+        if client.get_connection_kwargs().get("decode_responses"):
             raise ValueError("RedisStore needs a client with decode_responses=False")
         self._redis = client
         self._scan_budget = scan_budget
@@ -241,13 +238,8 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
-        client = Redis.from_url(
-            url,
-            socket_timeout=SOCKET_TIMEOUT_SECONDS,
-            socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
-            retry=Retry(NoBackoff(), retries=0),  # see the module docstring
-        )
-        return cls(client)
+        """A store on one server, a Cluster or a Sentinel-monitored master (redis_urls.py)."""
+        return cls(redis_client(url))
 
     @_available
     async def get_kek_versions(self, environment_id: str, kek_id: str) -> list[KekVersion]:

@@ -1,0 +1,89 @@
+"""Redis clients from vaultd's storage URLs: one server, Redis Cluster, or Sentinel.
+
+    redis://[user:password@]host:port[/db]          rediss:// for TLS
+    redis+cluster://[user:password@]host:port[,host:port...]
+    redis+sentinel://[user:password@]host:port[,host:port...]/service_name[/db]
+
+The password (also the masters' password behind Sentinel) comes from the URL's user info.
+Every client fails fast rather than retrying by itself: a reply lost to a dropped connection
+leaves a write's outcome unknown, and a replayed create would report its own name as taken
+(see redis_store.py). Cluster redirects (MOVED/ASK) are still followed: they are no retry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+
+SOCKET_TIMEOUT_SECONDS = 5.0
+SCHEMES = ("redis", "rediss", "redis+cluster", "redis+sentinel")
+
+RedisClient = Redis | RedisCluster
+
+
+def _no_retry() -> Retry:
+    return Retry(NoBackoff(), retries=0)
+
+
+def _common() -> dict[str, Any]:
+    return {
+        "socket_timeout": SOCKET_TIMEOUT_SECONDS,
+        "socket_connect_timeout": SOCKET_TIMEOUT_SECONDS,
+        "retry": _no_retry(),
+    }
+
+
+def _hosts(netloc: str, scheme: str) -> list[tuple[str, int]]:
+    hosts = []
+    for part in netloc.rpartition("@")[2].split(","):
+        host, sep, port = part.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"{scheme}:// URLs list host:port pairs separated by commas")
+        hosts.append((host.strip("[]"), int(port)))
+    return hosts
+
+
+def redis_client(url: str) -> RedisClient:
+    """A client for any of the URL forms above; nothing is contacted yet."""
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    if scheme not in SCHEMES:
+        # The scheme only: the rest of the URL may hold a password.
+        raise ValueError(
+            f"unsupported Redis URL scheme {scheme!r}: use one of "
+            + ", ".join(f"{s}://" for s in SCHEMES)
+        )
+    if scheme in ("redis", "rediss"):
+        return Redis.from_url(url, **_common())
+    password = unquote(parts.password) if parts.password else None
+    username = unquote(parts.username) if parts.username else None
+    if scheme == "redis+cluster":
+        nodes = [ClusterNode(host, port) for host, port in _hosts(parts.netloc, scheme)]
+        return RedisCluster(
+            startup_nodes=nodes,
+            username=username,
+            password=password,
+            socket_timeout=SOCKET_TIMEOUT_SECONDS,
+            socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+            retry=_no_retry(),
+        )
+    path = [p for p in parts.path.split("/") if p]
+    if not path:
+        raise ValueError("redis+sentinel:// URLs end with /service_name (the monitored master)")
+    db = int(path[1]) if len(path) > 1 else 0
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        _hosts(parts.netloc, scheme),
+        sentinel_kwargs={"socket_timeout": SOCKET_TIMEOUT_SECONDS},
+        db=db,
+        username=username,
+        password=password,
+        **_common(),
+    )
+    master: Redis = sentinel.master_for(path[0])
+    return master
