@@ -41,8 +41,9 @@ from vaultd.storage.base import (
     VersionMismatch,
 )
 from vaultd.storage.keys import Kind, key
-from vaultd.storage.redis_urls import RedisClient, redis_client
+from vaultd.storage.redis_urls import RedisClient, redis_client, wait_replicas
 
+REPLICA_TIMEOUT_MS = 2000
 SCAN_BUDGET = 256
 """Most ids one scan step examines, so a filtered scan of a huge environment never holds Redis
 for more than a moment; the scan continues in further steps."""
@@ -223,11 +224,20 @@ class _ObjectKeys:
 class RedisStore:
     """A Store on Redis, through redis-py asyncio."""
 
-    def __init__(self, client: RedisClient, *, scan_budget: int = SCAN_BUDGET) -> None:
+    def __init__(
+        self,
+        client: RedisClient,
+        *,
+        scan_budget: int = SCAN_BUDGET,
+        wait_replicas: int = 0,
+        replica_timeout_ms: int = REPLICA_TIMEOUT_MS,
+    ) -> None:
         if client.get_connection_kwargs().get("decode_responses"):
             raise ValueError("RedisStore needs a client with decode_responses=False")
         self._redis = client
         self._scan_budget = scan_budget
+        self._wait_replicas = wait_replicas
+        self._replica_timeout_ms = replica_timeout_ms
         self._create = client.register_script(_CREATE)
         self._get = client.register_script(_GET)
         self._list_versions = client.register_script(_LIST_VERSIONS)
@@ -239,7 +249,18 @@ class RedisStore:
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
         """A store on one server, a Cluster or a Sentinel-monitored master (redis_urls.py)."""
-        return cls(redis_client(url))
+        plain_url, replicas = wait_replicas(url)
+        return cls(redis_client(plain_url), wait_replicas=replicas)
+
+    async def _replicated(self) -> None:
+        """Acknowledge a write only once enough replicas hold it (see redis_urls.py)."""
+        if not self._wait_replicas:
+            return
+        confirmed = await self._redis.wait(self._wait_replicas, self._replica_timeout_ms)
+        if confirmed < self._wait_replicas:
+            raise StoreUnavailable(
+                f"write not confirmed by {self._wait_replicas} replica(s); outcome unknown"
+            )
 
     @_available
     async def get_kek_versions(self, environment_id: str, kek_id: str) -> list[KekVersion]:
@@ -252,6 +273,8 @@ class RedisStore:
             keys=[key(environment_id, Kind.KEK, kek_id)],
             args=[kek.version, codec.encode_kek(kek)],
         )
+        if added:
+            await self._replicated()
         return bool(added)
 
     @_available
@@ -272,6 +295,8 @@ class RedisStore:
         )
         if reply == b"name_taken":
             raise NameTaken("name taken")
+        if reply == b"ok":
+            await self._replicated()
         if reply == b"id_taken":
             raise StoreError("object id already in use")
 
@@ -327,6 +352,7 @@ class RedisStore:
             args=args + _expected(expected_version_id),
         )
         _raise_for(reply)
+        await self._replicated()
 
     @_available
     async def delete_object(
@@ -337,6 +363,7 @@ class RedisStore:
             args=[object_id, *_expected(expected_version_id)],
         )
         _raise_for(reply)
+        await self._replicated()
 
     @_available
     async def scan_objects(

@@ -5,6 +5,11 @@
     redis+sentinel://[user:password@]host:port[,host:port...]/service_name[/db]
 
 The password (also the masters' password behind Sentinel) comes from the URL's user info.
+
+`?wait_replicas=N` makes every write wait until N replicas confirm it (Redis WAIT) before it is
+acknowledged; a write they do not confirm in time is reported unavailable (its outcome is
+unknown), never as done. Replication is asynchronous, so without it a failover can lose writes
+the clients were told succeeded. Sentinel URLs therefore default to 1, the rest to 0.
 Every client fails fast rather than retrying by itself: a reply lost to a dropped connection
 leaves a write's outcome unknown, and a replayed create would report its own name as taken
 (see redis_store.py). Cluster redirects (MOVED/ASK) are still followed: they are no retry.
@@ -13,7 +18,7 @@ leaves a write's outcome unknown, and a replayed create would report its own nam
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -47,6 +52,21 @@ def _hosts(netloc: str, scheme: str) -> list[tuple[str, int]]:
             raise ValueError(f"{scheme}:// URLs list host:port pairs separated by commas")
         hosts.append((host.strip("[]"), int(port)))
     return hosts
+
+
+def wait_replicas(url: str) -> tuple[str, int]:
+    """The URL without its `wait_replicas` parameter, and the parameter's value."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    given = [value for name, value in query if name == "wait_replicas"]
+    default = 1 if parts.scheme == "redis+sentinel" else 0
+    if given and not given[-1].isdigit():
+        raise ValueError("wait_replicas must be a whole number of replicas")
+    replicas = int(given[-1]) if given else default
+    if replicas and parts.scheme == "redis+cluster":
+        raise ValueError("wait_replicas is not supported on redis+cluster:// yet")
+    rest = urlencode([(name, value) for name, value in query if name != "wait_replicas"])
+    return urlunsplit(parts._replace(query=rest)), replicas
 
 
 def redis_client(url: str) -> RedisClient:
