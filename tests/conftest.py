@@ -11,6 +11,14 @@ from tests.support.redis_server import RedisServer
 from tests.support.redis_topologies import RedisClusterSet, RedisSentinelSet
 from vaultd.storage import RedisStore, SqliteStore, Store
 
+# The KMS stand-ins, shared by the provider, BYOK, fault and benchmark tests (one each per session).
+pytest_plugins = [
+    "tests.standins.aws",
+    "tests.standins.gcp",
+    "tests.standins.azure",
+    "tests.standins.hcvault",
+]
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:

@@ -1,0 +1,250 @@
+"""The Google Cloud KMS provider: KEKs wrapped by a symmetric CryptoKey with Encrypt / Decrypt.
+
+Key URIs are `gcp-kms://projects/<p>/locations/<l>/keyRings/<r>/cryptoKeys/<k>`; the part after
+the scheme is the CryptoKey's resource name, and Cloud KMS picks the version (the primary to
+encrypt, the one recorded in the ciphertext to decrypt). The binding is sent as
+`additional_authenticated_data`, so a wrapped key only decrypts for the item it was made for.
+
+Every call sends and checks CRC32C checksums as Google's data-integrity guide recommends; a
+mismatch is corruption in transit, so it is a transient error and retried. The SDK's own
+retries are off: `with_retries` retries inside the caller's deadline, one policy for every
+provider.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from providers import (
+    Binding,
+    KeyUnavailableError,
+    ProviderSetupError,
+    ProviderUnavailableError,
+    canonical_binding,
+    require,
+)
+from providers._retry import with_retries
+
+SCHEME = "gcp-kms"
+EXTRA = "gcp"
+SETTINGS_KEYS = frozenset({"endpoint", "insecure"})
+CALL_TIMEOUT_SECONDS = 10.0
+_KEY_NAME = re.compile(r"projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+")
+
+
+def crc32c(data: bytes) -> int:
+    """CRC32C (Castagnoli), the checksum Cloud KMS uses, from Google's own google-crc32c."""
+    value: int = require("google_crc32c", EXTRA).value(data)
+    return value
+
+
+def key_name(key_uri: str) -> str:
+    """The CryptoKey resource name a `gcp-kms://` URI names."""
+    prefix = f"{SCHEME}://"
+    name = key_uri[len(prefix) :] if key_uri.startswith(prefix) else ""
+    if not _KEY_NAME.fullmatch(name):
+        raise KeyUnavailableError(
+            f"{key_uri}: not a key URI of the form "
+            f"{prefix}projects/P/locations/L/keyRings/R/cryptoKeys/K"
+        )
+    return name
+
+
+class GcpKmsProvider:
+    """Wraps KEKs with Cloud KMS Encrypt / Decrypt through the SDK's asyncio client."""
+
+    scheme = SCHEME
+
+    def __init__(
+        self,
+        *,
+        endpoint: str | None = None,
+        insecure: bool = False,
+        credentials: Any = None,
+        call_timeout: float = CALL_TIMEOUT_SECONDS,
+    ) -> None:
+        """`endpoint` + `insecure` reach a plaintext local server (tests); neither means Google.
+
+        `credentials` (google.auth) default to Application Default Credentials.
+        """
+        if insecure and not endpoint:
+            raise ProviderSetupError(f"providers.{SCHEME}: insecure needs an endpoint")
+        # Imported here so a missing SDK fails at start-up, naming the extra to install.
+        self._kms = require("google.cloud.kms_v1", EXTRA)
+        self._exceptions = require("google.api_core.exceptions", EXTRA)
+        self._auth_exceptions = require("google.auth.exceptions", EXTRA)
+        self._grpc = require("grpc", EXTRA)
+        if credentials is None and not insecure:
+            # Found now rather than by the client on first use, so missing credentials fail
+            # at start-up, not at some tenant's first request.
+            try:
+                credentials, _ = require("google.auth", EXTRA).default()
+            except self._auth_exceptions.DefaultCredentialsError as exc:
+                raise ProviderSetupError(
+                    f"{SCHEME}: no Google credentials found (set GOOGLE_APPLICATION_CREDENTIALS "
+                    "or run on Google Cloud)"
+                ) from exc
+        self._credentials = credentials
+        self._endpoint = endpoint
+        self._insecure = insecure
+        self._call_timeout = call_timeout
+        self._client: Any = None
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> GcpKmsProvider:
+        """Build from the config's `providers: {gcp-kms: {...}}` section."""
+        unknown = sorted(set(settings) - SETTINGS_KEYS)
+        if unknown:
+            raise ProviderSetupError(
+                f"providers.{SCHEME}: unknown setting {unknown[0]!r} "
+                f"(known: {', '.join(sorted(SETTINGS_KEYS))})"
+            )
+        endpoint = settings.get("endpoint")
+        if endpoint is not None and (not isinstance(endpoint, str) or ":" not in endpoint):
+            raise ProviderSetupError(f"providers.{SCHEME}.endpoint must be 'host:port'")
+        insecure = settings.get("insecure", False)
+        if not isinstance(insecure, bool):
+            raise ProviderSetupError(f"providers.{SCHEME}.insecure must be true or false")
+        return cls(endpoint=endpoint, insecure=insecure)
+
+    def _get_client(self) -> Any:
+        # Built on first use, inside the running loop: a grpc.aio channel belongs to the loop
+        # it was made on.
+        if self._client is not None:
+            return self._client
+        kms = self._kms
+        if self._insecure:
+            # An explicit plaintext channel: `client_options(api_endpoint=...)` would build a TLS
+            # channel, which a local server never answers. Reconnect backoff capped at 1 s so
+            # a server that comes back is used within a second, not after gRPC's default
+            # backoff of up to 120 s.
+            channel = self._grpc.aio.insecure_channel(
+                self._endpoint,
+                options=[
+                    ("grpc.initial_reconnect_backoff_ms", 100),
+                    ("grpc.min_reconnect_backoff_ms", 100),
+                    ("grpc.max_reconnect_backoff_ms", 1000),
+                ],
+            )
+            # Anonymous: the SDK ignores credentials once it has a channel, but says so plainly.
+            anonymous = require("google.auth.credentials", EXTRA).AnonymousCredentials()
+            transports = kms.services.key_management_service.transports
+            transport = transports.KeyManagementServiceGrpcAsyncIOTransport(
+                channel=channel, credentials=anonymous
+            )
+            self._client = kms.KeyManagementServiceAsyncClient(transport=transport)
+        else:
+            options = {"api_endpoint": self._endpoint} if self._endpoint else None
+            self._client = kms.KeyManagementServiceAsyncClient(
+                credentials=self._credentials, client_options=options
+            )
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.transport.close()
+            self._client = None
+
+    async def wrap(self, key_uri: str, key: bytes, binding: Binding) -> bytes:
+        name = key_name(key_uri)
+        aad = canonical_binding(binding)
+        request = self._kms.EncryptRequest(
+            name=name,
+            plaintext=key,
+            additional_authenticated_data=aad,
+            plaintext_crc32c=crc32c(key),
+            additional_authenticated_data_crc32c=crc32c(aad),
+        )
+
+        async def attempt() -> bytes:
+            response = await self._call("encrypt", key_uri, request)
+            # A false flag means our checksum never reached the service; a wrong checksum or
+            # name means the response was damaged, or came from some other key.
+            if not (
+                response.verified_plaintext_crc32c
+                and response.verified_additional_authenticated_data_crc32c
+                and response.ciphertext_crc32c == crc32c(response.ciphertext)
+                and _is_version_of(response.name, name)
+            ):
+                raise ProviderUnavailableError(
+                    f"{key_uri}: Encrypt response failed its integrity check"
+                )
+            return bytes(response.ciphertext)
+
+        return await with_retries(attempt)
+
+    async def unwrap(self, key_uri: str, wrapped: bytes, binding: Binding) -> bytes:
+        name = key_name(key_uri)
+        aad = canonical_binding(binding)
+        request = self._kms.DecryptRequest(
+            name=name,
+            ciphertext=wrapped,
+            additional_authenticated_data=aad,
+            ciphertext_crc32c=crc32c(wrapped),
+            additional_authenticated_data_crc32c=crc32c(aad),
+        )
+
+        async def attempt() -> bytes:
+            response = await self._call("decrypt", key_uri, request)
+            if response.plaintext_crc32c != crc32c(response.plaintext):
+                raise ProviderUnavailableError(
+                    f"{key_uri}: Decrypt response failed its integrity check"
+                )
+            return bytes(response.plaintext)
+
+        return await with_retries(attempt)
+
+    async def verify(self, key_uri: str) -> None:
+        probe = os.urandom(32)
+        binding = {"vaultd:verify": SCHEME}
+        if await self.unwrap(key_uri, await self.wrap(key_uri, probe, binding), binding) != probe:
+            raise KeyUnavailableError(f"{key_uri}: round trip returned a different key")
+
+    async def _call(self, method: str, key_uri: str, request: Any) -> Any:
+        """One attempt, with the SDK's error mapped onto vaultd's two provider errors."""
+        exc = self._exceptions
+        try:
+            call = getattr(self._get_client(), method)
+            # retry=None: the SDK would otherwise retry UNAVAILABLE for up to a minute on its own.
+            return await call(request=request, retry=None, timeout=self._call_timeout)
+        except self._grpc.RpcError as error:
+            # Raised unwrapped on some paths (e.g. while the channel connects).
+            raise self._mapped(key_uri, exc.from_grpc_error(error)) from error
+        except exc.GoogleAPICallError as error:
+            raise self._mapped(key_uri, error) from error
+        except self._auth_exceptions.TransportError as error:
+            raise ProviderUnavailableError(
+                f"{key_uri}: cannot reach Google's token service"
+            ) from error
+        except self._auth_exceptions.RefreshError as error:
+            raise KeyUnavailableError(f"{key_uri}: Google rejected vaultd's credentials") from error
+
+    def _mapped(self, key_uri: str, error: Any) -> KeyUnavailableError | ProviderUnavailableError:
+        exc = self._exceptions
+        code = getattr(error.grpc_status_code, "name", None) or str(error.code)
+        if isinstance(error, exc.InvalidArgument) and "crc32c" in str(error.message).lower():
+            # The service saw our checksum not match the data: damaged on the way there.
+            return ProviderUnavailableError(f"{key_uri}: request damaged in transit ({code})")
+        if isinstance(
+            error,
+            exc.PermissionDenied
+            | exc.Unauthenticated
+            | exc.NotFound
+            | exc.FailedPrecondition
+            | exc.InvalidArgument,
+        ):
+            # Denied, unknown, disabled or destroyed key, or a ciphertext / AAD that does not
+            # authenticate under it: retrying cannot help.
+            return KeyUnavailableError(f"{key_uri}: Cloud KMS refused the key ({code})")
+        # ServiceUnavailable, DeadlineExceeded, InternalServerError, ResourceExhausted and
+        # anything else the server did: transient as far as we can tell, so retried.
+        return ProviderUnavailableError(f"{key_uri}: Cloud KMS unavailable ({code})")
+
+
+def _is_version_of(version_name: str, key: str) -> bool:
+    """Encrypt answers with the CryptoKeyVersion it used: `<key>/cryptoKeyVersions/<n>`."""
+    prefix, sep, version = version_name.rpartition("/cryptoKeyVersions/")
+    return bool(sep) and prefix == key and version.isdigit()
