@@ -22,6 +22,10 @@ from ulid import ULID
 
 from tests.support.redis_server import RedisServer
 from vaultd.storage import (
+    ApiKeyRecord,
+    AuditEvent,
+    AuditQuery,
+    BadCursor,
     Direction,
     KekVersion,
     NameTaken,
@@ -33,6 +37,7 @@ from vaultd.storage import (
     Store,
     StoredObject,
     StoredVersion,
+    StoreError,
     StoreUnavailable,
     VersionMismatch,
     open_store,
@@ -468,6 +473,224 @@ async def test_exactly_one_of_racing_kek_writers_wins(store: Store) -> None:
 
     assert results.count(True) == 1
     assert await store.get_kek_versions(env, kek_id) == [rivals[results.index(True)]]
+
+
+# --- API keys ------------------------------------------------------------------------------
+
+
+def new_api_key(environment_id: str = "default", name: str = "Zoë's deploy key 🔑") -> ApiKeyRecord:
+    return ApiKeyRecord(
+        id=f"key_{ULID()}",
+        name=name,
+        environment_id=environment_id,
+        permissions=("objects:read", "keys:use"),
+        secret_hash=secrets.token_hex(32),
+        created_at=BASE_TIME,
+    )
+
+
+async def test_api_keys_read_back_by_id_hash_and_list(store: Store) -> None:
+    record = new_api_key(new_env())
+    assert await store.add_api_key(record)
+
+    assert await store.get_api_key(record.id) == record
+    assert await store.find_api_key(record.secret_hash) == record
+    listed = await store.list_api_keys()
+    assert record in listed
+    assert [k.id for k in listed] == sorted(k.id for k in listed)
+    assert await store.get_api_key(f"key_{ULID()}") is None
+    assert await store.find_api_key(secrets.token_hex(32)) is None
+
+
+async def test_an_api_key_id_or_secret_is_never_reused(store: Store) -> None:
+    record = new_api_key()
+    await store.add_api_key(record)
+    same_id = replace(new_api_key(), id=record.id)
+    same_secret = replace(new_api_key(), secret_hash=record.secret_hash)
+    for rival in (same_id, same_secret):
+        with pytest.raises(StoreError):
+            await store.add_api_key(rival)
+    assert await store.find_api_key(same_id.secret_hash) is None
+    assert await store.get_api_key(same_secret.id) is None
+    assert await store.get_api_key(record.id) == record
+
+
+async def test_only_if_none_adds_nothing_once_a_key_exists(store: Store) -> None:
+    await store.add_api_key(new_api_key())
+    late = new_api_key()
+    assert not await store.add_api_key(late, only_if_none=True)
+    assert await store.get_api_key(late.id) is None
+
+
+async def test_a_revocation_is_kept_with_its_first_time(store: Store) -> None:
+    record = new_api_key()
+    await store.add_api_key(record)
+    first, later = BASE_TIME + timedelta(days=1), BASE_TIME + timedelta(days=2)
+
+    revoked = replace(record, revoked_at=first)
+    assert await store.revoke_api_key(record.id, first) == revoked
+    assert await store.revoke_api_key(record.id, later) == revoked
+    assert await store.get_api_key(record.id) == revoked
+    assert await store.find_api_key(record.secret_hash) == revoked
+    assert revoked in await store.list_api_keys()
+    assert await store.revoke_api_key(f"key_{ULID()}", first) is None
+
+
+async def test_malformed_api_key_ids_and_hashes_are_refused(store: Store) -> None:
+    for bad in (
+        "",
+        "key_",
+        "key_01j9z3k4abcdefghjkmnpqrstv",
+        "{@auth}",
+        "key_01J9Z3K4ABCDEFGHJKMNPQRSTV:x",
+    ):
+        with pytest.raises(ValueError):
+            await store.get_api_key(bad)
+        with pytest.raises(ValueError):
+            await store.revoke_api_key(bad, BASE_TIME)
+    with pytest.raises(ValueError):
+        await store.find_api_key("ABC" * 20)
+    with pytest.raises(ValueError):
+        await store.add_api_key(replace(new_api_key(), environment_id="a:b"))
+
+
+@pytest_asyncio.fixture(params=["sqlite", "redis"])
+async def empty_store(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer
+) -> AsyncIterator[Store]:
+    """A store with no API key at all: a private SQLite file, or a spare Redis database."""
+    if request.param == "sqlite":
+        store: Store = SqliteStore(tmp_path / "vaultd.db")
+    else:
+        url = redis_server.url.rpartition("/")[0] + "/13"
+        client = Redis.from_url(url)
+        await client.flushdb()
+        await client.aclose()
+        store = RedisStore.from_url(url)
+    yield store
+    await store.close()
+
+
+async def test_exactly_one_of_racing_bootstraps_adds_its_key(empty_store: Store) -> None:
+    rivals = [new_api_key() for _ in range(20)]
+    results = await asyncio.gather(*(empty_store.add_api_key(r, only_if_none=True) for r in rivals))
+    assert results.count(True) == 1
+    assert await empty_store.list_api_keys() == [rivals[results.index(True)]]
+
+
+# --- audit events --------------------------------------------------------------------------
+
+
+def new_event(environment_id: str, kind: str = "vault.data.read", **fields: object) -> AuditEvent:
+    defaults: dict[str, object] = {
+        "id": str(ULID()),
+        "type": kind,
+        "time": datetime.now(UTC),
+        "environment_id": environment_id,
+        "actor_id": f"key_{ULID()}",
+        "actor_name": "Zoë's deploy key 🔑",
+        "outcome": "success",
+        "request_id": secrets.token_hex(8),
+        "method": "/vaultd.v1.ObjectService/GetObject",
+        "peer": "ipv6:[::1]:5000",
+        "object_id": new_object_id(),
+        "object_name": "名前 / name",
+        "key_ids": (f"{new_kek_id()}.v1", f"{new_kek_id()}.v2"),
+        "key_context": {"organization_id": "org_ü"},
+        "data_key_id": str(ULID()),
+        "api_key_id": f"key_{ULID()}",
+    }
+    return AuditEvent(**{**defaults, **fields})  # type: ignore[arg-type]
+
+
+async def read_all(store: Store, environment_id: str, **query: object) -> list[AuditEvent]:
+    page = await store.read_audit_events(environment_id, AuditQuery(limit=1000, **query))  # type: ignore[arg-type]
+    return list(page.events)
+
+
+async def test_audit_events_read_back_exactly_in_order(store: Store) -> None:
+    env = new_env()
+    keep = datetime.now(UTC) - timedelta(days=1)
+    events = [
+        new_event(env, key_ids=(), key_context={}) if n == 2 else new_event(env) for n in range(5)
+    ]
+    for event in events:
+        await store.append_audit_event(event, keep)
+
+    assert await read_all(store, env) == events
+    assert await read_all(store, new_env()) == []
+
+
+async def test_audit_pages_continue_from_their_cursor(store: Store) -> None:
+    env = new_env()
+    keep = datetime.now(UTC) - timedelta(days=1)
+    events = [
+        new_event(env, "vault.data.read" if n % 2 else "vault.data.created") for n in range(7)
+    ]
+    for event in events:
+        await store.append_audit_event(event, keep)
+
+    seen: list[AuditEvent] = []
+    cursor = ""
+    while True:
+        page = await store.read_audit_events(env, AuditQuery(after=cursor, limit=2))
+        seen += page.events
+        if len(page.events) < 2:
+            break
+        cursor = page.cursor
+    assert seen == events
+    # At the end, the cursor stays put and later events appear after it.
+    end = await store.read_audit_events(env, AuditQuery(after=page.cursor))
+    assert (list(end.events), end.cursor) == ([], page.cursor)
+    later = new_event(env)
+    await store.append_audit_event(later, keep)
+    assert list((await store.read_audit_events(env, AuditQuery(after=page.cursor))).events) == [
+        later
+    ]
+
+    reads = await store.read_audit_events(env, AuditQuery(type="vault.data.read", limit=2))
+    assert list(reads.events) == [events[1], events[3]]
+    rest = await store.read_audit_events(
+        env, AuditQuery(after=reads.cursor, type="vault.data.read")
+    )
+    assert list(rest.events) == [events[5], later]
+
+
+async def test_audit_since_keeps_events_at_or_after_it(store: Store) -> None:
+    env = new_env()
+    keep = datetime.now(UTC) - timedelta(days=1)
+    first = new_event(env, time=datetime.now(UTC) - timedelta(milliseconds=10))
+    second = new_event(env)
+    for event in (first, second):
+        await store.append_audit_event(event, keep)
+    assert await read_all(store, env, since=second.time) == [second]
+    assert await read_all(store, env, since=first.time) == [first, second]
+
+
+async def test_unauthenticated_events_are_apart_from_every_environment(store: Store) -> None:
+    keep = datetime.now(UTC) - timedelta(days=1)
+    anonymous = new_event("", actor_id="", actor_name="", outcome="API_KEY_MISSING")
+    await store.append_audit_event(anonymous, keep)
+    assert (await read_all(store, ""))[-1] == anonymous
+    assert anonymous not in await read_all(store, "default")
+
+
+async def test_audit_events_older_than_the_retention_are_trimmed(store: Store) -> None:
+    env = new_env()
+    old = new_event(env, time=datetime.now(UTC) - timedelta(milliseconds=20))
+    await store.append_audit_event(old, old.time - timedelta(days=1))
+    await asyncio.sleep(0.02)  # Redis trims by its own append time
+    new = new_event(env)
+    await store.append_audit_event(new, new.time - timedelta(milliseconds=5))
+    assert await read_all(store, env) == [new]
+
+
+async def test_foreign_audit_cursors_are_refused(store: Store) -> None:
+    for bad in ("x", "1-2-3", "-1", "(0", "+", "12 34"):
+        with pytest.raises(BadCursor):
+            await store.read_audit_events(new_env(), AuditQuery(after=bad))
+    with pytest.raises(ValueError):
+        await store.read_audit_events("a:b", AuditQuery())
 
 
 # --- health --------------------------------------------------------------------------------

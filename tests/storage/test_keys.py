@@ -6,7 +6,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vaultd.storage.keys import ENVIRONMENT_ID, OBJECT_ID, Kind, key
+from vaultd.storage.keys import (
+    AUTH_TAG,
+    ENVIRONMENT_ID,
+    OBJECT_ID,
+    AuthKind,
+    Kind,
+    audit_key,
+    auth_key,
+    key,
+)
 
 ENV = "env_test-1"
 OBJ = "secret_01J9Z3K4ABCDEFGHJKMNPQRSTV"
@@ -31,6 +40,7 @@ KEK = "kek_0123456789abcdef0123456789abcdef"
             "vaultd:{env_test-1}:obj:secret_01J9Z3K4ABCDEFGHJKMNPQRSTV:history",
         ),
         (Kind.KEK, KEK, "vaultd:{env_test-1}:kek:kek_0123456789abcdef0123456789abcdef"),
+        (Kind.AUDIT, None, "vaultd:{env_test-1}:audit"),
     ],
 )
 def test_exact_key_names(kind: Kind, ident: str | None, expected: str) -> None:
@@ -39,7 +49,31 @@ def test_exact_key_names(kind: Kind, ident: str | None, expected: str) -> None:
 
 def test_every_kind_is_covered_above() -> None:
     # A new kind must get its exact name pinned in test_exact_key_names.
-    assert len(Kind) == 7
+    assert len(Kind) == 8
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        (AuthKind.API_KEYS, "vaultd:{@auth}:apikeys"),
+        (AuthKind.API_KEY_HASHES, "vaultd:{@auth}:apikey-hashes"),
+        (AuthKind.API_KEYS_REVOKED, "vaultd:{@auth}:apikeys-revoked"),
+        (AuthKind.AUDIT, "vaultd:{@auth}:audit"),
+    ],
+)
+def test_exact_auth_key_names(kind: AuthKind, expected: str) -> None:
+    # `@` is never in an environment id, so no environment's keys can share this tag.
+    assert auth_key(kind) == expected
+    assert not ENVIRONMENT_ID.fullmatch(AUTH_TAG)
+
+
+def test_every_auth_kind_is_covered_above() -> None:
+    assert len(AuthKind) == 4
+
+
+def test_audit_streams_of_environments_and_of_unauthenticated_calls() -> None:
+    assert audit_key(ENV) == "vaultd:{env_test-1}:audit"
+    assert audit_key("") == "vaultd:{@auth}:audit"
 
 
 @pytest.mark.parametrize(

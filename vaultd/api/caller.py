@@ -1,19 +1,20 @@
 """Who is calling: the environment and actor an RPC acts for.
 
-Authentication is not enforced yet (issue 5): the bearer key is read so clients can already
-send it, and every caller acts in the default environment as the anonymous actor.
+AuthInterceptor (auth.py) authenticates every call before its servicer runs and sets the caller
+in a context variable; each call runs in its own task with its own copy of the context, so no
+call can see another's caller. A servicer reached without it (a wiring mistake) refuses the
+call rather than acting for nobody in particular.
 """
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import grpc
 
+from vaultd.core.errors import Unauthenticated
 from vaultd.core.objects import Actor
-
-DEFAULT_ENVIRONMENT = "default"
-ANONYMOUS = Actor(id="anonymous", name="anonymous")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,5 +23,11 @@ class Caller:
     actor: Actor
 
 
+CALLER: ContextVar[Caller | None] = ContextVar("vaultd_caller", default=None)
+
+
 def caller_of(context: grpc.aio.ServicerContext) -> Caller:
-    return Caller(DEFAULT_ENVIRONMENT, ANONYMOUS)
+    caller = CALLER.get()
+    if caller is None:
+        raise Unauthenticated("the call was not authenticated")
+    return caller

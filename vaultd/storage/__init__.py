@@ -6,6 +6,11 @@ import asyncio
 from pathlib import Path
 
 from vaultd.storage.base import (
+    ApiKeyRecord,
+    AuditEvent,
+    AuditPage,
+    AuditQuery,
+    BadCursor,
     Direction,
     KekVersion,
     NameTaken,
@@ -25,6 +30,11 @@ from vaultd.storage.sqlite_store import SqliteStore
 
 __all__ = [
     "SQLITE_FILE_NAME",
+    "ApiKeyRecord",
+    "AuditEvent",
+    "AuditPage",
+    "AuditQuery",
+    "BadCursor",
     "Direction",
     "KekVersion",
     "NameTaken",

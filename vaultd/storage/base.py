@@ -9,13 +9,16 @@ promises, proven by tests/storage/test_contract.py:
 - `expected_version_id` is a compare-and-set against the current version, checked inside the
   same atomic step as the write, so no update is lost under any interleaving;
 - a deleted object disappears from every read and list at once, its name is free at once, and
-  its versions are purged with it.
+  its versions are purged with it;
+- API keys are stored by the SHA-256 of their secret, never the secret; a revocation is final;
+- audit events are appended in order, read back in that order from an opaque cursor, and
+  trimmed by age on write.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Protocol
@@ -43,6 +46,10 @@ class VersionMismatch(StoreError):
     def __init__(self, current_version_id: str) -> None:
         super().__init__("version mismatch")
         self.current_version_id = current_version_id
+
+
+class BadCursor(StoreError):
+    """A cursor that no read of this store returned."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +135,67 @@ class ScanFilter:
     updated_after: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """An API key as stored: the SHA-256 of its secret (hex), never the secret itself."""
+
+    id: str
+    name: str
+    environment_id: str
+    permissions: tuple[str, ...]
+    secret_hash: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One audited call or change. Never a value, plaintext, data key or API key: ids only.
+
+    `environment_id` is "" for calls whose caller could not be authenticated; the stores keep
+    those apart from every environment's events.
+    """
+
+    id: str
+    type: str
+    time: datetime
+    environment_id: str
+    actor_id: str
+    actor_name: str
+    outcome: str
+    request_id: str
+    method: str = ""
+    peer: str = ""
+    object_id: str = ""
+    object_name: str = ""
+    key_ids: tuple[str, ...] = ()
+    key_context: Mapping[str, str] = field(default_factory=dict)
+    data_key_id: str = ""
+    api_key_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """Which events to read: strictly past `after` (a cursor), at or after `since`, of `type`."""
+
+    after: str = ""
+    since: datetime | None = None
+    type: str = ""
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    """Events oldest first, and the cursor to continue from (`after` when nothing was read).
+
+    A page shorter than the limit means the end was reached; reading on from `cursor` later
+    returns only events appended since.
+    """
+
+    events: Sequence[AuditEvent]
+    cursor: str
+
+
 class Store(Protocol):
     """Durable storage of objects and KEKs, namespaced by environment."""
 
@@ -191,6 +259,45 @@ class Store(Protocol):
         scan_filter: ScanFilter,
     ) -> list[ObjectEntry]:
         """Up to `limit` entries passing the filter, strictly past `cursor` in `direction`."""
+        ...
+
+    async def add_api_key(self, record: ApiKeyRecord, *, only_if_none: bool = False) -> bool:
+        """Store a new API key; StoreError if its id or secret hash is in use.
+
+        With `only_if_none`, store it only if no API key (revoked or not) exists yet, and return
+        False otherwise: several processes bootstrapping one store create one key between them.
+        """
+        ...
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        """The API key with this id, revoked or not, or None."""
+        ...
+
+    async def find_api_key(self, secret_hash: str) -> ApiKeyRecord | None:
+        """The API key whose secret has this SHA-256 (hex), revoked or not, or None."""
+        ...
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        """Every API key of every environment, revoked ones too, oldest first."""
+        ...
+
+    async def revoke_api_key(self, key_id: str, revoked_at: datetime) -> ApiKeyRecord | None:
+        """Mark the key revoked (a key revoked earlier keeps its time); None if no such key."""
+        ...
+
+    async def append_audit_event(self, event: AuditEvent, keep_after: datetime) -> None:
+        """Append `event` to its environment's events, dropping events older than `keep_after`.
+
+        Trimming may be approximate (Redis trims whole stream nodes) and happens per
+        environment, on that environment's writes.
+        """
+        ...
+
+    async def read_audit_events(self, environment_id: str, query: AuditQuery) -> AuditPage:
+        """Events of one environment ("": unauthenticated calls) in the order they were appended.
+
+        BadCursor when `query.after` is not a cursor this store returned.
+        """
         ...
 
     async def ping(self) -> None:

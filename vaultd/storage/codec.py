@@ -16,7 +16,14 @@ import struct
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
-from vaultd.storage.base import KekVersion, StoredVersion, StoreError, VersionInfo
+from vaultd.storage.base import (
+    ApiKeyRecord,
+    AuditEvent,
+    KekVersion,
+    StoredVersion,
+    StoreError,
+    VersionInfo,
+)
 
 FORMAT = 1
 _LENGTH = struct.Struct(">I")
@@ -101,6 +108,77 @@ def decode_kek(blob: bytes) -> KekVersion:
         provider_uri=uri.decode(),
         wrapped_key=wrapped_key,
         created_at=from_micros(int(created)),
+    )
+
+
+def encode_api_key(record: ApiKeyRecord) -> bytes:
+    """Everything but `revoked_at`, which the Redis store keeps apart so a script can set it."""
+    return _record(
+        record.id.encode(),
+        record.name.encode(),
+        record.environment_id.encode(),
+        _frame(p.encode() for p in record.permissions),
+        record.secret_hash.encode(),
+        b"%d" % to_micros(record.created_at),
+    )
+
+
+def decode_api_key(blob: bytes, revoked_at: datetime | None) -> ApiKeyRecord:
+    key_id, name, environment_id, permissions, secret_hash, created = _fields(blob, 6)
+    return ApiKeyRecord(
+        id=key_id.decode(),
+        name=name.decode(),
+        environment_id=environment_id.decode(),
+        permissions=tuple(p.decode() for p in _unframe(permissions)),
+        secret_hash=secret_hash.decode(),
+        created_at=from_micros(int(created)),
+        revoked_at=revoked_at,
+    )
+
+
+def encode_audit_event(e: AuditEvent) -> bytes:
+    return _record(
+        e.id.encode(),
+        e.type.encode(),
+        b"%d" % to_micros(e.time),
+        e.environment_id.encode(),
+        e.actor_id.encode(),
+        e.actor_name.encode(),
+        e.outcome.encode(),
+        e.request_id.encode(),
+        e.method.encode(),
+        e.peer.encode(),
+        e.object_id.encode(),
+        e.object_name.encode(),
+        _frame(k.encode() for k in e.key_ids),
+        encode_context(e.key_context).encode(),
+        e.data_key_id.encode(),
+        e.api_key_id.encode(),
+    )
+
+
+def decode_audit_event(blob: bytes) -> AuditEvent:
+    (event_id, kind, time, environment_id, actor_id, actor_name, outcome, request_id, method,
+     peer, object_id, object_name, key_ids, key_context, data_key_id, api_key_id) = _fields(
+        blob, 16
+    )  # fmt: skip
+    return AuditEvent(
+        id=event_id.decode(),
+        type=kind.decode(),
+        time=from_micros(int(time)),
+        environment_id=environment_id.decode(),
+        actor_id=actor_id.decode(),
+        actor_name=actor_name.decode(),
+        outcome=outcome.decode(),
+        request_id=request_id.decode(),
+        method=method.decode(),
+        peer=peer.decode(),
+        object_id=object_id.decode(),
+        object_name=object_name.decode(),
+        key_ids=tuple(k.decode() for k in _unframe(key_ids)),
+        key_context=decode_context(key_context),
+        data_key_id=data_key_id.decode(),
+        api_key_id=api_key_id.decode(),
     )
 
 

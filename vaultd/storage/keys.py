@@ -11,6 +11,15 @@ Layout, where `{env}` is the environment id inside a Redis Cluster hash tag:
     vaultd:{env}:obj:<object_id>:versions  hash  version id -> version record (codec.py)
     vaultd:{env}:obj:<object_id>:history   list  version info records, oldest first
     vaultd:{env}:kek:<kek_id>           list  KEK version records; index i holds version i + 1
+    vaultd:{env}:audit                  stream  the environment's audit events (codec records)
+
+API keys belong to no environment, so they live under one fixed tag, `{@auth}`; `@` is never
+in an environment id, so no environment can share (or collide with) these names:
+
+    vaultd:{@auth}:apikeys              hash  key id -> API key record (codec.py)
+    vaultd:{@auth}:apikey-hashes        hash  SHA-256 of the secret (hex) -> key id
+    vaultd:{@auth}:apikeys-revoked      hash  key id -> revoked_at (µs); set once, never cleared
+    vaultd:{@auth}:audit                stream  audit events of calls that failed authentication
 
 Every input is checked against a strict pattern before it is placed in a name, so no `{`, `}`
 or `:` from a caller can move a key into another environment's slot or namespace, and an
@@ -26,6 +35,9 @@ PREFIX = "vaultd"
 ENVIRONMENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 OBJECT_ID = re.compile(r"secret_[0-9A-Z]{26}")
 KEK_ID = re.compile(r"kek_[0-9a-f]{32}")
+API_KEY_ID = re.compile(r"key_[0-9A-Z]{26}")
+SECRET_HASH = re.compile(r"[0-9a-f]{64}")
+AUTH_TAG = "@auth"
 
 
 class Kind(Enum):
@@ -38,6 +50,7 @@ class Kind(Enum):
     VERSIONS = ("obj:{}:versions", OBJECT_ID)
     HISTORY = ("obj:{}:history", OBJECT_ID)
     KEK = ("kek:{}", KEK_ID)
+    AUDIT = ("audit", None)
 
     def __init__(self, template: str, id_rule: re.Pattern[str] | None) -> None:
         self.template = template
@@ -56,6 +69,24 @@ def key(environment_id: str, kind: Kind, ident: str | None = None) -> str:
             raise ValueError(f"a {kind.name} key needs an id")
         suffix = kind.template.format(check(kind.id_rule, ident, f"the id of a {kind.name} key"))
     return f"{PREFIX}:{{{environment_id}}}:{suffix}"
+
+
+class AuthKind(Enum):
+    """The keys under the fixed `{@auth}` tag: API keys, and events of unauthenticated calls."""
+
+    API_KEYS = "apikeys"
+    API_KEY_HASHES = "apikey-hashes"
+    API_KEYS_REVOKED = "apikeys-revoked"
+    AUDIT = "audit"
+
+
+def auth_key(kind: AuthKind) -> str:
+    return f"{PREFIX}:{{{AUTH_TAG}}}:{kind.value}"
+
+
+def audit_key(environment_id: str) -> str:
+    """The stream of an environment's audit events; "" names the unauthenticated calls' one."""
+    return auth_key(AuthKind.AUDIT) if environment_id == "" else key(environment_id, Kind.AUDIT)
 
 
 def check(rule: re.Pattern[str], value: str, what: str) -> str:

@@ -20,13 +20,21 @@ name. Such failures surface as StoreUnavailable, which the caller may retry.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import replace
+from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 from redis import exceptions as redis_errors
 
 from vaultd.storage import codec
 from vaultd.storage.base import (
+    ApiKeyRecord,
+    AuditEvent,
+    AuditPage,
+    AuditQuery,
+    BadCursor,
     Direction,
     KekVersion,
     NameTaken,
@@ -40,7 +48,17 @@ from vaultd.storage.base import (
     VersionInfo,
     VersionMismatch,
 )
-from vaultd.storage.keys import Kind, key
+from vaultd.storage.keys import (
+    API_KEY_ID,
+    ENVIRONMENT_ID,
+    SECRET_HASH,
+    AuthKind,
+    Kind,
+    audit_key,
+    auth_key,
+    check,
+    key,
+)
 from vaultd.storage.redis_urls import RedisClient, redis_client, wait_replicas
 
 REPLICA_TIMEOUT_MS = 2000
@@ -187,6 +205,63 @@ redis.call("RPUSH", KEYS[1], ARGV[2])
 return 1
 """
 
+_ADD_API_KEY = """
+-- Store a new API key, unless its id or secret hash is in use, or (when asked) any key exists.
+-- KEYS[1] apikeys hash  KEYS[2] apikey-hashes hash
+-- ARGV[1] key id  ARGV[2] secret hash  ARGV[3] record  ARGV[4] "1": only if no key exists yet
+-- Returns "ok", "exists" (ARGV[4] is "1" and a key exists) or "taken".
+if ARGV[4] == "1" and redis.call("HLEN", KEYS[1]) > 0 then return "exists" end
+if redis.call("HEXISTS", KEYS[1], ARGV[1]) == 1 or redis.call("HEXISTS", KEYS[2], ARGV[2]) == 1
+then return "taken" end
+redis.call("HSET", KEYS[1], ARGV[1], ARGV[3])
+redis.call("HSET", KEYS[2], ARGV[2], ARGV[1])
+return "ok"
+"""
+
+_GET_API_KEY = """
+-- An API key and its revocation time, by id or by secret hash, in one round trip.
+-- KEYS[1] apikeys hash  KEYS[2] apikey-hashes hash  KEYS[3] apikeys-revoked hash
+-- ARGV[1] "id" or "hash"  ARGV[2] the key id or the secret hash
+-- Returns {record, revoked_at in µs or ""}, or nil if there is no such key.
+local id = ARGV[2]
+if ARGV[1] == "hash" then
+  id = redis.call("HGET", KEYS[2], ARGV[2])
+  if not id then return nil end
+end
+local record = redis.call("HGET", KEYS[1], id)
+if not record then return nil end
+return {record, redis.call("HGET", KEYS[3], id) or ""}
+"""
+
+_REVOKE_API_KEY = """
+-- Revoke an API key. HSETNX: a key revoked twice keeps its first revocation time.
+-- KEYS[1] apikeys hash  KEYS[2] apikeys-revoked hash
+-- ARGV[1] key id  ARGV[2] revoked_at (µs)
+-- Returns {record, revoked_at}, or nil if there is no such key.
+local record = redis.call("HGET", KEYS[1], ARGV[1])
+if not record then return nil end
+redis.call("HSETNX", KEYS[2], ARGV[1], ARGV[2])
+return {record, redis.call("HGET", KEYS[2], ARGV[1])}
+"""
+
+_LIST_API_KEYS = """
+-- Every API key record and every revocation, from one snapshot.
+-- KEYS[1] apikeys hash  KEYS[2] apikeys-revoked hash
+-- Returns {{record, ...}, {key id, revoked_at, ...}}.
+return {redis.call("HVALS", KEYS[1]), redis.call("HGETALL", KEYS[2])}
+"""
+
+AUDIT_READ_BATCH = 500
+"""Stream entries one XRANGE fetches while looking for events that pass a query's filters."""
+AUDIT_CLOCK_MARGIN_MS = 60_000
+"""How far before `since` a read starts: stream ids carry Redis's clock, events vaultd's."""
+_STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+_API_KEY_KEYS = [
+    auth_key(AuthKind.API_KEYS),
+    auth_key(AuthKind.API_KEY_HASHES),
+    auth_key(AuthKind.API_KEYS_REVOKED),
+]
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -245,6 +320,10 @@ class RedisStore:
         self._delete = client.register_script(_DELETE)
         self._scan = client.register_script(_SCAN)
         self._add_kek = client.register_script(_ADD_KEK)
+        self._add_api_key = client.register_script(_ADD_API_KEY)
+        self._get_api_key = client.register_script(_GET_API_KEY)
+        self._revoke_api_key = client.register_script(_REVOKE_API_KEY)
+        self._list_api_keys = client.register_script(_LIST_API_KEYS)
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -394,6 +473,90 @@ class RedisStore:
         return entries
 
     @_available
+    async def add_api_key(self, record: ApiKeyRecord, *, only_if_none: bool = False) -> bool:
+        _check_api_key(record)
+        reply = await self._add_api_key(
+            keys=_API_KEY_KEYS[:2],
+            args=[record.id, record.secret_hash, codec.encode_api_key(record), int(only_if_none)],
+        )
+        if reply == b"taken":
+            raise StoreError("api key id or secret already in use")
+        if reply == b"exists":
+            return False
+        await self._replicated()
+        return True
+
+    @_available
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        check(API_KEY_ID, key_id, "api key id")
+        return _api_key(await self._get_api_key(keys=_API_KEY_KEYS, args=["id", key_id]))
+
+    @_available
+    async def find_api_key(self, secret_hash: str) -> ApiKeyRecord | None:
+        check(SECRET_HASH, secret_hash, "secret hash")
+        return _api_key(await self._get_api_key(keys=_API_KEY_KEYS, args=["hash", secret_hash]))
+
+    @_available
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        records, revocations = await self._list_api_keys(keys=[_API_KEY_KEYS[0], _API_KEY_KEYS[2]])
+        revoked = dict(zip(revocations[::2], revocations[1::2], strict=True))
+        keys = [codec.decode_api_key(_bytes(r), None) for r in records]
+        return sorted((_revoked(k, revoked.get(k.id.encode())) for k in keys), key=lambda k: k.id)
+
+    @_available
+    async def revoke_api_key(self, key_id: str, revoked_at: datetime) -> ApiKeyRecord | None:
+        check(API_KEY_ID, key_id, "api key id")
+        reply = await self._revoke_api_key(
+            keys=[_API_KEY_KEYS[0], _API_KEY_KEYS[2]],
+            args=[key_id, codec.to_micros(revoked_at)],
+        )
+        if reply is not None:
+            await self._replicated()
+        return _api_key(reply)
+
+    @_available
+    async def append_audit_event(self, event: AuditEvent, keep_after: datetime) -> None:
+        # MINID trims by stream id, i.e. by Redis's clock at append. Exact, not `~`: approximate
+        # trimming drops only whole stream nodes (100 entries), so a quiet environment would keep
+        # expired events indefinitely; exact trimming costs a little more per expired event.
+        await self._redis.xadd(
+            _audit_stream(event.environment_id),
+            {b"e": codec.encode_audit_event(event)},
+            minid=codec.to_micros(keep_after) // 1000,
+            approximate=False,
+        )
+        await self._replicated()
+
+    @_available
+    async def read_audit_events(self, environment_id: str, query: AuditQuery) -> AuditPage:
+        stream = _audit_stream(environment_id)
+        if query.after and not _STREAM_ID.fullmatch(query.after):
+            raise BadCursor("not a cursor from a previous read")
+        start = "-"
+        if query.after:
+            start = "(" + query.after
+        elif query.since is not None:
+            since_ms = codec.to_micros(query.since) // 1000 - AUDIT_CLOCK_MARGIN_MS
+            start = str(max(since_ms, 0))
+        events: list[AuditEvent] = []
+        cursor = query.after
+        # The filters run here, not in Redis: a page may examine many entries to fill `limit`.
+        while len(events) < query.limit:
+            reply = await self._redis.xrange(stream, min=start, max="+", count=AUDIT_READ_BATCH)
+            batch = [(_text(sid), _bytes(f[b"e"])) for sid, f in reply or () if sid and f]
+            for stream_id, record in batch:
+                cursor = stream_id
+                event = codec.decode_audit_event(record)
+                if _passes(event, query):
+                    events.append(event)
+                    if len(events) == query.limit:
+                        break
+            if len(batch) < AUDIT_READ_BATCH:
+                break
+            start = "(" + cursor
+        return AuditPage(events, cursor)
+
+    @_available
     async def ping(self) -> None:
         await self._redis.ping()
 
@@ -416,6 +579,38 @@ class RedisStore:
             created_at=codec.from_micros(int(created)),
             version=codec.decode_version(record),
         )
+
+
+def _check_api_key(record: ApiKeyRecord) -> None:
+    check(API_KEY_ID, record.id, "api key id")
+    check(ENVIRONMENT_ID, record.environment_id, "environment id")
+    check(SECRET_HASH, record.secret_hash, "secret hash")
+
+
+def _api_key(reply: list[bytes] | None) -> ApiKeyRecord | None:
+    """The record a get or revoke script returned, with its revocation time, or None."""
+    if reply is None:
+        return None
+    record, revoked_at = reply
+    return _revoked(codec.decode_api_key(_bytes(record), None), revoked_at or None)
+
+
+def _revoked(record: ApiKeyRecord, revoked_at: bytes | None) -> ApiKeyRecord:
+    if revoked_at is None:
+        return record
+    return replace(record, revoked_at=codec.from_micros(int(revoked_at)))
+
+
+def _audit_stream(environment_id: str) -> str:
+    if environment_id:
+        check(ENVIRONMENT_ID, environment_id, "environment id")
+    return audit_key(environment_id)
+
+
+def _passes(event: AuditEvent, query: AuditQuery) -> bool:
+    return (not query.type or event.type == query.type) and (
+        query.since is None or event.time >= query.since
+    )
 
 
 def _expected(expected_version_id: str | None) -> list[str | bytes | int]:

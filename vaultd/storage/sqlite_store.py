@@ -18,11 +18,17 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from vaultd.storage import codec
 from vaultd.storage.base import (
+    ApiKeyRecord,
+    AuditEvent,
+    AuditPage,
+    AuditQuery,
+    BadCursor,
     Direction,
     KekVersion,
     NameTaken,
@@ -36,12 +42,23 @@ from vaultd.storage.base import (
     VersionInfo,
     VersionMismatch,
 )
-from vaultd.storage.keys import ENVIRONMENT_ID, KEK_ID, OBJECT_ID, check
+from vaultd.storage.keys import (
+    API_KEY_ID,
+    ENVIRONMENT_ID,
+    KEK_ID,
+    OBJECT_ID,
+    SECRET_HASH,
+    check,
+)
 
 BUSY_TIMEOUT_MS = 5000
 
 # The object's primary key (environment_id, id) is also the scan index: ids sort in creation
 # order. versions.seq records insertion order, so versions list oldest first.
+# audit_events.seq is the read cursor: AUTOINCREMENT never reuses a number, even once trimming
+# has emptied the table, so a reader holding a cursor never skips a later event. An event is
+# kept whole as its codec record (the same bytes as on Redis); the columns beside it are what
+# reads filter and trimming cuts on.
 _SCHEMA = """
 BEGIN;
 CREATE TABLE IF NOT EXISTS objects (
@@ -82,6 +99,24 @@ CREATE TABLE IF NOT EXISTS kek_versions (
     created_at     INTEGER NOT NULL,
     PRIMARY KEY (environment_id, kek_id, version)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS api_keys (
+    id             TEXT    NOT NULL PRIMARY KEY,
+    name           TEXT    NOT NULL,
+    environment_id TEXT    NOT NULL,
+    permissions    TEXT    NOT NULL,
+    secret_hash    TEXT    NOT NULL UNIQUE,
+    created_at     INTEGER NOT NULL,
+    revoked_at     INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_events (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    environment_id TEXT    NOT NULL,
+    type           TEXT    NOT NULL,
+    time           INTEGER NOT NULL,
+    record         BLOB    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_events_by_environment ON audit_events (environment_id, seq);
+CREATE INDEX IF NOT EXISTS audit_events_by_time ON audit_events (time);
 COMMIT;
 """
 
@@ -93,6 +128,10 @@ FROM objects o JOIN versions v
   ON v.environment_id = o.environment_id AND v.object_id = o.id AND v.version_id = {version}
 WHERE o.environment_id = ? AND o.{column} = ?
 """
+_API_KEYS = (
+    "SELECT id, name, environment_id, permissions, secret_hash, created_at, revoked_at"
+    " FROM api_keys"
+)
 _BY_ID = _SELECT_OBJECT.format(version="o.current_version_id", column="id")
 _BY_NAME = _SELECT_OBJECT.format(version="o.current_version_id", column="name")
 _VERSION_BY_ID = _SELECT_OBJECT.format(version="?", column="id")
@@ -227,6 +266,86 @@ class SqliteStore:
         rows = await self._run(lambda c: c.execute(sql, params).fetchall())
         return [ObjectEntry(i, name, codec.from_micros(at)) for i, name, at in rows]
 
+    async def add_api_key(self, record: ApiKeyRecord, *, only_if_none: bool = False) -> bool:
+        check(API_KEY_ID, record.id, "api key id")
+        check(ENVIRONMENT_ID, record.environment_id, "environment id")
+        check(SECRET_HASH, record.secret_hash, "secret hash")
+        return await self._run(lambda c: _add_api_key(c, record, only_if_none))
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        check(API_KEY_ID, key_id, "api key id")
+        return await self._one_api_key("id", key_id)
+
+    async def find_api_key(self, secret_hash: str) -> ApiKeyRecord | None:
+        check(SECRET_HASH, secret_hash, "secret hash")
+        return await self._one_api_key("secret_hash", secret_hash)
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        rows = await self._run(lambda c: c.execute(_API_KEYS + " ORDER BY id").fetchall())
+        return [_api_key(row) for row in rows]
+
+    async def revoke_api_key(self, key_id: str, revoked_at: datetime) -> ApiKeyRecord | None:
+        check(API_KEY_ID, key_id, "api key id")
+        at = codec.to_micros(revoked_at)
+
+        def revoke(conn: sqlite3.Connection) -> tuple[Any, ...] | None:
+            with _transaction(conn):
+                conn.execute(
+                    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
+                    (at, key_id),
+                )
+                row: tuple[Any, ...] | None = conn.execute(
+                    _API_KEYS + " WHERE id = ?", (key_id,)
+                ).fetchone()
+                return row
+
+        row = await self._run(revoke)
+        return None if row is None else _api_key(row)
+
+    async def append_audit_event(self, event: AuditEvent, keep_after: datetime) -> None:
+        if event.environment_id:
+            check(ENVIRONMENT_ID, event.environment_id, "environment id")
+        row = (
+            event.environment_id,
+            event.type,
+            codec.to_micros(event.time),
+            codec.encode_audit_event(event),
+        )
+        cutoff = codec.to_micros(keep_after)
+
+        def append(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                # Indexed by time, so finding nothing to trim costs one index probe.
+                conn.execute("DELETE FROM audit_events WHERE time < ?", (cutoff,))
+                conn.execute(
+                    "INSERT INTO audit_events (environment_id, type, time, record)"
+                    " VALUES (?, ?, ?, ?)",
+                    row,
+                )
+
+        await self._run(append)
+
+    async def read_audit_events(self, environment_id: str, query: AuditQuery) -> AuditPage:
+        if environment_id:
+            check(ENVIRONMENT_ID, environment_id, "environment id")
+        if query.after and not (query.after.isascii() and query.after.isdigit()):
+            raise BadCursor("not a cursor from a previous read")
+        if query.limit < 1:
+            return AuditPage([], query.after)
+        sql = "SELECT seq, record FROM audit_events WHERE environment_id = ? AND seq > ?"
+        params: list[Any] = [environment_id, int(query.after or 0)]
+        if query.since is not None:
+            sql += " AND time >= ?"
+            params.append(codec.to_micros(query.since))
+        if query.type:
+            sql += " AND type = ?"
+            params.append(query.type)
+        sql += " ORDER BY seq LIMIT ?"
+        params.append(query.limit)
+        rows = await self._run(lambda c: c.execute(sql, params).fetchall())
+        events = [codec.decode_audit_event(record) for _, record in rows]
+        return AuditPage(events, str(rows[-1][0]) if rows else query.after)
+
     async def ping(self) -> None:
         await self._run(lambda c: c.execute("SELECT 1").fetchone())
 
@@ -237,6 +356,11 @@ class SqliteStore:
         # Queued behind any calls still running, so they finish first.
         await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
         self._executor.shutdown()
+
+    async def _one_api_key(self, column: str, value: str) -> ApiKeyRecord | None:
+        sql = f"{_API_KEYS} WHERE {column} = ?"
+        row = await self._run(lambda c: c.execute(sql, (value,)).fetchone())
+        return None if row is None else _api_key(row)
 
     async def _select(
         self, environment_id: str, sql: str, params: tuple[str, ...]
@@ -355,6 +479,37 @@ def _delete(
         ids = (environment_id, object_id)
         conn.execute("DELETE FROM versions WHERE environment_id = ? AND object_id = ?", ids)
         conn.execute("DELETE FROM objects WHERE environment_id = ? AND id = ?", ids)
+
+
+def _add_api_key(conn: sqlite3.Connection, record: ApiKeyRecord, only_if_none: bool) -> bool:
+    with _transaction(conn):
+        if only_if_none and conn.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone():
+            return False
+        conn.execute(
+            "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, NULL)",
+            (
+                record.id,
+                record.name,
+                record.environment_id,
+                json.dumps(list(record.permissions)),
+                record.secret_hash,
+                codec.to_micros(record.created_at),
+            ),
+        )
+        return True
+
+
+def _api_key(row: tuple[Any, ...]) -> ApiKeyRecord:
+    key_id, name, environment_id, permissions, secret_hash, created, revoked = row
+    return ApiKeyRecord(
+        id=key_id,
+        name=name,
+        environment_id=environment_id,
+        permissions=tuple(json.loads(permissions)),
+        secret_hash=secret_hash,
+        created_at=codec.from_micros(created),
+        revoked_at=None if revoked is None else codec.from_micros(revoked),
+    )
 
 
 def _check_current(

@@ -1,0 +1,227 @@
+"""Authentication, permissions and the audit trail of every call (DESIGN.md section 8).
+
+Every call but the gRPC health service's must carry `authorization: Bearer <API key>`.
+Reflection needs a valid key; each vaultd RPC needs the permission rpcs.py names for it. A
+request reaches this interceptor as bytes and is parsed only once its caller is authenticated,
+so nobody without a key gets the protobuf parser to work on their bytes. The key lookup runs
+inside the call, under its deadline, its request id and its metrics.
+
+server.py places this after ErrorInterceptor, which turns what is raised here (Unauthenticated,
+PermissionDenied, InvalidArgument) into statuses with ErrorInfo, like any other error.
+
+Each unary call leaves exactly one audit event: its type, actor, environment, what it touched,
+and its outcome ("success" or the error reason), failed and refused calls included. A call's
+success is reported only once its event is stored: if the audit store cannot take it, the
+caller gets UNAVAILABLE instead of the result, so no value is handed out unrecorded. (A change
+the call made stays made: retry it with version_check.) A failed call's event is written on a
+best-effort basis: the caller gets its real error even when the audit write fails too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from vaultd.api.caller import CALLER, Caller
+from vaultd.api.errors import to_status
+from vaultd.api.observe import request_id_from
+from vaultd.api.rpcs import RPCS, UNLISTED, Rpc
+from vaultd.core import audit
+from vaultd.core.apikeys import ApiKeyRevoked, ApiKeys, actor_of, require
+from vaultd.core.audit import AuditLog, Origin, Subject
+from vaultd.core.errors import ApiKeyMalformed, ApiKeyMissing, InvalidArgument, VaultError
+from vaultd.core.keyring import KekCreatedSink
+from vaultd.logs import REQUEST_ID
+from vaultd.storage.base import ApiKeyRecord, KekVersion
+
+log = logging.getLogger(__name__)
+
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
+AUTHORIZATION = "authorization"
+_BEARER = "bearer"
+
+# The call being served in this task, for events written from deeper down (a KEK created).
+_ORIGIN: ContextVar[Origin | None] = ContextVar("vaultd_audit_origin", default=None)
+
+Metadata = Sequence[tuple[str, Any]] | None
+
+
+def bearer_token(metadata: Metadata) -> str:
+    """The token of the one `authorization: Bearer <token>` entry; ApiKeyMissing/Malformed."""
+    values = [value for key, value in metadata or () if key == AUTHORIZATION]
+    if not values:
+        raise ApiKeyMissing("send the metadata `authorization: Bearer <API key>`")
+    if len(values) > 1:
+        raise ApiKeyMalformed("send one authorization metadata entry, not several")
+    scheme, _, token = str(values[0]).strip().partition(" ")
+    if scheme.lower() != _BEARER or not token.strip():
+        raise ApiKeyMalformed("the authorization metadata must be `Bearer <API key>`")
+    return token.strip()
+
+
+def outcome_of(error: BaseException, context: grpc.aio.ServicerContext) -> str:
+    """The outcome an audit event records for a call that ended with `error`."""
+    if isinstance(error, VaultError):
+        return error.reason
+    if isinstance(error, asyncio.CancelledError):
+        remaining = context.time_remaining()
+        return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+    return "INTERNAL"
+
+
+def kek_created_sink(audit_log: AuditLog) -> KekCreatedSink:
+    """For the Keyring: a vault.kek.created event, made by the call being served."""
+
+    async def kek_created(environment_id: str, kek_id: str, kek: KekVersion) -> None:
+        origin = _ORIGIN.get() or Origin(environment_id, None)
+        subject = Subject(
+            key_ids=(f"{kek_id}.v{kek.version}",), key_context={kek.item_key: kek.item_value}
+        )
+        await audit_log.record(audit.KEK_CREATED, origin, subject=subject)
+
+    return kek_created
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, api_keys: ApiKeys, audit_log: AuditLog) -> None:
+        self._keys = api_keys
+        self._audit = audit_log
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(HEALTH_PREFIX):
+            return handler
+        call = _Call(method, RPCS.get(method, UNLISTED), handler_call_details.invocation_metadata)
+        if handler.unary_unary is None:
+            return self._streaming(handler, call)
+        return grpc.unary_unary_rpc_method_handler(
+            self._audited(handler, call),
+            # The request reaches `audited` as bytes, to be parsed only once its caller is known.
+            request_deserializer=None,
+            response_serializer=handler.response_serializer,
+        )
+
+    async def _identify(self, call: _Call) -> ApiKeyRecord:
+        """The caller's key; Unauthenticated if there is no valid one."""
+        return await self._keys.authenticate(bearer_token(call.metadata))
+
+    def _audited(
+        self, handler: grpc.RpcMethodHandler, call: _Call
+    ) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[Any]]:
+        parse: Callable[[bytes], Any] = handler.request_deserializer or (lambda raw: raw)
+        behavior = handler.unary_unary
+
+        async def audited(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+            key: ApiKeyRecord | None = None
+            request: Any = None
+            try:
+                key = await self._identify(call)
+                with contextlib.suppress(Exception):
+                    request = parse(raw)
+                if call.rpc.permission is not None:
+                    require(key, call.rpc.permission)
+                if request is None:
+                    raise InvalidArgument("request", "is not a well-formed protobuf message")
+                origin = _origin(call, key, context)
+                # Each call runs in its own task, with its own copy of these variables.
+                CALLER.set(Caller(key.environment_id, actor_of(key)))
+                _ORIGIN.set(origin)
+                response = await behavior(request, context)
+            except BaseException as exc:
+                if isinstance(exc, ApiKeyRevoked):
+                    key = exc.key  # refused, but the audit trail names the key
+                subject = Subject() if request is None else call.rpc.subject(request, None)
+                await self._record_failure(call, key, exc, context, subject)
+                raise
+            try:
+                await self._audit.record(
+                    call.rpc.event, origin, subject=call.rpc.subject(request, response)
+                )
+            except VaultError:
+                log.error(
+                    "withheld the result of %s: its audit event could not be stored", call.method
+                )
+                raise
+            return response
+
+        return audited
+
+    async def _record_failure(
+        self,
+        call: _Call,
+        key: ApiKeyRecord | None,
+        error: BaseException,
+        context: grpc.aio.ServicerContext,
+        subject: Subject,
+    ) -> None:
+        if isinstance(error, ApiKeyRevoked):
+            subject = Subject(api_key_id=error.key.id)
+        event = self._audit.record(
+            call.rpc.event, _origin(call, key, context), outcome_of(error, context), subject
+        )
+        try:
+            await asyncio.shield(event)
+        except (VaultError, asyncio.CancelledError):
+            log.error("could not store the audit event of a failed %s call", call.method)
+
+    def _streaming(self, handler: grpc.RpcMethodHandler, call: _Call) -> grpc.RpcMethodHandler:
+        """Reflection: authenticated before it reads a request; served unaudited once allowed."""
+        if handler.stream_unary is not None:
+            raise TypeError(f"{call.method}: client-streaming RPCs are not supported")
+        behavior = handler.stream_stream or handler.unary_stream
+
+        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            key: ApiKeyRecord | None = None
+            try:
+                key = await self._identify(call)
+                if call.rpc.permission is not None:
+                    require(key, call.rpc.permission)
+            except VaultError as exc:
+                if isinstance(exc, ApiKeyRevoked):
+                    key = exc.key
+                await self._record_failure(call, key, exc, context, Subject())
+                status = to_status(exc)
+                await context.abort(status.code, status.details, status.trailing_metadata)
+            async for response in behavior(request, context):
+                yield response
+
+        make = (
+            grpc.stream_stream_rpc_method_handler
+            if handler.stream_stream is not None
+            else grpc.unary_stream_rpc_method_handler
+        )
+        return make(
+            guarded,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    method: str
+    rpc: Rpc
+    metadata: Metadata
+
+
+def _origin(call: _Call, key: ApiKeyRecord | None, context: grpc.aio.ServicerContext) -> Origin:
+    return Origin(
+        environment_id=key.environment_id if key else audit.UNAUTHENTICATED_ENVIRONMENT,
+        actor=actor_of(key) if key else None,
+        # The id ObserveInterceptor chose for the call's logs, so the two can be joined.
+        request_id=REQUEST_ID.get() or request_id_from(call.metadata),
+        method=call.method,
+        peer=context.peer(),
+    )
