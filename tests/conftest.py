@@ -7,9 +7,13 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 
+from tests.server.conftest import Running, settings_for
+from tests.support.auth import BOOTSTRAP_API_KEY, add_api_key, channel
 from tests.support.redis_server import RedisServer
 from tests.support.redis_topologies import RedisClusterSet, RedisSentinelSet
+from vaultd.server import start
 from vaultd.storage import RedisStore, SqliteStore, Store
+from vaultd.v1 import object_service_pb2_grpc
 
 # The KMS stand-ins, shared by the provider, BYOK, fault and benchmark tests (one each per session).
 pytest_plugins = [
@@ -74,3 +78,26 @@ def store(request: pytest.FixtureRequest) -> Store:
     """Each store in turn, so one suite proves both keep the same contract."""
     chosen: Store = request.getfixturevalue(f"{request.param}_store")
     return chosen
+
+
+# One vaultd per store for the whole session, shared by every suite: two servers with different
+# root keys on one Redis database would each find the other's KEKs unwrappable.
+@pytest.fixture(scope="session", params=["sqlite", "redis"])
+async def running(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Running]:
+    redis_url = request.getfixturevalue("redis_server").url if request.param == "redis" else None
+    data_dir = tmp_path_factory.mktemp(f"vaultd-{request.param}")
+    vaultd = await start(settings_for(data_dir, redis_url, max_value_bytes=64 * 1024))
+    # The shared Redis may have API keys from other tests already, so bootstrap may not have
+    # happened: make sure the key exists.
+    await add_api_key(vaultd.store, BOOTSTRAP_API_KEY, name="bootstrap")
+    client = channel(f"127.0.0.1:{vaultd.port}")
+    yield Running(request.param, vaultd, data_dir, redis_url, client)
+    await client.close()
+    await vaultd.stop(None)
+
+
+@pytest.fixture
+def objects(running: Running) -> object_service_pb2_grpc.ObjectServiceStub:
+    return running.objects

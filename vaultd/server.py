@@ -1,30 +1,44 @@
-"""Assembly: storage, providers, core services, gRPC services, health, reflection, shutdown."""
+"""Assembly: storage, providers, core services, gRPC services, health, reflection, metrics,
+TLS, shutdown."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from providers import ProviderRegistry, build_registry
+from providers import KeyProvider, ProviderRegistry, build_registry
 from providers.internal import DEFAULT_URI, InternalProvider, RootKeyFile
+from vaultd.api.admin import AdminServicer
+from vaultd.api.auth import AuthInterceptor, kek_created_sink
 from vaultd.api.errors import ErrorInterceptor
 from vaultd.api.keys import KeyServicer
 from vaultd.api.objects import ObjectServicer
+from vaultd.api.observe import ObserveInterceptor
+from vaultd.api.ratelimit import RateLimitInterceptor
+from vaultd.core import audit
+from vaultd.core.apikeys import DEFAULT_ENVIRONMENT, ApiKeys, check_bootstrap_secret
+from vaultd.core.audit import AuditLog, Origin, Subject
 from vaultd.core.cache import TtlCache
 from vaultd.core.datakeys import DataKeys
 from vaultd.core.envelope import Kek
 from vaultd.core.keyring import CacheKey, Keyring
-from vaultd.core.objects import ObjectVault
+from vaultd.core.objects import Actor, ObjectVault
+from vaultd.core.ratelimit import TokenBuckets
 from vaultd.core.rules import KeyRules
+from vaultd.metrics import Metrics, MetricsServer
 from vaultd.settings import Settings
 from vaultd.storage import Store, open_store
 from vaultd.v1 import (
+    admin_service_pb2,
+    admin_service_pb2_grpc,
     key_service_pb2,
     key_service_pb2_grpc,
     object_service_pb2,
@@ -36,7 +50,10 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = (
     object_service_pb2.DESCRIPTOR.services_by_name["ObjectService"].full_name,
     key_service_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name,
+    admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 )
+API_KEY_CACHE_ENTRIES = 10_000
+BOOTSTRAP_ACTOR = Actor("vaultd", "bootstrap")
 # Room for the largest allowed value plus the message around it; larger is refused by gRPC
 # itself with RESOURCE_EXHAUSTED before it is read into memory.
 _MESSAGE_OVERHEAD = 64 * 1024
@@ -55,9 +72,16 @@ def load_root_key(settings: Settings) -> RootKeyFile:
     return root
 
 
-def load_key_config(settings: Settings) -> tuple[ProviderRegistry, KeyRules]:
-    """The providers and BYOK rules the settings name; raises on any bad rule or provider."""
-    providers = build_registry(settings.providers, [InternalProvider(load_root_key(settings))])
+def load_key_config(
+    settings: Settings, injected: Iterable[KeyProvider] = ()
+) -> tuple[ProviderRegistry, KeyRules]:
+    """The providers and BYOK rules the settings name; raises on any bad rule or provider.
+
+    `injected` providers are used as built (e.g. with credentials a config file cannot hold).
+    """
+    providers = build_registry(
+        settings.providers, [InternalProvider(load_root_key(settings)), *injected]
+    )
     rules = KeyRules.from_config(
         DEFAULT_URI, [(rule.match, rule.key) for rule in settings.byok], providers.schemes
     )
@@ -73,30 +97,95 @@ class Vaultd:
     store: Store
     keyring: Keyring
     health: health.aio.HealthServicer
+    metrics_server: MetricsServer | None = None
 
     async def stop(self, grace: float | None) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.store.close()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
 
 
-async def start(settings: Settings) -> Vaultd:
-    """Build every part from settings and start serving on settings.listen."""
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS credentials when a certificate is configured; with a client CA, mutual TLS."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    client_ca = settings.tls_client_ca_file
+    return grpc.ssl_server_credentials(
+        [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())],
+        root_certificates=client_ca.read_bytes() if client_ca else None,
+        require_client_auth=client_ca is not None,
+    )
+
+
+def interceptors(settings: Settings, metrics: Metrics | None) -> list[grpc.aio.ServerInterceptor]:
+    """Outermost first: each wraps the ones after it, so ErrorInterceptor maps what later
+    interceptors raise, and ObserveInterceptor sees every call's final status."""
+    chain: list[grpc.aio.ServerInterceptor] = [ObserveInterceptor(metrics), ErrorInterceptor()]
+    limit = settings.rate_limit
+    if limit.enabled:
+        buckets: TokenBuckets[bytes] = TokenBuckets(limit.requests_per_second, limit.bucket_size)
+        chain.append(RateLimitInterceptor(buckets))
+    return chain
+
+
+async def open_api_keys(store: Store, audit_log: AuditLog, settings: Settings) -> ApiKeys:
+    """The API keys, after making the first admin key if the store has none (DESIGN.md 10)."""
+    api_keys = ApiKeys(store, TtlCache(settings.api_key_cache_seconds, API_KEY_CACHE_ENTRIES))
+    supplied = settings.bootstrap_api_key
+    new = await api_keys.bootstrap(supplied.get_secret_value() if supplied else None)
+    if new is not None:
+        origin = Origin(DEFAULT_ENVIRONMENT, BOOTSTRAP_ACTOR)
+        await audit_log.record(
+            audit.APIKEY_CREATED, origin, subject=Subject(api_key_id=new.record.id)
+        )
+        if supplied is None:
+            # Once, on stdout and never in a log: whoever starts a fresh store copies it now.
+            print(
+                f"vaultd: the first admin API key (environment {DEFAULT_ENVIRONMENT!r}) is shown "
+                f"this once; vaultd keeps only its hash: {new.secret}",
+                flush=True,
+            )
+    return api_keys
+
+
+async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Vaultd:
+    """Build every part from settings (plus injected providers) and start serving."""
     # Configuration first: a bad rule or provider fails the start, not the first request.
-    providers, rules = load_key_config(settings)
+    registry, rules = load_key_config(settings, providers)
+    if settings.bootstrap_api_key is not None:
+        check_bootstrap_secret(settings.bootstrap_api_key.get_secret_value())
     store = await open_store(settings.redis_url, settings.data_dir)
     cache: TtlCache[CacheKey, Kek] = TtlCache(
         settings.kek_cache.ttl_seconds, settings.kek_cache.max_entries
     )
-    keyring = Keyring(store, providers, rules, cache)
-    vault = ObjectVault(store, keyring, settings.max_value_bytes)
+    # Metrics cost nothing unless asked for: no timing proxy, no observer, no HTTP server.
+    metrics = Metrics() if settings.metrics_listen else None
+    observed_store = metrics.timed_store(store) if metrics else store
+    audit_log = AuditLog(observed_store, timedelta(days=settings.audit_retention_days))
+    api_keys = await open_api_keys(observed_store, audit_log, settings)
+    keyring = Keyring(
+        observed_store,
+        registry,
+        rules,
+        cache,
+        on_provider_call=metrics.provider_call if metrics else None,
+        on_kek_created=kek_created_sink(audit_log),
+    )
+    vault = ObjectVault(observed_store, keyring, settings.max_value_bytes)
 
     max_message = max(4 * 1024 * 1024, settings.max_value_bytes + _MESSAGE_OVERHEAD)
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor()],
+        # Authentication innermost: what it raises is mapped by ErrorInterceptor, and a call
+        # refused by the rate limit never costs a key lookup.
+        interceptors=[*interceptors(settings, metrics), AuthInterceptor(api_keys, audit_log)],
         options=[
             ("grpc.max_receive_message_length", max_message),
             ("grpc.max_send_message_length", max_message),
+            # Workers share the port on purpose; a lone server must not silently share it
+            # with a second one started by mistake (gRPC turns SO_REUSEPORT on by default).
+            ("grpc.so_reuseport", int(settings.workers > 1)),
         ],
     )
     object_service_pb2_grpc.add_ObjectServiceServicer_to_server(  # type: ignore[no-untyped-call]
@@ -105,17 +194,34 @@ async def start(settings: Settings) -> Vaultd:
     key_service_pb2_grpc.add_KeyServiceServicer_to_server(  # type: ignore[no-untyped-call]
         KeyServicer(DataKeys(keyring, settings.max_value_bytes)), server
     )
+    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        AdminServicer(api_keys, audit_log), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(settings.listen)
+    credentials = server_credentials(settings)
+    if credentials is None:
+        port = server.add_insecure_port(settings.listen)
+    else:
+        port = server.add_secure_port(settings.listen, credentials)
+    metrics_server = None
+    if metrics is not None and settings.metrics_listen:
+        metrics.watch_kek_cache(cache)
+        metrics_server = metrics.serve(settings.metrics_listen)
+        log.info("metrics on http://%s/metrics", settings.metrics_listen)
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("vaultd listening on %s (port %d)", settings.listen, port)
-    return Vaultd(server, port, store, keyring, health_servicer)
+    log.info(
+        "vaultd listening on %s (port %d, %s)",
+        settings.listen,
+        port,
+        "plaintext" if credentials is None else "TLS",
+    )
+    return Vaultd(server, port, store, keyring, health_servicer, metrics_server)
 
 
 async def serve(settings: Settings) -> None:

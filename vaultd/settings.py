@@ -1,13 +1,15 @@
 """vaultd's settings: command-line options over VAULTD_* variables over the YAML config file.
 
 The YAML file may group storage options as `storage: {redis_url: ..., data_dir: ...}`
-(DESIGN.md section 10); they land on the same fields as --redis-url and --data-dir.
+(DESIGN.md section 10); they land on the same fields as --redis-url and --data-dir. Likewise
+`tls: {cert_file, key_file, client_ca_file}` lands on tls_cert_file, ... (--tls-cert, ...).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
@@ -17,12 +19,35 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from vaultd.logs import LogFormat, LogLevel
+
+# YAML groups whose keys land on flat fields, with the prefix those fields carry.
+_FLATTENED_GROUPS = {"storage": "", "tls": "tls_"}
+
 
 class KekCacheSettings(BaseModel):
     model_config = SettingsConfigDict(extra="forbid")
 
     ttl_seconds: float = Field(300.0, ge=0)
     max_entries: int = Field(100_000, ge=0)
+
+
+class RateLimitSettings(BaseModel):
+    """Per API key: `requests_per_second` on average, bursts of up to `burst`; 0 is no limit."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    requests_per_second: float = Field(0.0, ge=0)
+    burst: int | None = Field(None, ge=1)
+
+    @property
+    def enabled(self) -> bool:
+        return self.requests_per_second > 0
+
+    @property
+    def bucket_size(self) -> int:
+        """`burst`, or by default one second's worth of requests."""
+        return self.burst or max(1, math.ceil(self.requests_per_second))
 
 
 class ByokRuleSettings(BaseModel):
@@ -46,16 +71,39 @@ class Settings(BaseSettings):
     providers: dict[str, dict[str, Any]] = {}
     byok: list[ByokRuleSettings] = []
     bootstrap_api_key: SecretStr | None = None
+    # How long a looked-up API key is trusted without asking the store again: a key revoked
+    # through another process stops working within this many seconds.
+    api_key_cache_seconds: float = Field(5.0, ge=0)
+    audit_retention_days: float = Field(90, gt=0)
     shutdown_grace_seconds: float = Field(30.0, ge=0)
+    workers: int = Field(1, ge=1)
+    metrics_listen: str | None = None
+    log_format: LogFormat = "json"
+    log_level: LogLevel = "info"
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    rate_limit: RateLimitSettings = RateLimitSettings()
 
     @model_validator(mode="before")
     @classmethod
-    def _flatten_storage(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("storage"), dict):
-            data = dict(data)
-            for key, value in data.pop("storage").items():
-                data.setdefault(key, value)
+    def _flatten_groups(cls, data: Any) -> Any:
+        # A flat field set elsewhere (variable, option) wins over the file's group.
+        if isinstance(data, dict):
+            for group, prefix in _FLATTENED_GROUPS.items():
+                if isinstance(data.get(group), dict):
+                    data = dict(data)
+                    for key, value in data.pop(group).items():
+                        data.setdefault(prefix + key, value)
         return data
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Self:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls: cert_file and key_file go together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls: client_ca_file (mutual TLS) needs cert_file and key_file")
+        return self
 
     @property
     def root_key_path(self) -> Path:

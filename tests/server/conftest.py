@@ -1,15 +1,15 @@
-"""A real vaultd on a real port, once per session per store, and stubs talking to it."""
+"""What a test needs to run a real vaultd: its settings and the handle the `running` fixture
+(tests/conftest.py, one server per store for the whole session) yields."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-import pytest
 
-from vaultd.server import Vaultd, start
+from tests.support.auth import BOOTSTRAP_API_KEY
+from vaultd.server import Vaultd
 from vaultd.settings import Settings
 from vaultd.v1 import object_service_pb2_grpc
 
@@ -20,30 +20,19 @@ class Running:
     vaultd: Vaultd
     data_dir: Path
     redis_url: str | None
-    channel: grpc.aio.Channel
+    channel: grpc.aio.Channel  # sends api_key on every call that names no key of its own
+    api_key: str = BOOTSTRAP_API_KEY  # admin in environment "default"
 
     @property
     def objects(self) -> object_service_pb2_grpc.ObjectServiceStub:
         return object_service_pb2_grpc.ObjectServiceStub(self.channel)
 
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.vaultd.port}"
+
 
 def settings_for(data_dir: Path, redis_url: str | None, **extra: object) -> Settings:
+    """Settings for a test server on a free port whose first admin key is BOOTSTRAP_API_KEY."""
+    extra.setdefault("bootstrap_api_key", BOOTSTRAP_API_KEY)
     return Settings(listen="127.0.0.1:0", data_dir=data_dir, redis_url=redis_url, **extra)
-
-
-@pytest.fixture(scope="session", params=["sqlite", "redis"])
-async def running(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Running]:
-    redis_url = request.getfixturevalue("redis_server").url if request.param == "redis" else None
-    data_dir = tmp_path_factory.mktemp(f"vaultd-{request.param}")
-    vaultd = await start(settings_for(data_dir, redis_url, max_value_bytes=64 * 1024))
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{vaultd.port}")
-    yield Running(request.param, vaultd, data_dir, redis_url, channel)
-    await channel.close()
-    await vaultd.stop(None)
-
-
-@pytest.fixture
-def objects(running: Running) -> object_service_pb2_grpc.ObjectServiceStub:
-    return running.objects

@@ -7,6 +7,7 @@ import base64
 import os
 import signal
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.server.conftest import Running, settings_for
+from tests.support.auth import BOOTSTRAP_API_KEY
+from tests.support.auth import channel as authed_channel
 from vaultd.core.envelope import EncryptedKeys, Kek, unwrap_entry
 from vaultd.server import start
 from vaultd.settings import load_settings
@@ -53,6 +56,7 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VAULTD_")}
     env["VAULTD_LISTEN"] = f"127.0.0.1:{port}"
+    env["VAULTD_BOOTSTRAP_API_KEY"] = BOOTSTRAP_API_KEY
     proc = subprocess.Popen(
         [str(VAULTD), "serve"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
     )
@@ -63,7 +67,7 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
 
 
 async def _wait_serving(port: int) -> grpc.aio.Channel:
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    channel = authed_channel(f"127.0.0.1:{port}")
     health = health_pb2_grpc.HealthStub(channel)
     for _ in range(100):
         try:
@@ -87,13 +91,22 @@ async def test_serve_command_runs_embedded_and_drains_on_sigterm(
     assert stat.S_IMODE(root_key.stat().st_mode) == 0o600
     assert (cwd / "vaultd-data" / "vaultd.db").exists()
 
-    # Calls in flight when SIGTERM arrives still complete; then the process exits 0.
+    # Calls in flight when SIGTERM arrives still complete; then the process exits 0. Holding the
+    # store's write lock keeps them in flight (each waits to write its audit event) until after
+    # SIGTERM: a call the server has not yet accepted when it stops is cancelled by gRPC, so
+    # they are given time to be accepted first.
+    lock = sqlite3.connect(cwd / "vaultd-data" / "vaultd.db", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
     calls = [
         asyncio.ensure_future(stub.GetObject(pb.GetObjectRequest(id=created.metadata.id)))
         for _ in range(20)
     ]
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
+    await asyncio.sleep(0.2)
+    assert not any(call.done() for call in calls)
+    lock.execute("COMMIT")
+    lock.close()
     replies = await asyncio.gather(*calls)
     assert all(r.object.value == b"v" for r in replies)
     await channel.close()
@@ -104,7 +117,7 @@ async def test_serve_command_runs_embedded_and_drains_on_sigterm(
 
 async def test_embedded_store_survives_restart(tmp_path: Path) -> None:
     first = await start(settings_for(tmp_path, None))
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{first.port}") as channel:
+    async with authed_channel(f"127.0.0.1:{first.port}") as channel:
         stub = pb_grpc.ObjectServiceStub(channel)
         meta = (
             await stub.CreateObject(
@@ -116,7 +129,7 @@ async def test_embedded_store_survives_restart(tmp_path: Path) -> None:
 
     second = await start(settings_for(tmp_path, None))
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{second.port}") as channel:
+        async with authed_channel(f"127.0.0.1:{second.port}") as channel:
             stub = pb_grpc.ObjectServiceStub(channel)
             got = (await stub.GetObjectByName(pb.GetObjectByNameRequest(name="durable"))).object
         assert got.value == b"kept" and got.metadata == meta

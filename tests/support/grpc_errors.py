@@ -16,6 +16,7 @@ class ErrorDetails:
     domain: str
     metadata: dict[str, str]
     violations: list[tuple[str, str]]
+    retry_delay: float | None = None
 
 
 def details_of(error: grpc.aio.AioRpcError) -> ErrorDetails:
@@ -23,14 +24,20 @@ def details_of(error: grpc.aio.AioRpcError) -> ErrorDetails:
     reason = domain = ""
     metadata: dict[str, str] = {}
     violations: list[tuple[str, str]] = []
+    retry_delay: float | None = None
     if raw is not None:
         status = status_pb2.Status.FromString(raw)
         assert status.code == error.code().value[0], "details disagree with the status code"
         for packed in status.details:
             info = error_details_pb2.ErrorInfo()
             bad = error_details_pb2.BadRequest()
+            retry = error_details_pb2.RetryInfo()
             if packed.Unpack(info):
                 reason, domain, metadata = info.reason, info.domain, dict(info.metadata)
             elif packed.Unpack(bad):
                 violations = [(v.field, v.description) for v in bad.field_violations]
-    return ErrorDetails(error.code(), error.details() or "", reason, domain, metadata, violations)
+            elif packed.Unpack(retry):
+                retry_delay = retry.retry_delay.ToTimedelta().total_seconds()
+    return ErrorDetails(
+        error.code(), error.details() or "", reason, domain, metadata, violations, retry_delay
+    )

@@ -1,21 +1,23 @@
 """The one place domain errors become gRPC statuses (DESIGN.md section 7).
 
 Every VaultError becomes its status code with a google.rpc.Status carrying ErrorInfo (reason,
-domain "vaultd", metadata) and, for bad fields, BadRequest. A request that does not even parse
-is INVALID_ARGUMENT, not the INTERNAL grpc would send. Anything else is a bug: it is logged with
-an error id and answered with a generic INTERNAL that says nothing about the request.
+domain "vaultd", metadata), for bad fields BadRequest, and when a later retry may succeed (a
+rate limit) RetryInfo. A request that does not even parse is INVALID_ARGUMENT, not the INTERNAL
+grpc would send. Anything else is a bug: it is logged with an error id and answered with a
+generic INTERNAL that says nothing about the request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -51,6 +53,11 @@ def to_status(error: VaultError) -> Any:
                 ]
             )
         )
+    if error.retry_delay is not None:
+        delay = duration_pb2.Duration()
+        # Rounded up to the millisecond: a client that waits exactly this long finds a token.
+        delay.FromMilliseconds(math.ceil(error.retry_delay * 1000))
+        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
     for detail in details:
         packed = any_pb2.Any()
         packed.Pack(detail)
@@ -107,7 +114,13 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         grpc.StatusCode.INTERNAL, f"internal error (error id {error_id})"
                     )
             status = to_status(error)
-            await context.abort(status.code, status.details, status.trailing_metadata)
+            # abort() replaces the trailing metadata; keep what outer interceptors set (the
+            # request id) next to the status details.
+            await context.abort(
+                status.code,
+                status.details,
+                (*(context.trailing_metadata() or ()), *status.trailing_metadata),
+            )
 
         return grpc.unary_unary_rpc_method_handler(
             guarded,

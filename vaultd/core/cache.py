@@ -37,6 +37,9 @@ class TtlCache(Generic[K, V]):
     _entries: OrderedDict[K, tuple[float, V]] = field(default_factory=OrderedDict)
     _inflight: dict[K, asyncio.Future[V]] = field(default_factory=dict)
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def get(self, key: K) -> V | None:
         entry = self._entries.get(key)
         if entry is None:

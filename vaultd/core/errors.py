@@ -25,6 +25,8 @@ class VaultError(Exception):
 
     code: str = "INTERNAL"
     reason: str = "INTERNAL"
+    # Seconds after which a retry may succeed; when set, the status carries google.rpc.RetryInfo.
+    retry_delay: float | None = None
 
     def __init__(
         self,
@@ -140,11 +142,44 @@ class Unauthenticated(VaultError):
     reason = "UNAUTHENTICATED"
 
 
+class ApiKeyMissing(Unauthenticated):
+    """No `authorization: Bearer <key>` metadata."""
+
+    reason = "API_KEY_MISSING"
+
+
+class ApiKeyMalformed(Unauthenticated):
+    """The authorization metadata is not one `Bearer sk_...` key of the right shape."""
+
+    reason = "API_KEY_MALFORMED"
+
+
+class ApiKeyInvalid(Unauthenticated):
+    """No such key, or it was revoked: one reason for both, so a caller cannot tell which."""
+
+    reason = "API_KEY_INVALID"
+
+
 class PermissionDenied(VaultError):
     code = "PERMISSION_DENIED"
     reason = "PERMISSION_DENIED"
 
 
+class ApiKeyNotFound(VaultError):
+    code = "NOT_FOUND"
+    reason = "API_KEY_NOT_FOUND"
+
+
 class ResourceExhausted(VaultError):
     code = "RESOURCE_EXHAUSTED"
     reason = "RESOURCE_EXHAUSTED"
+
+
+class RateLimited(ResourceExhausted):
+    """The caller spent its rate limit; `retry_delay` says when its next call may go ahead."""
+
+    reason = "RATE_LIMITED"
+
+    def __init__(self, retry_delay: float) -> None:
+        super().__init__(f"rate limit exceeded; retry in {retry_delay:.3f}s")
+        self.retry_delay = retry_delay

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -35,6 +36,15 @@ from vaultd.storage.base import KekVersion, Store, StoreUnavailable
 
 T = TypeVar("T")
 CacheKey = tuple[str, ...]
+
+ProviderCallObserver = Callable[[str, str, str, float], None]
+"""Told of every provider call: (scheme, "wrap" | "unwrap", outcome, seconds), where outcome is
+"ok", "unavailable", "key_unavailable" or "error". server.py feeds it to the metrics; core
+imports no metrics library."""
+
+KekCreatedSink = Callable[[str, str, KekVersion], Awaitable[None]]
+"""Awaited once per KEK version this process creates: (environment id, KEK id, its record).
+server.py makes it write the vault.kek.created audit event; core knows nothing of auditing."""
 
 
 KEK_ID = re.compile("kek_[0-9a-f]{32}")
@@ -77,12 +87,16 @@ class Keyring:
         rules: KeyRules,
         cache: TtlCache[CacheKey, Kek],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_provider_call: ProviderCallObserver | None = None,
+        on_kek_created: KekCreatedSink | None = None,
     ) -> None:
         self._store = store
         self._providers = providers
         self._rules = rules
         self.cache = cache
         self._clock = clock
+        self._on_provider_call = on_provider_call
+        self._on_kek_created = on_kek_created
 
     async def current_keks(self, environment_id: str, context: KeyContext) -> list[Kek]:
         """The newest KEK of each item that must wrap a DEK for this context."""
@@ -142,6 +156,7 @@ class Keyring:
         plain = new_dek()
         draft = KekVersion(item_key, item_value, 1, key_uri, b"", self._clock())
         wrapped = await self._provider_call(
+            "wrap",
             key_uri,
             lambda: self._providers.for_uri(key_uri).wrap(
                 key_uri, plain, _binding(environment_id, kek_id, draft)
@@ -151,6 +166,8 @@ class Keyring:
         with store_errors():
             if not await self._store.add_kek_version(environment_id, kek_id, record):
                 return None
+        if self._on_kek_created is not None:
+            await self._on_kek_created(environment_id, kek_id, record)
         kek = Kek(kek_id, 1, plain)
         self.cache.put(("version", environment_id, kek_id, "1"), kek)
         return kek
@@ -158,6 +175,7 @@ class Keyring:
     async def _unwrap(self, environment_id: str, kek_id: str, record: KekVersion) -> Kek:
         uri = record.provider_uri
         plain = await self._provider_call(
+            "unwrap",
             uri,
             lambda: self._providers.for_uri(uri).unwrap(
                 uri, record.wrapped_key, _binding(environment_id, kek_id, record)
@@ -165,17 +183,31 @@ class Keyring:
         )
         return Kek(kek_id, record.version, plain)
 
-    @staticmethod
-    async def _provider_call(key_uri: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _provider_call(
+        self, operation: str, key_uri: str, call: Callable[[], Awaitable[T]]
+    ) -> T:
+        # The one place every provider call passes: its outcome and time are observed here.
+        outcome = "error"  # cancelled, or out of the caller's deadline
+        started = time.perf_counter()
         try:
-            return await call()
+            result = await call()
+            outcome = "ok"
+            return result
         except ProviderUnavailableError:
+            outcome = "unavailable"
             raise BackendUnavailable(
                 f"key provider for {key_uri} is unavailable; retry later",
                 metadata={"key_uri": key_uri},
             ) from None
         except (KeyUnavailableError, ProviderError) as exc:
+            outcome = "key_unavailable"
             raise KeyUnavailable(str(exc), metadata={"key_uri": key_uri}) from None
+        finally:
+            if self._on_provider_call is not None:
+                scheme = key_uri.partition("://")[0]
+                self._on_provider_call(
+                    scheme, operation, outcome, time.perf_counter() - started
+                )
 
 
 def _find(versions: Sequence[KekVersion], version: int) -> KekVersion | None:

@@ -1,0 +1,122 @@
+"""`vaultd serve --workers N`: N server processes sharing one port through SO_REUSEPORT.
+
+The kernel spreads new connections over the processes bound to the port, so N workers use N
+cores where one Python process uses one. The parent serves nothing. It prepares what must exist
+exactly once (the root key: N workers generating one at the same moment would each make a
+different key; the store's schema), starts the workers, forwards SIGTERM and SIGINT to them, and
+exits 0 once every worker has drained its in-flight calls and exited 0.
+
+A worker that dies on its own stops the others and the parent exits 1: the process supervisor
+restarts the whole server rather than it running on at part capacity unnoticed.
+
+Worker k serves its metrics on the metrics port + k: each process counts its own calls, and
+Prometheus scrapes each worker as its own target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+from multiprocessing.connection import wait
+from types import FrameType
+from typing import Any
+
+from vaultd import logs
+from vaultd.metrics import split_host_port
+from vaultd.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def worker_settings(settings: Settings, index: int) -> Settings:
+    """Worker `index`'s settings: the same, but its own metrics port."""
+    if not settings.metrics_listen:
+        return settings
+    host, port = split_host_port(settings.metrics_listen)
+    host = f"[{host}]" if ":" in host else host
+    return settings.model_copy(update={"metrics_listen": f"{host}:{port + index}"})
+
+
+def check(settings: Settings) -> None:
+    """Refuse what cannot work with several workers, before anything starts."""
+    if split_host_port(settings.listen)[1] == 0:
+        raise ValueError(
+            "--workers needs a fixed port: with port 0 every worker would listen on its own"
+        )
+    if settings.metrics_listen and split_host_port(settings.metrics_listen)[1] == 0:
+        raise ValueError("--workers needs a fixed --metrics-listen port (worker k uses port + k)")
+
+
+async def prepare(settings: Settings) -> None:
+    """Make the root key and the store's schema once, and fail on bad configuration here."""
+    from vaultd.server import load_key_config
+    from vaultd.storage import open_store
+
+    load_key_config(settings)
+    store = await open_store(settings.redis_url, settings.data_dir)
+    await store.close()
+
+
+def run(settings: Settings) -> int:
+    """Run settings.workers workers until they exit; the exit code for the command."""
+    check(settings)
+    asyncio.run(prepare(settings))
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked event loop
+    workers = [
+        context.Process(
+            target=_worker,
+            # The fields, not the object: settings read from a file have a class made at run time.
+            args=(worker_settings(settings, index).model_dump(),),
+            name=f"vaultd-worker-{index}",
+        )
+        for index in range(settings.workers)
+    ]
+    stopping = False
+
+    def forward(signum: int, frame: FrameType | None = None) -> None:
+        nonlocal stopping
+        stopping = True
+        for worker in workers:
+            if worker.pid is not None and worker.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):  # it ended in between
+                    os.kill(worker.pid, signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    for worker in workers:
+        worker.start()
+    log.info("started %d workers (pids %s)", len(workers), ", ".join(str(w.pid) for w in workers))
+    if stopping:  # a signal came while workers were starting
+        forward(signal.SIGTERM)
+
+    failed = False
+    running = list(workers)
+    while running:
+        ended = wait([worker.sentinel for worker in running])
+        for worker in [w for w in running if w.sentinel in ended]:
+            running.remove(worker)
+            worker.join()
+            if worker.exitcode == 0:
+                continue
+            failed = True
+            if not stopping:
+                log.error(
+                    "worker pid %s exited with code %s; stopping the others",
+                    worker.pid,
+                    worker.exitcode,
+                )
+                forward(signal.SIGTERM)
+    log.info("all workers stopped")
+    return 1 if failed else 0
+
+
+def _worker(fields: dict[str, Any]) -> None:
+    from vaultd.server import serve
+
+    settings = Settings.model_validate(fields)
+    logs.configure(settings.log_format, settings.log_level)
+    asyncio.run(serve(settings))
