@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from vaultd.core import objects
+from vaultd.core.errors import InvalidArgument
 from vaultd.storage.base import ObjectEntry
 from vaultd.v1 import object_service_pb2 as pb
 
@@ -17,8 +19,16 @@ def timestamp(moment: datetime) -> Timestamp:
     return ts
 
 
-def from_timestamp(ts: Timestamp) -> datetime:
-    return ts.ToDatetime(tzinfo=UTC)
+def optional_timestamp(request: Message, field: str) -> datetime | None:
+    """A request's Timestamp field, None when unset; one outside 0001..9999 or with nanos out of
+    range is INVALID_ARGUMENT naming the field, not the ValueError protobuf raises."""
+    if not request.HasField(field):
+        return None
+    try:
+        moment: datetime = getattr(request, field).ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidArgument(field, "is not a valid timestamp (years 1 to 9999)") from None
+    return moment
 
 
 def metadata(meta: objects.ObjectMetadata) -> pb.ObjectMetadata:
@@ -65,7 +75,5 @@ def list_query(request: pb.ListObjectsRequest) -> objects.ListQuery:
         after=request.after,
         ascending=request.order == pb.LIST_ORDER_ASCENDING,
         name_prefix=request.name_prefix,
-        updated_after=(
-            from_timestamp(request.updated_after) if request.HasField("updated_after") else None
-        ),
+        updated_after=optional_timestamp(request, "updated_after"),
     )

@@ -144,7 +144,7 @@ class ObjectVault:
                 await self._store.create_object(obj)
             except storage.NameTaken:
                 raise NameTaken(
-                    f"an object named {name!r} already exists", metadata={"name": name}
+                    "an object with this name already exists in the environment"
                 ) from None
         return _metadata(obj)
 
@@ -156,7 +156,7 @@ class ObjectVault:
         with store_errors():
             obj = await self._store.get_object_by_name(environment_id, name)
         if obj is None:
-            raise ObjectNotFound(f"no object named {name!r}", metadata={"name": name})
+            raise ObjectNotFound("no object with this name in the environment")
         return await self._open(obj)
 
     async def describe(self, environment_id: str, object_id: str) -> ObjectMetadata:

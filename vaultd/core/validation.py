@@ -19,7 +19,8 @@ MAX_NAME_CHARS = 512
 KeyContext = tuple[tuple[str, str], ...]
 """A validated key context: its items sorted by key, so equal contexts compare equal."""
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0, DEL and C1: names are printed in logs and tables, where these would rewrite the output.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _ULID = "[0-9A-HJKMNP-TV-Z]{26}"
 OBJECT_ID = re.compile(f"secret_{_ULID}")
 VERSION_ID = re.compile(f"ver_{_ULID}")
