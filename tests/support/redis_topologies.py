@@ -81,6 +81,10 @@ class RedisClusterSet:
             node.stop()
 
 
+# A replica's first sync otherwise waits 5 s for more replicas to join the same transfer.
+_NO_SYNC_DELAY = ["--repl-diskless-sync-delay", "0"]
+
+
 class RedisSentinelSet:
     """A master, one replica and one sentinel watching them as `service`."""
 
@@ -88,7 +92,7 @@ class RedisSentinelSet:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.master = RedisServer(directory / "master")
+        self.master = RedisServer(directory / "master", extra_args=_NO_SYNC_DELAY)
         self.replica: RedisServer | None = None
         self.sentinel_port = 0
         self._sentinel: subprocess.Popen[bytes] | None = None
@@ -103,7 +107,7 @@ class RedisSentinelSet:
 
     def __enter__(self) -> RedisSentinelSet:
         self.master.start()
-        replica_of = ["--replicaof", "127.0.0.1", str(self.master.port)]
+        replica_of = ["--replicaof", "127.0.0.1", str(self.master.port), *_NO_SYNC_DELAY]
         self.replica = RedisServer(self.directory / "replica", extra_args=replica_of)
         self.replica.start()
         replica = self.replica
