@@ -82,11 +82,15 @@ def store(request: pytest.FixtureRequest) -> Store:
 
 # One vaultd per store for the whole session, shared by every suite: two servers with different
 # root keys on one Redis database would each find the other's KEKs unwrappable.
-@pytest.fixture(scope="session", params=["sqlite", "redis"])
+@pytest.fixture(scope="session", params=["sqlite", "redis", "cluster"])
 async def running(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Running]:
-    redis_url = request.getfixturevalue("redis_server").url if request.param == "redis" else None
+    redis_url = {
+        "sqlite": lambda: None,
+        "redis": lambda: request.getfixturevalue("redis_server").url,
+        "cluster": lambda: request.getfixturevalue("redis_cluster").url,
+    }[request.param]()
     data_dir = tmp_path_factory.mktemp(f"vaultd-{request.param}")
     vaultd = await start(settings_for(data_dir, redis_url, max_value_bytes=64 * 1024))
     # The shared Redis may have API keys from other tests already, so bootstrap may not have

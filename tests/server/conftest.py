@@ -27,6 +27,14 @@ class Running:
     def objects(self) -> object_service_pb2_grpc.ObjectServiceStub:
         return object_service_pb2_grpc.ObjectServiceStub(self.channel)
 
+    def redis_node_urls(self) -> list[str]:
+        """A plain redis:// URL per node holding this server's data (every cluster master)."""
+        if self.redis_url is None:
+            return []
+        if self.redis_url.startswith("redis+cluster://"):
+            return [f"redis://{h}/0" for h in self.redis_url.split("://")[1].split(",")]
+        return [self.redis_url]
+
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.vaultd.port}"

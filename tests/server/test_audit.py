@@ -265,12 +265,13 @@ def _forms(secret: bytes) -> list[bytes]:
 async def _audit_at_rest(running: Running) -> bytes:
     """Every audit record as stored: each entry of each audit stream, or the audit table."""
     if running.redis_url:
-        client = aioredis.from_url(running.redis_url)
         chunks: list[bytes] = []
-        async for key in client.scan_iter(match="*:audit"):
-            for _, fields in await client.xrange(key):
-                chunks += fields.values()
-        await client.aclose()
+        for url in running.redis_node_urls():
+            client = aioredis.from_url(url)
+            async for key in client.scan_iter(match="*:audit"):
+                for _, fields in await client.xrange(key):
+                    chunks += fields.values()
+            await client.aclose()
         return b"\n".join(chunks)
     with sqlite3.connect(running.data_dir / SQLITE_FILE_NAME) as db:
         return b"\n".join(row[0] for row in db.execute("SELECT record FROM audit_events"))
