@@ -1,0 +1,55 @@
+"""A short run of the benchmark harness, so it cannot rot: the CLI as an operator runs it, one
+RPC, the embedded store, the asyncio generator, the two in-repo baselines.
+
+It checks the shape of results.json and that something was measured; never a timing, which
+on a shared 2-core machine would only measure the neighbours.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_a_short_run_writes_results_with_ratios(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [
+            sys.executable, "-m", "bench",
+            "--duration", "1", "--warmup", "0.2",
+            "--concurrency", "4", "--workers", "1",
+            "--rpcs", "Encrypt", "--stores", "embedded",
+            "--generators", "asyncio", "--baselines", "transport,backend",
+            "--kms-ops", "0", "--no-plot", "--out", str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "vaultd, embedded store, 1 worker(s)" in run.stdout  # the terminal table
+
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"meta", "points", "ratios", "kms"}
+    meta = results["meta"]
+    assert meta["machine"]["cores"] >= 1 and meta["machine"]["cpu_model"]
+    assert meta["settings"]["rpcs"] == ["Encrypt"]
+
+    by_target = {p["target"]: p for p in results["points"]}
+    assert set(by_target) == {"vaultd", "transport_floor", "backend_floor"}
+    for point in by_target.values():
+        assert point["rpc"] == "Encrypt" and point["concurrency"] == 4
+        assert point["ok"] is True and point["errors"] == 0, point["check"]
+        assert point["requests"] > 0 and point["rps"] > 0
+        assert point["p50_ms"] <= point["p90_ms"] <= point["p99_ms"]
+    assert by_target["vaultd"]["store"] == "embedded" and by_target["vaultd"]["workers"] == 1
+
+    (ratio,) = results["ratios"]
+    assert ratio["rpc"] == "Encrypt"
+    assert ratio["vs_transport_floor"] > 0 and ratio["vs_backend_floor"] > 0
+    assert ratio["vs_openbao"] is None  # not asked for
