@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.buf import buf
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "protos"))
 from generate import generate  # noqa: E402
-
-BUF = REPO / "tests" / "polyglot" / "node_modules" / ".bin" / "buf"
 
 
 def test_generated_stubs_match_protos(tmp_path: Path) -> None:
@@ -31,17 +29,8 @@ def test_generated_stubs_match_protos(tmp_path: Path) -> None:
     assert not stale, f"stubs without a proto: {sorted(stale)}"
 
 
-def _buf() -> str:
-    found = str(BUF) if BUF.exists() else shutil.which("buf")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("buf is not installed; .ci/run installs it (npm install in tests/polyglot)")
-        pytest.skip("buf is not installed (cd tests/polyglot && npm install)")
-    return found
-
-
 def test_buf_lint() -> None:
-    result = subprocess.run([_buf(), "lint"], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run([buf(), "lint"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -52,7 +41,7 @@ def test_buf_breaking_against_main() -> None:
     if has_main.returncode != 0:
         pytest.skip("main has no protos/ yet; nothing to break")
     result = subprocess.run(
-        [_buf(), "breaking", "--against", ".git#branch=main"],
+        [buf(), "breaking", "--against", ".git#branch=main"],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import ipaddress
 import logging
 import re
 import socket
@@ -21,15 +20,12 @@ from typing import Any
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from ulid import ULID
 
 from tests.server.conftest import Running
+from tests.support.tls import make_pki
 from tests.vectors.generate import Vector, load_vectors, plaintext_of, unb64
 from vaultd.api.errors import to_status
 from vaultd.client import (
@@ -649,52 +645,12 @@ def test_constructor_checks() -> None:
         VaultClient("127.0.0.1:1", root_certificates=b"ca", tls=False)
 
 
-def _certificate(
-    subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Certificate | None,
-    issuer_key: ec.EllipticCurvePrivateKey | None,
-) -> x509.Certificate:  # fmt: skip
-    now = dt.datetime.now(dt.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer.subject if issuer else name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
-    )
-    if issuer is not None:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-    return builder.sign(issuer_key or key, hashes.SHA256())
-
-
-def _pem(item: x509.Certificate | ec.EllipticCurvePrivateKey) -> bytes:
-    if isinstance(item, x509.Certificate):
-        return item.public_bytes(serialization.Encoding.PEM)
-    return item.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
 @pytest.fixture(scope="module")
 def pki() -> dict[str, bytes]:
-    ca_key, server_key, client_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
-    ca = _certificate("vaultd test CA", ca_key, None, None)
+    made = make_pki()
     return {
-        "ca": _pem(ca),
-        "server_key": _pem(server_key),
-        "server_cert": _pem(_certificate("localhost", server_key, ca, ca_key)),
-        "client_key": _pem(client_key),
-        "client_cert": _pem(_certificate("client", client_key, ca, ca_key)),
+        name: getattr(made, name)
+        for name in ("ca", "server_key", "server_cert", "client_key", "client_cert")
     }
 
 

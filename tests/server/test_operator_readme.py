@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import re
 import shlex
-import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,25 +20,16 @@ from pathlib import Path
 import pytest
 
 from tests.server.conftest import settings_for
+from tests.support.buf import buf as find_buf
 from tests.support.tls import make_pki
 from vaultd.core.apikeys import new_secret
 from vaultd.server import Vaultd, start
 
 REPO = Path(__file__).resolve().parents[2]
-BUF = REPO / "tests" / "polyglot" / "node_modules" / ".bin" / "buf"
 # The README's placeholders for the address and the PEM files, and what the test puts there.
 PLAIN_ADDRESS = "127.0.0.1:50051"
 TLS_ADDRESS = "vault.example.com:50051"
 PEM_FILES = {"ca.pem": "ca", "client.pem": "client_cert", "client-key.pem": "client_key"}
-
-
-def _buf() -> str:
-    found = str(BUF) if BUF.exists() else shutil.which("buf")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("buf is not installed; .ci/run installs it (npm install in tests/polyglot)")
-        pytest.skip("buf is not installed (cd tests/polyglot && npm install)")
-    return found
 
 
 def readme_grpcurl_commands() -> list[list[str]]:
@@ -119,7 +108,7 @@ def to_buf_curl(buf: str, argv: list[str], live: Live) -> list[str]:
 
 
 async def test_readme_grpcurl_commands_work_with_buf_curl(live: Live) -> None:
-    buf = _buf()
+    buf = find_buf()
     commands = readme_grpcurl_commands()
     answered: dict[str, int] = {}
     for argv in commands:
