@@ -98,10 +98,13 @@ class Vaultd:
     keyring: Keyring
     health: health.aio.HealthServicer
     metrics_server: MetricsServer | None = None
+    audit_log: AuditLog | None = None
 
     async def stop(self, grace: float | None) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.audit_log is not None:
+            await self.audit_log.flush()  # events of calls cancelled while theirs was written
         await self.store.close()
         if self.metrics_server is not None:
             self.metrics_server.close()
@@ -221,7 +224,7 @@ async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Va
         port,
         "plaintext" if credentials is None else "TLS",
     )
-    return Vaultd(server, port, store, keyring, health_servicer, metrics_server)
+    return Vaultd(server, port, store, keyring, health_servicer, metrics_server, audit_log)
 
 
 async def serve(settings: Settings) -> None:

@@ -7,6 +7,7 @@ import base64
 import logging
 import os
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -351,10 +352,10 @@ async def test_a_result_is_withheld_when_its_event_cannot_be_stored(tmp_path: Pa
                 )
             ).metadata
 
-            async def broken(event: AuditEvent, keep_after: datetime) -> None:
+            async def broken(events: Sequence[AuditEvent], keep_after: datetime) -> None:
                 raise StoreUnavailable("audit store down")
 
-            vaultd.store.append_audit_event = broken  # type: ignore[method-assign]
+            vaultd.store.append_audit_events = broken  # type: ignore[method-assign]
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await objects.GetObject(pb.GetObjectRequest(id=created.id))
             assert details_of(caught.value).reason == "BACKEND_UNAVAILABLE"

@@ -7,8 +7,10 @@ without flushing and without seeing each other.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
+import sqlite3
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -40,9 +42,10 @@ from vaultd.storage import (
     StoreError,
     StoreUnavailable,
     VersionMismatch,
+    codec,
     open_store,
 )
-from vaultd.storage.keys import Kind, key
+from vaultd.storage.keys import Kind, audit_key, key
 
 ASC, DESC = Direction.ASCENDING, Direction.DESCENDING
 EVERYTHING = ScanFilter()
@@ -683,6 +686,63 @@ async def test_audit_events_older_than_the_retention_are_trimmed(store: Store) -
     new = new_event(env)
     await store.append_audit_event(new, new.time - timedelta(milliseconds=5))
     assert await read_all(store, env) == [new]
+
+
+async def test_a_batch_of_audit_events_reads_back_in_order_per_environment(
+    store: Store,
+) -> None:
+    first, second = new_env(), new_env()
+    keep = datetime.now(UTC) - timedelta(days=1)
+    batch = [new_event(first if n % 3 else second, request_id=f"req-{n}") for n in range(10)]
+    await store.append_audit_events(batch, keep)
+    await store.append_audit_events([], keep)  # an empty batch is a no-op, not an error
+    later = new_event(first)
+    await store.append_audit_event(later, keep)
+
+    assert await read_all(store, first) == [e for e in batch if e.environment_id == first] + [later]
+    assert await read_all(store, second) == [e for e in batch if e.environment_id == second]
+
+
+async def test_a_batch_refuses_a_bad_environment_and_stores_nothing_of_it_on_sqlite(
+    sqlite_store: SqliteStore,
+) -> None:
+    env = new_env()
+    keep = datetime.now(UTC) - timedelta(days=1)
+    with pytest.raises(ValueError):
+        await sqlite_store.append_audit_events([new_event(env), new_event("a:b")], keep)
+    assert await read_all(sqlite_store, env) == []
+
+
+async def test_batched_audit_events_are_stored_as_their_codec_records_on_redis(
+    redis_store: RedisStore, redis_client: Redis
+) -> None:
+    env = new_env()
+    batch = [new_event(env) for _ in range(5)]
+    await redis_store.append_audit_events(batch, datetime.now(UTC) - timedelta(days=1))
+    entries = await redis_client.xrange(audit_key(env))
+    assert [fields for _, fields in entries] == [
+        {b"e": codec.encode_audit_event(event)} for event in batch
+    ]
+
+
+async def test_batched_audit_events_are_stored_as_their_codec_records_on_sqlite(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore(tmp_path / "vaultd.db")
+    env = new_env()
+    batch = [new_event(env) for _ in range(5)]
+    try:
+        await store.append_audit_events(batch, datetime.now(UTC) - timedelta(days=1))
+    finally:
+        await store.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "vaultd.db")) as conn:
+        rows = conn.execute(
+            "SELECT environment_id, type, time, record FROM audit_events ORDER BY seq"
+        ).fetchall()
+    assert rows == [
+        (e.environment_id, e.type, codec.to_micros(e.time), codec.encode_audit_event(e))
+        for e in batch
+    ]
 
 
 async def test_foreign_audit_cursors_are_refused(store: Store) -> None:

@@ -5,8 +5,10 @@ holds ids, names, key contexts and the outcome, never a value, plaintext, data k
 AuditEvent has no field that could carry one.
 
 Events are stored with the data (a Redis Stream per environment, a table in the embedded store)
-and trimmed to the retention on write. core builds and stores them; vaultd.api decides which
-event each call makes.
+and trimmed to the retention on write. Events of concurrent calls are written together (group
+commit, groupcommit.py): one SQLite transaction or one pipelined Redis round trip per batch, and
+each call still waits until its own event is stored. core builds and stores them; vaultd.api
+decides which event each call makes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from ulid import ULID
 
 from vaultd.core.errors import InvalidArgument, InvalidCursor
+from vaultd.core.groupcommit import GroupCommit
 from vaultd.core.keyring import store_errors
 from vaultd.core.objects import Actor
 from vaultd.storage.base import AuditEvent, AuditPage, AuditQuery, BadCursor, Store
@@ -79,6 +82,7 @@ class AuditLog:
         self._store = store
         self._retention = retention
         self._clock = clock
+        self._batches: GroupCommit[AuditEvent] = GroupCommit(self._write)
 
     async def record(
         self, kind: str, origin: Origin, outcome: str = SUCCESS, subject: Subject = Subject()
@@ -105,8 +109,15 @@ class AuditLog:
             api_key_id=subject.api_key_id,
         )
         with store_errors():
-            await self._store.append_audit_event(event, now - self._retention)
+            await self._batches.add(event)
         return event
+
+    async def flush(self) -> None:
+        """Wait for the events being written (a cancelled call's event is written anyway)."""
+        await self._batches.flush()
+
+    async def _write(self, events: Sequence[AuditEvent]) -> None:
+        await self._store.append_audit_events(events, self._clock() - self._retention)
 
     async def read(self, environment_id: str, query: AuditQuery) -> AuditPage:
         """One page of an environment's events, oldest first; limit 0 means the default."""

@@ -293,6 +293,15 @@ class Store(Protocol):
         """
         ...
 
+    async def append_audit_events(self, events: Sequence[AuditEvent], keep_after: datetime) -> None:
+        """Append `events` in their order, each to its environment's events, as one write: one
+        transaction on SQLite, one pipelined round trip on Redis. Trimming as above.
+
+        All or nothing on SQLite; on Redis a failure part way leaves a prefix stored. Either way
+        the caller learns of the failure and none of the events counts as recorded.
+        """
+        ...
+
     async def read_audit_events(self, environment_id: str, query: AuditQuery) -> AuditPage:
         """Events of one environment ("": unauthenticated calls) in the order they were appended.
 

@@ -514,17 +514,28 @@ class RedisStore:
             await self._replicated()
         return _api_key(reply)
 
-    @_available
     async def append_audit_event(self, event: AuditEvent, keep_after: datetime) -> None:
+        await self.append_audit_events((event,), keep_after)
+
+    @_available
+    async def append_audit_events(self, events: Sequence[AuditEvent], keep_after: datetime) -> None:
+        if not events:
+            return
         # MINID trims by stream id, i.e. by Redis's clock at append. Exact, not `~`: approximate
         # trimming drops only whole stream nodes (100 entries), so a quiet environment would keep
         # expired events indefinitely; exact trimming costs a little more per expired event.
-        await self._redis.xadd(
-            _audit_stream(event.environment_id),
-            {b"e": codec.encode_audit_event(event)},
-            minid=codec.to_micros(keep_after) // 1000,
-            approximate=False,
-        )
+        min_id = codec.to_micros(keep_after) // 1000
+        # One round trip for the batch: no MULTI (each XADD is atomic on its own, and a batch's
+        # streams may sit on several Cluster shards), replies read together.
+        pipe = self._redis.pipeline(transaction=False)
+        for event in events:
+            pipe.xadd(
+                _audit_stream(event.environment_id),
+                {b"e": codec.encode_audit_event(event)},
+                minid=min_id,
+                approximate=False,
+            )
+        await pipe.execute()
         await self._replicated()
 
     @_available

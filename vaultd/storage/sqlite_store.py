@@ -303,27 +303,36 @@ class SqliteStore:
         return None if row is None else _api_key(row)
 
     async def append_audit_event(self, event: AuditEvent, keep_after: datetime) -> None:
-        if event.environment_id:
-            check(ENVIRONMENT_ID, event.environment_id, "environment id")
-        row = (
-            event.environment_id,
-            event.type,
-            codec.to_micros(event.time),
-            codec.encode_audit_event(event),
-        )
+        await self.append_audit_events((event,), keep_after)
+
+    async def append_audit_events(self, events: Sequence[AuditEvent], keep_after: datetime) -> None:
+        for event in events:
+            if event.environment_id:
+                check(ENVIRONMENT_ID, event.environment_id, "environment id")
+        rows = [
+            (
+                event.environment_id,
+                event.type,
+                codec.to_micros(event.time),
+                codec.encode_audit_event(event),
+            )
+            for event in events
+        ]
         cutoff = codec.to_micros(keep_after)
 
         def append(conn: sqlite3.Connection) -> None:
+            # One transaction, so one fsync, however many events: the group commit's point.
             with _transaction(conn):
                 # Indexed by time, so finding nothing to trim costs one index probe.
                 conn.execute("DELETE FROM audit_events WHERE time < ?", (cutoff,))
-                conn.execute(
+                conn.executemany(
                     "INSERT INTO audit_events (environment_id, type, time, record)"
                     " VALUES (?, ?, ?, ?)",
-                    row,
+                    rows,
                 )
 
-        await self._run(append)
+        if rows:
+            await self._run(append)
 
     async def read_audit_events(self, environment_id: str, query: AuditQuery) -> AuditPage:
         if environment_id:
