@@ -149,9 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from vaultd.workers import run
 
             return run(settings)
+        from vaultd import eventloop
         from vaultd.server import serve
 
-        asyncio.run(serve(settings))
+        eventloop.run(serve(settings))
     except CONFIG_ERRORS as exc:
         print(f"vaultd: bad configuration: {exc}", file=sys.stderr)
         return 2

@@ -115,8 +115,9 @@ def run(settings: Settings) -> int:
 
 
 def _worker(fields: dict[str, Any]) -> None:
+    from vaultd import eventloop
     from vaultd.server import serve
 
     settings = Settings.model_validate(fields)
     logs.configure(settings.log_format, settings.log_level)
-    asyncio.run(serve(settings))
+    eventloop.run(serve(settings))
