@@ -12,17 +12,18 @@ from datetime import timedelta
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from providers import KeyProvider, ProviderRegistry, build_registry
 from providers.internal import DEFAULT_URI, InternalProvider, RootKeyFile
 from vaultd.api.admin import AdminServicer
-from vaultd.api.auth import AuthInterceptor, kek_created_sink
-from vaultd.api.errors import ErrorInterceptor
+from vaultd.api.auth import Authentication, kek_created_sink
+from vaultd.api.errors import ErrorMapping
 from vaultd.api.keys import KeyServicer
 from vaultd.api.objects import ObjectServicer
-from vaultd.api.observe import ObserveInterceptor
-from vaultd.api.ratelimit import RateLimitInterceptor
+from vaultd.api.observe import Observe
+from vaultd.api.ratelimit import RateLimit
+from vaultd.api.wrapping import Wrapper, WrappingRegistrar
 from vaultd.core import audit
 from vaultd.core.apikeys import DEFAULT_ENVIRONMENT, ApiKeys, check_bootstrap_secret
 from vaultd.core.audit import AuditLog, Origin, Subject
@@ -122,14 +123,14 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     )
 
 
-def interceptors(settings: Settings, metrics: Metrics | None) -> list[grpc.aio.ServerInterceptor]:
-    """Outermost first: each wraps the ones after it, so ErrorInterceptor maps what later
-    interceptors raise, and ObserveInterceptor sees every call's final status."""
-    chain: list[grpc.aio.ServerInterceptor] = [ObserveInterceptor(metrics), ErrorInterceptor()]
+def wrappers(settings: Settings, metrics: Metrics | None) -> list[Wrapper]:
+    """Outermost first: each wraps the ones after it, so ErrorMapping maps what later
+    layers raise, and Observe sees every call's final status."""
+    chain: list[Wrapper] = [Observe(metrics, settings.access_log), ErrorMapping()]
     limit = settings.rate_limit
     if limit.enabled:
         buckets: TokenBuckets[bytes] = TokenBuckets(limit.requests_per_second, limit.bucket_size)
-        chain.append(RateLimitInterceptor(buckets))
+        chain.append(RateLimit(buckets))
     return chain
 
 
@@ -180,9 +181,6 @@ async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Va
 
     max_message = max(4 * 1024 * 1024, settings.max_value_bytes + _MESSAGE_OVERHEAD)
     server = grpc.aio.server(
-        # Authentication innermost: what it raises is mapped by ErrorInterceptor, and a call
-        # refused by the rate limit never costs a key lookup.
-        interceptors=[*interceptors(settings, metrics), AuthInterceptor(api_keys, audit_log)],
         options=[
             ("grpc.max_receive_message_length", max_message),
             ("grpc.max_send_message_length", max_message),
@@ -191,19 +189,29 @@ async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Va
             ("grpc.so_reuseport", int(settings.workers > 1)),
         ],
     )
+    # Every handler is wrapped once here, not intercepted per call. Authentication innermost:
+    # what it raises is mapped by ErrorMapping, and a call refused by the rate limit never
+    # costs a key lookup.
+    registrar = WrappingRegistrar(
+        server, [*wrappers(settings, metrics), Authentication(api_keys, audit_log)]
+    )
     object_service_pb2_grpc.add_ObjectServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        ObjectServicer(vault), server
+        ObjectServicer(vault), registrar
     )
     key_service_pb2_grpc.add_KeyServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        KeyServicer(DataKeys(keyring, settings.max_value_bytes)), server
+        KeyServicer(DataKeys(keyring, settings.max_value_bytes)), registrar
     )
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        AdminServicer(api_keys, audit_log), server
+        AdminServicer(api_keys, audit_log), registrar
     )
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
+    # What reflection.enable_server_reflection does for an aio server, through the registrar.
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        reflection.aio.ReflectionServicer(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)
+        ),
+        registrar,
     )
     credentials = server_credentials(settings)
     if credentials is None:

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     metrics_listen: str | None = None
     log_format: LogFormat = "json"
     log_level: LogLevel = "info"
+    # One JSON line per call (method, code, duration, peer, request id); off where that costs
+    # too much at high call rates. Request ids still reach clients, other lines and audit events.
+    access_log: bool = True
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None

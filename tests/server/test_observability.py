@@ -20,6 +20,7 @@ from tests.support.serving import Samples, scrape
 from vaultd.api.observe import request_id_from
 from vaultd.logs import REQUEST_ID, JsonFormatter, TextFormatter
 from vaultd.server import Vaultd, start
+from vaultd.storage import AuditQuery
 from vaultd.v1 import object_service_pb2 as pb
 from vaultd.v1 import object_service_pb2_grpc as pb_grpc
 
@@ -168,3 +169,24 @@ def test_text_formatter_shows_the_request_id_or_a_dash() -> None:
         assert "rid-2] hello" in TextFormatter().format(record)
     finally:
         REQUEST_ID.reset(token)
+
+
+async def test_without_the_access_log_calls_keep_their_request_ids_and_audit_events(
+    tmp_path: Path, log_lines: io.StringIO
+) -> None:
+    vaultd = await start(settings_for(tmp_path, None, access_log=False))
+    try:
+        async with channel(f"127.0.0.1:{vaultd.port}") as authed:
+            stub = pb_grpc.ObjectServiceStub(authed)
+            call = stub.GetObject(
+                pb.GetObjectRequest(id=MISSING_ID), metadata=[("x-request-id", "quiet-1")]
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as failed:
+                await call
+        assert dict(failed.value.trailing_metadata() or ())["x-request-id"] == "quiet-1"
+        lines = [json.loads(line) for line in log_lines.getvalue().splitlines()]
+        assert [line for line in lines if line["logger"] == "vaultd.access"] == []
+        events = await vaultd.store.read_audit_events("default", AuditQuery(limit=1000))
+        assert "quiet-1" in [event.request_id for event in events.events]
+    finally:
+        await vaultd.stop(None)

@@ -6,7 +6,7 @@ request reaches this interceptor as bytes and is parsed only once its caller is 
 so nobody without a key gets the protobuf parser to work on their bytes. The key lookup runs
 inside the call, under its deadline, its request id and its metrics.
 
-server.py places this after ErrorInterceptor, which turns what is raised here (Unauthenticated,
+server.py places this inside ErrorMapping, which turns what is raised here (Unauthenticated,
 PermissionDenied, InvalidArgument) into statuses with ErrorInfo, like any other error.
 
 Each unary call leaves exactly one audit event: its type, actor, environment, what it touched,
@@ -89,21 +89,15 @@ def kek_created_sink(audit_log: AuditLog) -> KekCreatedSink:
     return kek_created
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class Authentication:
     def __init__(self, api_keys: ApiKeys, audit_log: AuditLog) -> None:
         self._keys = api_keys
         self._audit = audit_log
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or method.startswith(HEALTH_PREFIX):
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        if method.startswith(HEALTH_PREFIX):
             return handler
-        call = _Call(method, RPCS.get(method, UNLISTED), handler_call_details.invocation_metadata)
+        call = _Call(method, RPCS.get(method, UNLISTED))
         if handler.unary_unary is None:
             return self._streaming(handler, call)
         return grpc.unary_unary_rpc_method_handler(
@@ -113,9 +107,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             response_serializer=handler.response_serializer,
         )
 
-    async def _identify(self, call: _Call) -> ApiKeyRecord:
+    async def _identify(self, context: grpc.aio.ServicerContext) -> ApiKeyRecord:
         """The caller's key; Unauthenticated if there is no valid one."""
-        return await self._keys.authenticate(bearer_token(call.metadata))
+        return await self._keys.authenticate(bearer_token(context.invocation_metadata()))
 
     def _audited(
         self, handler: grpc.RpcMethodHandler, call: _Call
@@ -127,7 +121,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             key: ApiKeyRecord | None = None
             request: Any = None
             try:
-                key = await self._identify(call)
+                key = await self._identify(context)
                 with contextlib.suppress(Exception):
                     request = parse(raw)
                 if call.rpc.permission is not None:
@@ -185,7 +179,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             key: ApiKeyRecord | None = None
             try:
-                key = await self._identify(call)
+                key = await self._identify(context)
                 if call.rpc.permission is not None:
                     require(key, call.rpc.permission)
             except VaultError as exc:
@@ -213,15 +207,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 class _Call:
     method: str
     rpc: Rpc
-    metadata: Metadata
 
 
 def _origin(call: _Call, key: ApiKeyRecord | None, context: grpc.aio.ServicerContext) -> Origin:
     return Origin(
         environment_id=key.environment_id if key else audit.UNAUTHENTICATED_ENVIRONMENT,
         actor=actor_of(key) if key else None,
-        # The id ObserveInterceptor chose for the call's logs, so the two can be joined.
-        request_id=REQUEST_ID.get() or request_id_from(call.metadata),
+        # The id Observe chose for the call's logs, so the two can be joined.
+        request_id=REQUEST_ID.get() or request_id_from(context.invocation_metadata()),
         method=call.method,
         peer=context.peer(),
     )

@@ -1,13 +1,15 @@
-"""The outermost interceptor: a request id, an access log line and metrics for every call.
+"""The outermost wrapper: a request id, an access log line and metrics for every call.
 
 The request id comes from the client's `x-request-id` metadata when it is a plausible id, or is
 made here; it is set in vaultd.logs.REQUEST_ID for the whole call, so every log line and audit
 event of the call carries it, and it goes back to the client in the trailing metadata.
 
-Being outermost, this sees each call's final status: ErrorInterceptor answers errors with
+Being outermost, this sees each call's final status: ErrorMapping answers errors with
 `context.abort`, which records the code on the context before it raises, so `context.code()`
 is the real code (NOT_FOUND, RESOURCE_EXHAUSTED, ...), never a guess from the exception.
 The access line holds the method, code, duration and peer: never a request field or header.
+It can be turned off (`access_log: false`) where a line per call costs too much; request ids
+still go back to clients and into every other line and the audit events.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -41,27 +43,24 @@ def request_id_from(metadata: Sequence[tuple[str, Any]] | None) -> str:
     return os.urandom(16).hex()
 
 
-class ObserveInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Request ids and access logs always; RPC metrics when `metrics` is given."""
+class Observe:
+    """Request ids always; the access log line when `access_log`; RPC metrics when `metrics`."""
 
-    def __init__(self, metrics: Metrics | None) -> None:
+    def __init__(self, metrics: Metrics | None, access_log: bool = True) -> None:
         self._metrics = metrics
+        self._access_log = access_log
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         # Streaming methods (health Watch, reflection) are operators' tools; not observed.
-        if handler is None or handler.unary_unary is None:
+        if handler.unary_unary is None:
             return handler
         behavior = handler.unary_unary
-        method = handler_call_details.method.lstrip("/")
-        request_id = request_id_from(handler_call_details.invocation_metadata)
+        name = method.lstrip("/")
         metrics = self._metrics
+        access_log = self._access_log
 
         async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            request_id = request_id_from(context.invocation_metadata())
             REQUEST_ID.set(request_id)  # this call's task has its own copy of the context
             context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))
             if metrics is not None:
@@ -81,15 +80,15 @@ class ObserveInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 code = (context.code() or fallback).name
                 if metrics is not None:
                     metrics.rpcs_in_flight.dec()
-                    metrics.rpc_done(method, code, seconds)
-                if log.isEnabledFor(logging.INFO):
+                    metrics.rpc_done(name, code, seconds)
+                if access_log and log.isEnabledFor(logging.INFO):
                     log.info(
                         "%s %s %.1f ms",
-                        method,
+                        name,
                         code,
                         seconds * 1000,
                         extra={
-                            "method": method,
+                            "method": name,
                             "code": code,
                             "duration_ms": round(seconds * 1000, 3),
                             "peer": context.peer(),
