@@ -53,3 +53,17 @@ def test_a_short_run_writes_results_with_ratios(tmp_path: Path) -> None:
     assert ratio["rpc"] == "Encrypt"
     assert ratio["vs_transport_floor"] > 0 and ratio["vs_backend_floor"] > 0
     assert ratio["vs_openbao"] is None  # not asked for
+
+
+def test_a_short_local_encrypt_run_reports_a_rate_and_decrypts_its_last_blob() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.local_encrypt", "--seconds", "0.2", "--check", "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads(run.stdout)
+    assert result["checked"] is True  # the server opened what the client sealed
+    assert result["messages"] >= 1000 and result["messages_per_second"] > 0

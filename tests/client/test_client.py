@@ -11,6 +11,7 @@ import asyncio
 import base64
 import datetime as dt
 import logging
+import os
 import re
 import socket
 import uuid
@@ -47,7 +48,7 @@ from vaultd.client import (
 )
 from vaultd.client.errors import from_core_error, from_rpc_error
 from vaultd.core import errors as core_errors
-from vaultd.core.blob import LocalBlob
+from vaultd.core.blob import LocalBlob, open_local
 from vaultd.core.envelope import EncryptedKeys, unwrap_entry
 from vaultd.core.objects import ObjectVault
 from vaultd.v1 import key_service_pb2 as kpb
@@ -392,6 +393,25 @@ def test_data_key_cache_expires() -> None:
     for i in range(3):
         cache.put({"a": str(i)}, key)
     assert len(cache) == 2 and cache.get({"a": "0"}) is None
+
+
+def test_cached_encrypt_seals_under_the_cached_key_until_it_expires() -> None:
+    now = [100.0]
+    cache = _local.DataKeyCache(ttl=5, clock=lambda: now[0])
+    assert _local.cached_encrypt(b"x", {"a": "1"}, None, cache) is None  # nothing cached yet
+    key = DataKey("dk", os.urandom(32), b"encrypted keys", {"a": "1"}, ())
+    cache.put({"a": "1"}, key)
+    blob = _local.cached_encrypt(b"card 4242", {"a": "1"}, b"aad", cache)
+    assert blob is not None
+    parsed = LocalBlob.parse(blob)
+    assert parsed.encrypted_keys == b"encrypted keys"
+    assert open_local(key.key, parsed, b"aad") == b"card 4242"
+    with pytest.raises(core_errors.DecryptionFailed):
+        open_local(key.key, parsed, b"other aad")
+    assert _local.cached_encrypt(b"x", {"a": "2"}, None, cache) is None  # another context
+    now[0] = 105.0
+    assert _local.cached_encrypt(b"x", {"a": "1"}, None, cache) is None  # expired
+    assert _local.cached_encrypt(b"x", {"a": "1"}, None, None) is None  # no cache at all
 
 
 async def test_secrets_stay_out_of_reprs_errors_and_logs(

@@ -121,6 +121,9 @@ class AsyncVaultClient(ClientBase):
     async def encrypt(
         self, data: bytes, key_context: Mapping[str, str], associated_data: bytes | None = None
     ) -> bytes:
+        blob = _local.cached_encrypt(data, key_context, associated_data, self._cache)
+        if blob is not None:
+            return blob
         return await self._run(_local.encrypt(data, key_context, associated_data, self._cache))
 
     async def decrypt(self, blob: bytes, associated_data: bytes | None = None) -> bytes:

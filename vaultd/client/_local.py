@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from vaultd.client import _rpc
 from vaultd.client.errors import from_core_error
 from vaultd.client.models import DataKey
-from vaultd.core.blob import LocalBlob, open_local, seal_local
+from vaultd.core.blob import LocalBlob, LocalSealer, open_local, seal_local
 from vaultd.core.errors import VaultError
 
 T = TypeVar("T")
@@ -51,7 +51,7 @@ class DataKeyCache:
         self._ttl = ttl
         self._max_entries = max_entries
         self._clock = clock
-        self._keys: OrderedDict[ContextKey, tuple[float, DataKey]] = OrderedDict()
+        self._keys: OrderedDict[ContextKey, tuple[float, DataKey, LocalSealer]] = OrderedDict()
         # The sync client may be shared by threads; the lock only guards the dict.
         self._lock = threading.Lock()
 
@@ -66,10 +66,18 @@ class DataKeyCache:
                 return None
             return found[1]
 
+    def sealer(self, key_context: Mapping[str, str]) -> LocalSealer | None:
+        """What seals under the context's cached data key, made when the key was cached."""
+        found = self._keys.get(self._key(key_context))  # a dict read: atomic under the GIL
+        if found is None or found[0] <= self._clock():
+            return None
+        return found[2]
+
     def put(self, key_context: Mapping[str, str], key: DataKey) -> None:
+        sealer = LocalSealer(key.key, key.encrypted_keys)
         with self._lock:
             context_key = self._key(key_context)
-            self._keys[context_key] = (self._clock() + self._ttl, key)
+            self._keys[context_key] = (self._clock() + self._ttl, key, sealer)
             self._keys.move_to_end(context_key)  # the oldest entry goes first when full
             while len(self._keys) > self._max_entries:
                 self._keys.popitem(last=False)
@@ -85,12 +93,24 @@ def encrypt(
     cache: DataKeyCache | None,
 ) -> Flow[bytes]:
     """Seal `data` under a data key of `key_context` into the local-encryption blob."""
-    key = cache.get(key_context) if cache is not None else None
-    if key is None:
-        key = yield _rpc.create_data_key(key_context)
-        if cache is not None:
-            cache.put(key_context, key)
+    sealer = cache.sealer(key_context) if cache is not None else None
+    if sealer is not None:
+        return sealer.seal(data, associated_data or b"")
+    key = yield _rpc.create_data_key(key_context)
+    if cache is not None:
+        cache.put(key_context, key)
     return seal_local(key.key, key.encrypted_keys, data, associated_data or b"")
+
+
+def cached_encrypt(
+    data: bytes,
+    key_context: Mapping[str, str],
+    associated_data: bytes | None,
+    cache: DataKeyCache | None,
+) -> bytes | None:
+    """`encrypt` without a flow when the context's data key is cached; None when it is not."""
+    sealer = cache.sealer(key_context) if cache is not None else None
+    return None if sealer is None else sealer.seal(data, associated_data or b"")
 
 
 def decrypt(blob: bytes, associated_data: bytes | None) -> Flow[bytes]:

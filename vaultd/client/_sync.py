@@ -134,6 +134,9 @@ class VaultClient(ClientBase):
     ) -> bytes:
         """Seal `data` here (CreateDataKey, then AES-256-GCM) into the blob docs/FORMAT.md
         specifies; vaultd never sees the data."""
+        blob = _local.cached_encrypt(data, key_context, associated_data, self._cache)
+        if blob is not None:
+            return blob
         return self._run(_local.encrypt(data, key_context, associated_data, self._cache))
 
     def decrypt(self, blob: bytes, associated_data: bytes | None = None) -> bytes:

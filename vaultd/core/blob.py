@@ -86,10 +86,26 @@ class LocalBlob:
         )
 
 
+class LocalSealer:
+    """Seals blobs under one data key: the cipher and the encrypted_keys part (with its length
+    prefix) are made once, so a client reusing a data key pays for the AES-GCM and little else.
+    """
+
+    __slots__ = ("_aead", "_keys_part")
+
+    def __init__(self, data_key: bytes, encrypted_keys: bytes) -> None:
+        self._aead = AESGCM(data_key)
+        self._keys_part = encode_uleb128(len(encrypted_keys)) + encrypted_keys
+
+    def seal(self, plaintext: bytes, aad: bytes) -> bytes:
+        iv = os.urandom(NONCE_BYTES)
+        sealed = memoryview(self._aead.encrypt(iv, plaintext, aad or None))
+        # AESGCM returns ciphertext || tag; the blob puts the tag first. Views, not copies.
+        return b"".join((iv, sealed[-TAG_BYTES:], self._keys_part, sealed[:-TAG_BYTES]))
+
+
 def seal_local(data_key: bytes, encrypted_keys: bytes, plaintext: bytes, aad: bytes) -> bytes:
-    iv = os.urandom(NONCE_BYTES)
-    sealed = AESGCM(data_key).encrypt(iv, plaintext, aad or None)
-    return LocalBlob(iv, sealed[-TAG_BYTES:], encrypted_keys, sealed[:-TAG_BYTES]).to_bytes()
+    return LocalSealer(data_key, encrypted_keys).seal(plaintext, aad)
 
 
 def open_local(data_key: bytes, blob: LocalBlob, aad: bytes) -> bytes:
