@@ -144,17 +144,27 @@ class SqliteStore:
 
     def __init__(self, path: Path) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vaultd-sqlite")
+        # Point reads (an object, an API key, a KEK's versions) on a connection and thread of
+        # their own: in WAL mode they read the last commit without waiting for a write's
+        # fsync, which the audit trail's group commits make frequent. Each is one SELECT, so
+        # one consistent snapshot; a write is committed before its call returns, so a later
+        # read sees it.
+        self._read_executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="vaultd-sqlite-read"
+        )
         self._closed = False
         try:
             # Opened on the worker thread: a connection is used only by the thread that made it.
             self._conn = self._executor.submit(_connect, path).result()
+            self._read_conn = self._read_executor.submit(_connect_reader, path).result()
         except BaseException:
             self._executor.shutdown()
+            self._read_executor.shutdown()
             raise
 
     async def get_kek_versions(self, environment_id: str, kek_id: str) -> list[KekVersion]:
         _check_ids(environment_id, kek_id=kek_id)
-        rows = await self._run(
+        rows = await self._read(
             lambda c: c.execute(
                 "SELECT item_key, item_value, version, provider_uri, wrapped_key, created_at"
                 " FROM kek_versions WHERE environment_id = ? AND kek_id = ? ORDER BY version",
@@ -363,26 +373,36 @@ class SqliteStore:
             return
         self._closed = True
         # Queued behind any calls still running, so they finish first.
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._read_executor, self._read_conn.close)
+        await loop.run_in_executor(self._executor, self._conn.close)
+        self._read_executor.shutdown()
         self._executor.shutdown()
 
     async def _one_api_key(self, column: str, value: str) -> ApiKeyRecord | None:
         sql = f"{_API_KEYS} WHERE {column} = ?"
-        row = await self._run(lambda c: c.execute(sql, (value,)).fetchone())
+        row = await self._read(lambda c: c.execute(sql, (value,)).fetchone())
         return None if row is None else _api_key(row)
 
     async def _select(
         self, environment_id: str, sql: str, params: tuple[str, ...]
     ) -> StoredObject | None:
-        row = await self._run(lambda c: c.execute(sql, params).fetchone())
+        row = await self._read(lambda c: c.execute(sql, params).fetchone())
         return None if row is None else _object(environment_id, row)
 
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """One SELECT on the read connection."""
+        return await self._run(work, read=True)
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T], *, read: bool = False) -> T:
         if self._closed:
             raise StoreUnavailable("the sqlite store is closed")
         loop = asyncio.get_running_loop()
+        executor, conn = (
+            (self._read_executor, self._read_conn) if read else (self._executor, self._conn)
+        )
         try:
-            return await loop.run_in_executor(self._executor, work, self._conn)
+            return await loop.run_in_executor(executor, work, conn)
         except sqlite3.OperationalError as exc:
             # Locked, disk full, I/O error: the error code, never the statement's values.
             raise StoreUnavailable(f"sqlite is unavailable ({exc.sqlite_errorname})") from exc
@@ -404,6 +424,18 @@ def _connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.executescript(_SCHEMA)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _connect_reader(path: Path) -> sqlite3.Connection:
+    """A second connection to the file `_connect` prepared, for reads only."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA query_only=ON")
     except BaseException:
         conn.close()
         raise
