@@ -577,8 +577,12 @@ class RedisStore:
     async def _get_object(
         self, environment_id: str, object_id: str, version_id: str
     ) -> StoredObject | None:
-        o = _ObjectKeys(environment_id, object_id)
-        reply = await self._get(keys=[o.object, o.versions], args=[version_id])
+        # The two keys the read needs, not all six of _ObjectKeys: each name is checked and built.
+        keys = [
+            key(environment_id, Kind.OBJECT, object_id),
+            key(environment_id, Kind.VERSIONS, object_id),
+        ]
+        reply = await self._get(keys=keys, args=[version_id])
         if reply is None:
             return None
         name, context, created, record = reply
