@@ -2,7 +2,7 @@
 
 What is measured, and where:
 - RPCs: count and latency by method and status code, and calls in flight
-  (vaultd.api.observe, the outermost interceptor);
+  (vaultd.api.observe, the outermost handler wrapper);
 - provider calls: count by scheme, operation and outcome, latency by scheme and operation
   (the observer Keyring calls around each wrap and unwrap);
 - the KEK cache: hits, misses and loads, read from the cache's own counters at scrape time, so

@@ -2,7 +2,7 @@
 
 Every call but the gRPC health service's must carry `authorization: Bearer <API key>`.
 Reflection needs a valid key; each vaultd RPC needs the permission rpcs.py names for it. A
-request reaches this interceptor as bytes and is parsed only once its caller is authenticated,
+request reaches this wrapper as bytes and is parsed only once its caller is authenticated,
 so nobody without a key gets the protobuf parser to work on their bytes. The key lookup runs
 inside the call, under its deadline, its request id and its metrics.
 

@@ -1,6 +1,6 @@
 """Who is calling: the environment and actor an RPC acts for.
 
-AuthInterceptor (auth.py) authenticates every call before its servicer runs and sets the caller
+Authentication (auth.py) authenticates every call before its servicer runs and sets the caller
 in a context variable; each call runs in its own task with its own copy of the context, so no
 call can see another's caller. A servicer reached without it (a wiring mistake) refuses the
 call rather than acting for nobody in particular.

@@ -108,7 +108,7 @@ class ErrorMapping:
                         grpc.StatusCode.INTERNAL, f"internal error (error id {error_id})"
                     )
             status = to_status(error)
-            # abort() replaces the trailing metadata; keep what outer interceptors set (the
+            # abort() replaces the trailing metadata; keep what outer wrappers set (the
             # request id) next to the status details.
             await context.abort(
                 status.code,

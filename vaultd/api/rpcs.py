@@ -1,6 +1,6 @@
 """What each RPC needs and how it is audited: its permission, its event type, what it touched.
 
-One table for every method the server serves, read by AuthInterceptor. A method missing from it
+One table for every method the server serves, read by Authentication. A method missing from it
 needs the admin permission, so an RPC added without an entry fails closed; a test checks that
 every method of every vaultd service has one. docs/AUDIT.md is the same table for readers.
 
