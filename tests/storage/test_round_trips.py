@@ -7,6 +7,7 @@ the server ran (INFO commandstats, where a script is one EVALSHA plus the comman
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,10 +15,12 @@ from typing import Any
 import pytest_asyncio
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
+from redis.exceptions import ResponseError
 
 from tests.storage.test_contract import new_env, new_event, new_object, new_version
 from tests.support.redis_server import RedisServer
 from vaultd.storage import RedisStore
+from vaultd.storage.keys import Kind, key
 
 
 class CountingConnection(Connection):
@@ -84,3 +87,49 @@ async def test_a_batch_of_audit_events_is_one_round_trip(
     trips, ran = await cost(redis_server, counted.append_audit_events(batch, keep))
     assert trips == 1
     assert ran == {"xadd": 40}
+
+
+async def test_concurrent_reads_and_audit_events_share_one_round_trip(
+    counted: RedisStore, redis_server: RedisServer
+) -> None:
+    env = new_env()
+    objects = [new_object(env) for _ in range(10)]
+    for obj in objects:
+        await counted.create_object(obj)  # also loads the scripts
+    keep = datetime.now(UTC) - timedelta(days=1)
+    events = [new_event(env) for _ in range(3)]
+
+    async def together() -> list[Any]:
+        reads = [counted.get_object(env, obj.id) for obj in objects]
+        return await asyncio.gather(*reads, counted.append_audit_events(events, keep))
+
+    trips, ran = await cost(redis_server, together())
+    assert (trips, ran) == (1, {"evalsha": 10, "hmget": 10, "hget": 10, "xadd": 3})
+
+
+async def test_a_command_failing_in_a_shared_pipeline_fails_only_its_caller(
+    counted: RedisStore, redis_server: RedisServer
+) -> None:
+    env = new_env()
+    obj = new_object(env)
+    await counted.create_object(obj)
+    # An object key of the wrong type: its read script fails inside Redis, alone.
+    broken = new_object(env)
+    async with Redis.from_url(redis_server.url) as raw:
+        await raw.set(key(env, Kind.OBJECT, broken.id), b"not a hash")
+    good, bad = await asyncio.gather(
+        counted.get_object(env, obj.id), counted.get_object(env, broken.id), return_exceptions=True
+    )
+    assert good == obj
+    assert isinstance(bad, ResponseError)
+
+
+async def test_a_script_the_server_forgot_is_loaded_again(
+    counted: RedisStore, redis_server: RedisServer
+) -> None:
+    env = new_env()
+    obj = new_object(env)
+    await counted.create_object(obj)
+    async with Redis.from_url(redis_server.url) as raw:
+        await raw.script_flush()  # as after a restart or a failover
+    assert await counted.get_object(env, obj.id) == obj

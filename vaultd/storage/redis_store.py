@@ -27,8 +27,10 @@ from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 from redis import exceptions as redis_errors
+from redis.commands.core import AsyncScript
 
 from vaultd.storage import codec
+from vaultd.storage.autopipeline import AutoPipeline
 from vaultd.storage.base import (
     ApiKeyRecord,
     AuditEvent,
@@ -324,6 +326,10 @@ class RedisStore:
         self._get_api_key = client.register_script(_GET_API_KEY)
         self._revoke_api_key = client.register_script(_REVOKE_API_KEY)
         self._list_api_keys = client.register_script(_LIST_API_KEYS)
+        # The hot path (object get, create, update, audit events) shares round trips between
+        # concurrent calls. Not with wait_replicas: WAIT covers only its own connection's
+        # writes, so those writes and their WAIT keep to one connection, unpipelined.
+        self._auto = AutoPipeline(client) if not wait_replicas else None
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -359,7 +365,8 @@ class RedisStore:
     @_available
     async def create_object(self, obj: StoredObject) -> None:
         v = obj.version
-        reply = await self._create(
+        reply = await self._script(
+            self._create,
             keys=_ObjectKeys(obj.environment_id, obj.id).all(),
             args=[
                 obj.id,
@@ -426,7 +433,8 @@ class RedisStore:
             codec.encode_version_info(version.info()),
             codec.to_micros(version.created_at),
         ]
-        reply = await self._update(
+        reply = await self._script(
+            self._update,
             keys=[o.object, o.versions, o.history, o.digests],
             args=args + _expected(expected_version_id),
         )
@@ -525,18 +533,35 @@ class RedisStore:
         # trimming drops only whole stream nodes (100 entries), so a quiet environment would keep
         # expired events indefinitely; exact trimming costs a little more per expired event.
         min_id = codec.to_micros(keep_after) // 1000
-        # One round trip for the batch: no MULTI (each XADD is atomic on its own, and a batch's
-        # streams may sit on several Cluster shards), replies read together.
-        pipe = self._redis.pipeline(transaction=False)
-        for event in events:
-            pipe.xadd(
+        # One round trip for the batch (shared with other calls' commands when auto-pipelined):
+        # no MULTI, as each XADD is atomic on its own and a batch's streams may sit on several
+        # Cluster shards.
+        commands = [
+            (
+                "XADD",
                 _audit_stream(event.environment_id),
-                {b"e": codec.encode_audit_event(event)},
-                minid=min_id,
-                approximate=False,
+                "MINID",
+                min_id,
+                "*",
+                b"e",
+                codec.encode_audit_event(event),
             )
+            for event in events
+        ]
+        if self._auto is not None:
+            await self._auto.execute_many(commands)
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
         await pipe.execute()
         await self._replicated()
+
+    async def _script(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """One script call, auto-pipelined when that is on."""
+        if self._auto is not None:
+            return await self._auto.script(script, keys, args)
+        return await script(keys=list(keys), args=list(args))
 
     @_available
     async def read_audit_events(self, environment_id: str, query: AuditQuery) -> AuditPage:
@@ -582,7 +607,7 @@ class RedisStore:
             key(environment_id, Kind.OBJECT, object_id),
             key(environment_id, Kind.VERSIONS, object_id),
         ]
-        reply = await self._get(keys=keys, args=[version_id])
+        reply = await self._script(self._get, keys=keys, args=[version_id])
         if reply is None:
             return None
         name, context, created, record = reply
