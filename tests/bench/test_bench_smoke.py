@@ -8,9 +8,12 @@ on a shared 2-core machine would only measure the neighbours.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,3 +70,18 @@ def test_a_short_local_encrypt_run_reports_a_rate_and_decrypts_its_last_blob() -
     result = json.loads(run.stdout)
     assert result["checked"] is True  # the server opened what the client sealed
     assert result["messages"] >= 1000 and result["messages_per_second"] > 0
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) not installed")
+def test_a_short_cpu_per_call_run_checks_its_answers_and_reports_cpu() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.cpu_per_call", "--rpc", "Encrypt", "--calls", "200"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads(run.stdout)
+    assert result["problems"] == [] and result["calls"] == 200
+    assert result["vaultd_cpu_us_per_call"] > 0 and result["redis_reads_per_call"] is None
