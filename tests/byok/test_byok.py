@@ -43,6 +43,8 @@ class Clock:
 
     def pass_ttl(self) -> None:
         self.now += TTL + 1
+
+
 STANDINS = {
     "aws-kms": "aws_kms_standin",
     "gcp-kms": "gcp_kms_standin",
