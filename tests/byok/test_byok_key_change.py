@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from providers import KeyProvider
-from tests.byok.test_byok import STANDINS
+from tests.byok.test_byok import STANDINS, providers_for
 from tests.lifecycle.conftest import wait_job
 from tests.standins import StandIn
 from tests.support.auth import BOOTSTRAP_API_KEY, channel
@@ -25,18 +23,7 @@ from vaultd.v1 import object_service_pb2_grpc as pb_grpc
 
 async def serve(standin: StandIn, data_dir: Path, prefix: str, key_uri: str) -> Vaultd:
     """A vaultd whose rule gives every org_<prefix>* tenant `key_uri` (a fresh KEK cache)."""
-    configured: dict[str, dict[str, Any]] = {standin.scheme: standin.provider_settings}
-    injected: list[KeyProvider] = []
-    if standin.scheme == "azure-kv":
-        from providers.azure_kv import AzureKvProvider
-        from tests.standins.azure import StaticTokenCredential
-
-        configured = {}
-        injected = [
-            AzureKvProvider.from_settings(
-                standin.provider_settings, credential=StaticTokenCredential()
-            )
-        ]
+    configured, injected = providers_for(standin)
     settings = Settings(
         listen="127.0.0.1:0",
         data_dir=data_dir,
