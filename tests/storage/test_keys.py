@@ -87,6 +87,7 @@ def test_every_auth_kind_is_covered_above() -> None:
     [
         (JobKind.REWRAP, "vaultd:{@jobs}:rewrap"),
         (JobKind.REWRAP_HOLDERS, "vaultd:{@jobs}:rewrap-holders"),
+        (JobKind.MIGRATIONS, "vaultd:{@jobs}:migrations"),
     ],
 )
 def test_exact_job_key_names(kind: JobKind, expected: str) -> None:
@@ -95,7 +96,7 @@ def test_exact_job_key_names(kind: JobKind, expected: str) -> None:
 
 
 def test_every_job_kind_is_covered_above() -> None:
-    assert len(JobKind) == 2
+    assert len(JobKind) == 3
 
 
 def test_rewrap_job_ids() -> None:

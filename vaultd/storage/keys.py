@@ -31,6 +31,7 @@ live under another fixed tag, `{@jobs}`:
     vaultd:{@jobs}:rewrap               hash  job id -> rewrap job record (codec.py)
     vaultd:{@jobs}:rewrap-holders       hash  job id -> "<lease_until µs, 0: none> <owner>": what
                                               the save script checks without decoding a record
+    vaultd:{@jobs}:migrations           hash  name -> when this database was upgraded so (µs)
 
 Every input is checked against a strict pattern before it is placed in a name, so no `{`, `}`
 or `:` from a caller can move a key into another environment's slot or namespace, and an
@@ -108,6 +109,11 @@ class JobKind(Enum):
 
     REWRAP = "rewrap"
     REWRAP_HOLDERS = "rewrap-holders"
+    MIGRATIONS = "migrations"
+
+
+KEK_LIST = re.compile(r"vaultd:\{([A-Za-z0-9_-]{1,64})\}:kek:(kek_[0-9a-f]{32})")
+"""A KEK's version list, as an older vaultd left it: (environment id, KEK id)."""
 
 
 def job_key(kind: JobKind) -> str:

@@ -23,7 +23,7 @@ import functools
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
 from redis import exceptions as redis_errors
@@ -54,6 +54,7 @@ from vaultd.storage.base import (
 from vaultd.storage.keys import (
     API_KEY_ID,
     ENVIRONMENT_ID,
+    KEK_LIST,
     OBJECT_ID,
     REWRAP_JOB_ID,
     SECRET_HASH,
@@ -232,6 +233,16 @@ redis.call("SADD", KEYS[3], ARGV[3])
 return 1
 """
 
+_INDEX_KEK = """
+-- Enter a KEK into its environment's list, keeping any item its state already names.
+-- KEYS[1] KEK state hash  KEYS[2] KEK index set
+-- ARGV[1] KEK id  ARGV[2] item key  ARGV[3] item value
+redis.call("HSETNX", KEYS[1], "item_key", ARGV[2])
+redis.call("HSETNX", KEYS[1], "item_value", ARGV[3])
+redis.call("SADD", KEYS[2], ARGV[1])
+return 1
+"""
+
 _REWRAP_KEK = """
 -- Replace one KEK version's record if it is still the one expected, byte for byte.
 -- KEYS[1] KEK list
@@ -380,6 +391,8 @@ AUDIT_CLOCK_MARGIN_MS = 60_000
 """How far before `since` a read starts: stream ids carry Redis's clock, events vaultd's."""
 _STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 _REWRAP_KEYS = [job_key(JobKind.REWRAP), job_key(JobKind.REWRAP_HOLDERS)]
+_MIGRATIONS = job_key(JobKind.MIGRATIONS)
+_KEK_INDEX_MIGRATION = "kek-index"
 _API_KEY_KEYS = [
     auth_key(AuthKind.API_KEYS),
     auth_key(AuthKind.API_KEY_HASHES),
@@ -455,6 +468,7 @@ class RedisStore:
         self._get_keks = client.register_script(_GET_KEKS)
         self._add_kek = client.register_script(_ADD_KEK)
         self._rewrap_kek = client.register_script(_REWRAP_KEK)
+        self._index_kek = client.register_script(_INDEX_KEK)
         self._set_min_version = client.register_script(_SET_MIN_VERSION)
         self._shred_kek = client.register_script(_SHRED_KEK)
         self._get_versions = client.register_script(_GET_VERSIONS)
@@ -494,6 +508,35 @@ class RedisStore:
             args=[kek.version, codec.encode_kek(kek), kek_id, kek.item_key, kek.item_value],
         )
         return await self._done(added)
+
+    @_available
+    async def index_unlisted_keks(self, *, force: bool = False) -> int:
+        """Enter KEKs an older vaultd stored (a version list, no state) into list_keks.
+
+        Once per database (a marker records it), unless `force`: one SCAN over every node,
+        so `kek rotate --all`, `kek rewrap --all` and `root retire` see every KEK. Returns how
+        many KEKs it entered (again, for those entered already: the script is idempotent).
+        """
+        if not force and await self._redis.hexists(_MIGRATIONS, _KEK_INDEX_MIGRATION):
+            return 0
+        entered = 0
+        async for name in self._redis.scan_iter(match="vaultd:{*}:kek:*", count=1000, _type="list"):
+            found = KEK_LIST.fullmatch(_text(name))
+            first = await self._redis.lindex(name, 0) if found else None
+            if found is None or first is None:
+                continue
+            environment_id, kek_id = found.groups()
+            kek = codec.decode_kek(_bytes(first))
+            k = _KekKeys(environment_id, kek_id)
+            await self._index_kek(
+                keys=[k.state, k.index], args=[kek_id, kek.item_key, kek.item_value]
+            )
+            entered += 1
+        await self._redis.hset(
+            _MIGRATIONS, _KEK_INDEX_MIGRATION, codec.to_micros(datetime.now(UTC))
+        )
+        await self._replicated()
+        return entered
 
     @_available
     async def list_keks(self, environment_id: str) -> list[KekRecord]:
