@@ -212,16 +212,21 @@ class InternalProvider:
     def needs_rewrap(self, key_uri: str, wrapped: bytes) -> bool:
         """True when `wrapped` is under an older root key version than the primary one."""
         self._refresh()
-        if len(wrapped) < _HEADER.size:
-            return True
-        _, version = _HEADER.unpack_from(wrapped)
-        return bool(version != self._root.primary)
+        return root_version(wrapped) != self._root.primary
 
     async def verify(self, key_uri: str) -> None:
         probe = os.urandom(32)
         binding = {"vaultd:verify": "internal"}
         if await self.unwrap(key_uri, await self.wrap(key_uri, probe, binding), binding) != probe:
             raise KeyUnavailableError(f"{key_uri}: round trip returned a different key")
+
+
+def root_version(wrapped: bytes) -> int | None:
+    """The root key version that wrapped `wrapped`; None if it is no internal wrapped key."""
+    if len(wrapped) < _HEADER.size:
+        return None
+    fmt, version = _HEADER.unpack_from(wrapped)
+    return int(version) if fmt == _WRAP_FORMAT else None
 
 
 def _signature(path: Path) -> tuple[int, int, int]:

@@ -19,7 +19,7 @@ import asyncio
 import sys
 from datetime import timedelta
 
-from providers.internal import RootKeyFile
+from providers.internal import SCHEME, RootKeyFile, root_version
 from vaultd.admin_cli import iso, operator, print_table
 from vaultd.core import audit
 from vaultd.core.apikeys import DEFAULT_ENVIRONMENT
@@ -89,11 +89,14 @@ def add_commands(
         "retire", parents=[common], help="delete root key versions below --below"
     )
     root_retire.add_argument("--below", type=int, required=True)
+    root_retire.add_argument(
+        "--force", action="store_true", help="even if KEKs in the store still need them"
+    )
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "root":
-        return _root(args, settings)
+        return await _root(args, settings)
     from vaultd.server import key_lifecycle, load_key_config
 
     registry, rules = load_key_config(settings)
@@ -189,18 +192,46 @@ def _progress(job: RewrapJob, *, end: bool = False) -> None:
         print(line if sys.stderr.isatty() else line[1:], end="\n" if end else "", file=sys.stderr)
 
 
-def _root(args: argparse.Namespace, settings: Settings) -> int:
+async def _root(args: argparse.Namespace, settings: Settings) -> int:
     path = settings.root_key_path
     try:
         if args.root_command == "rotate":
             root = RootKeyFile.rotate(path)
         else:
-            root = RootKeyFile.retire(path, args.below)
+            below = args.below
+            # The file's own refusal (the primary version) first, then the store's.
+            checked = below <= RootKeyFile.load(path).primary and not args.force
+            if checked and (still := await _wrapped_below(settings, below)):
+                raise ValueError(
+                    f"{len(still)} KEK version(s) are still wrapped by root key versions "
+                    f"below {below} (in {', '.join(sorted(set(still)))}); run `vaultd kek "
+                    "rewrap --all --wait` there first, or add --force to lose them"
+                )
+            root = RootKeyFile.retire(path, below)
     except (OSError, ValueError) as exc:
         print(f"vaultd: {exc}", file=sys.stderr)
         return 1
     print(f"{path}: versions {', '.join(map(str, sorted(root.keys)))}; primary {root.primary}")
     return 0
+
+
+async def _wrapped_below(settings: Settings, below: int) -> list[str]:
+    """The environment of each KEK version the internal provider wrapped under a root key
+    version below `below`. Every environment that has data had an API key, and keys are never
+    deleted, so the keys name every environment."""
+    store = await open_store(settings.redis_url, settings.data_dir)
+    try:
+        environments = {k.environment_id for k in await store.list_api_keys()}
+        found = []
+        for environment_id in sorted(environments):
+            for record in await store.list_keks(environment_id):
+                for v in record.versions:
+                    version = root_version(v.wrapped_key)
+                    if v.provider_uri.startswith(f"{SCHEME}://") and (version or 0) < below:
+                        found.append(environment_id)
+        return found
+    finally:
+        await store.close()
 
 
 def _selector(args: argparse.Namespace) -> KekSelector:

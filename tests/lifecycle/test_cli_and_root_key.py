@@ -55,6 +55,9 @@ async def test_root_rotation_rewrap_and_retire_keep_every_object(
             ]
             code, out, _ = await run(capsys, "root", "rotate", *store)
             assert code == 0 and out.strip().endswith("versions 1, 2; primary 2")
+            code, _, err = await run(capsys, "root", "retire", "--below", "2", *store)
+            assert code == 1 and "2 KEK version(s) are still wrapped" in err, "not rewrapped yet"
+            assert sorted(RootKeyFile.load(tmp_path / "root.key").keys) == [1, 2]
             code, out, err = await run(capsys, "kek", "rewrap", "--all", "--wait", *store)
             assert code == 0, err
             assert re.search(r"2/2 objects, 0 versions and 2 KEK versions rewrapped \(done\)", err)
