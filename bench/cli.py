@@ -78,6 +78,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--kms-ops", type=int, default=10_000, help="operations per KMS count; 0 skips it"
     )
+    p.add_argument(
+        "--kms-rpcs",
+        type=_list(str, list(RPCS)),
+        help="RPCs for the KMS count (default: --rpcs)",
+    )
     p.add_argument("--kms-concurrency", type=int, default=32)
     p.add_argument("--kms-latency-ms", type=float, default=20.0)
     p.add_argument("--out", type=Path, default=Path("bench/out"))
@@ -165,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         baselines=args.baselines,
         connections=args.connections,
         kms_operations=args.kms_ops,
+        kms_rpcs=args.kms_rpcs or args.rpcs,
         kms_concurrency=args.kms_concurrency,
         kms_latency=args.kms_latency_ms / 1000,
         out=args.out,

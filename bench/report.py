@@ -230,7 +230,7 @@ def plot(path: Path, points: list[Point]) -> bool:
         return False
     rpcs = [r for r in RPCS if any(p.rpc == r for p in points)]
     columns = 4
-    rows = max(1, math.ceil(len(rpcs) / columns))
+    rows = math.ceil((len(rpcs) + 1) / columns)  # and a panel for the legend
     figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False)
     colors = {
         (VAULTD, "embedded"): "tab:blue",
@@ -288,10 +288,19 @@ def plot(path: Path, points: list[Point]) -> bool:
         # Log scale: the in-process floor can be far above the network targets.
         ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=6)
+    # One legend for all panels, in the first free one: inside a panel it would hide lines.
+    labelled: dict[str, Any] = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            labelled.setdefault(label.split(" [")[0], handle)
     for index in range(len(rpcs), rows * columns):
         axes[index // columns][index % columns].axis("off")
-    figure.suptitle("vaultd throughput vs concurrency and workers, with baselines (same run)")
+    names = sorted(labelled)
+    axes.flat[len(rpcs)].legend([labelled[n] for n in names], names, loc="center", fontsize=8)
+    figure.suptitle(
+        "vaultd throughput vs concurrency and workers, with baselines (same run; "
+        "h2load where it applies, else asyncio; solid 1 worker, dashed 2)"
+    )
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
@@ -301,13 +310,23 @@ def plot(path: Path, points: list[Point]) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.report")
-    parser.add_argument("results", type=Path, help="a results.json written by python -m bench")
+    parser.add_argument(
+        "results",
+        type=Path,
+        nargs="+",
+        help="results.json files written by python -m bench; several are shown as one (each "
+        "ratio still pairs points of one run only if each RPC was measured in one run)",
+    )
     parser.add_argument("--plot", type=Path, help="also draw throughput.png here")
     args = parser.parse_args(argv)
-    document = json.loads(args.results.read_text())
-    points = [Point.from_dict(p) for p in document["points"]]
+    points: list[Point] = []
+    kms: list[dict[str, Any]] = []
+    for path in args.results:
+        document = json.loads(path.read_text())
+        points += [Point.from_dict(p) for p in document["points"]]
+        kms += document.get("kms", [])
     print(table(points, ratio_rows(points)))
-    print(kms_table(document.get("kms", [])))
+    print(kms_table(kms))
     if args.plot is not None and not plot(args.plot, points):
         print("no plot: matplotlib is not installed", file=sys.stderr)
         return 1

@@ -58,6 +58,7 @@ class Plan:
     baselines: list[str]
     connections: int
     kms_operations: int
+    kms_rpcs: list[str]
     kms_concurrency: int
     kms_latency: float
     out: Path
@@ -81,7 +82,7 @@ class Plan:
             points += len(self.rpcs) * len(self.stores) * len(self.concurrency)
         total = points * self.point_seconds() + (grpc_targets + 1) * SERVER_START_SECONDS
         if self.kms_operations:
-            total += 2 * len(self.rpcs) * (SERVER_START_SECONDS + 10)
+            total += 2 * len(self.kms_rpcs) * (SERVER_START_SECONDS + 10)
         return total
 
 
@@ -296,7 +297,7 @@ class Run:
         results = await kms.measure(
             self.tmp / "kms",
             plan.workload,
-            plan.rpcs,
+            plan.kms_rpcs,
             plan.kms_operations,
             plan.kms_concurrency,
             plan.kms_latency,

@@ -70,6 +70,18 @@ class KeyProvider(Protocol):
         ...
 
 
+def needs_rewrap(provider: KeyProvider, key_uri: str, wrapped: bytes) -> bool:
+    """Whether `wrapped` should be re-wrapped because the provider key itself moved on.
+
+    Optional for providers: one that holds versions of its own key and wraps under the newest
+    (the internal provider's root key) defines `needs_rewrap(key_uri, wrapped) -> bool`. Cloud
+    KMSs rotate their key material behind the same key URI and keep decrypting old ciphertext,
+    so they need nothing.
+    """
+    check = getattr(provider, "needs_rewrap", None)
+    return bool(check(key_uri, wrapped)) if check is not None else False
+
+
 def canonical_binding(binding: Binding) -> bytes:
     """One byte string per binding, for providers that take AAD bytes rather than a map."""
     return json.dumps(dict(binding), sort_keys=True, separators=(",", ":")).encode()

@@ -13,13 +13,17 @@ with the canonical binding as associated data.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import logging
 import os
 import struct
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -42,6 +46,8 @@ class RootKeyFile:
 
     primary: int
     keys: dict[int, bytes]
+    created: dict[int, str] = field(default_factory=dict)
+    """Each version's creation time as written (ISO 8601), kept when the file is rewritten."""
 
     @classmethod
     def load(cls, path: Path) -> RootKeyFile:
@@ -54,31 +60,19 @@ class RootKeyFile:
         primary = int(doc["primary"])
         if primary not in keys:
             raise ValueError(f"{path}: primary version {primary} is not in the file")
-        return cls(primary, keys)
+        created = {int(v["version"]): str(v.get("created_at", "")) for v in doc["versions"]}
+        return cls(primary, keys, created)
 
     @classmethod
     def create(cls, path: Path) -> RootKeyFile:
         """Write a new file with one random version, readable by its owner only."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        key = AESGCM.generate_key(bit_length=256)
-        doc = {
-            "format": FORMAT,
-            "primary": 1,
-            "versions": [
-                {
-                    "version": 1,
-                    "key": base64.b64encode(key).decode(),
-                    "created_at": datetime.now(UTC).isoformat(),
-                }
-            ],
-        }
+        root = cls(1, {1: AESGCM.generate_key(bit_length=256)}, {1: _now()})
         # O_EXCL: two processes starting at once must not each write a different root key.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        return cls(1, {1: key})
+            root._dump(f)
+        return root
 
     @classmethod
     def load_or_create(cls, path: Path) -> RootKeyFile:
@@ -87,17 +81,115 @@ class RootKeyFile:
         except FileExistsError:
             return cls.load(path)
 
+    @classmethod
+    def rotate(cls, path: Path) -> RootKeyFile:
+        """Add a new random version and make it primary; older versions still unwrap."""
+        with _locked(path):
+            old = cls.load(path)
+            version = max(old.keys) + 1
+            new = cls(
+                version,
+                {**old.keys, version: AESGCM.generate_key(bit_length=256)},
+                {**old.created, version: _now()},
+            )
+            new._replace(path)
+        return new
+
+    @classmethod
+    def retire(cls, path: Path, below: int) -> RootKeyFile:
+        """Delete every version older than `below`; never the primary one."""
+        with _locked(path):
+            old = cls.load(path)
+            if below > old.primary:
+                raise ValueError(f"version {old.primary} is primary: rotate before retiring it")
+            kept = {v: k for v, k in old.keys.items() if v >= below}
+            new = cls(old.primary, kept, {v: old.created.get(v, "") for v in kept})
+            new._replace(path)
+        return new
+
+    def _dump(self, f: IO[str]) -> None:
+        doc = {
+            "format": FORMAT,
+            "primary": self.primary,
+            "versions": [
+                {
+                    "version": v,
+                    "key": base64.b64encode(self.keys[v]).decode(),
+                    "created_at": self.created.get(v, ""),
+                }
+                for v in sorted(self.keys)
+            ],
+        }
+        json.dump(doc, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+
+    def _replace(self, path: Path) -> None:
+        """Write beside the file, then rename over it: a crash leaves the old file or the new
+        one, never half of one (and the directory entry is synced too)."""
+        temporary = path.with_name(path.name + ".new")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            self._dump(f)
+        os.replace(temporary, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """One rotate or retire at a time per file, across processes."""
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
 
 class InternalProvider:
-    """Wraps KEKs with AES-256-GCM under the root key file's primary version."""
+    """Wraps KEKs with AES-256-GCM under the root key file's primary version.
+
+    Given the file's path, it re-reads the file when it changed (a `vaultd root rotate` or
+    `retire` run beside a running server), so every process of a deployment moves to a new
+    root key version without a restart. A stat per provider call is cheap: calls happen on KEK
+    cache misses only.
+    """
 
     scheme = SCHEME
 
-    def __init__(self, root: RootKeyFile) -> None:
+    def __init__(self, root: RootKeyFile, path: Path | None = None) -> None:
+        self._path = path
+        self._seen: tuple[int, int, int] | None = None
+        self._use(root)
+        if path is not None:
+            self._seen = _signature(path)
+
+    @classmethod
+    def from_file(cls, path: Path) -> InternalProvider:
+        return cls(RootKeyFile.load_or_create(path), path)
+
+    def _use(self, root: RootKeyFile) -> None:
         self._root = root
         self._aeads = {version: AESGCM(key) for version, key in root.keys.items()}
 
+    def _refresh(self) -> None:
+        if self._path is None:
+            return
+        seen = _signature(self._path)
+        if seen != self._seen:
+            self._use(RootKeyFile.load(self._path))
+            self._seen = seen
+
     async def wrap(self, key_uri: str, key: bytes, binding: Binding) -> bytes:
+        self._refresh()
         nonce = os.urandom(_NONCE_BYTES)
         sealed = self._aeads[self._root.primary].encrypt(nonce, key, canonical_binding(binding))
         return _HEADER.pack(_WRAP_FORMAT, self._root.primary) + nonce + sealed
@@ -105,6 +197,7 @@ class InternalProvider:
     async def unwrap(self, key_uri: str, wrapped: bytes, binding: Binding) -> bytes:
         if len(wrapped) < _HEADER.size + _NONCE_BYTES + 16:
             raise KeyUnavailableError(f"{key_uri}: wrapped key is truncated")
+        self._refresh()
         fmt, version = _HEADER.unpack_from(wrapped)
         aead = self._aeads.get(version)
         if fmt != _WRAP_FORMAT or aead is None:
@@ -116,8 +209,27 @@ class InternalProvider:
         except InvalidTag:
             raise KeyUnavailableError(f"{key_uri}: wrapped key does not authenticate") from None
 
+    def needs_rewrap(self, key_uri: str, wrapped: bytes) -> bool:
+        """True when `wrapped` is under an older root key version than the primary one."""
+        self._refresh()
+        return root_version(wrapped) != self._root.primary
+
     async def verify(self, key_uri: str) -> None:
         probe = os.urandom(32)
         binding = {"vaultd:verify": "internal"}
         if await self.unwrap(key_uri, await self.wrap(key_uri, probe, binding), binding) != probe:
             raise KeyUnavailableError(f"{key_uri}: round trip returned a different key")
+
+
+def root_version(wrapped: bytes) -> int | None:
+    """The root key version that wrapped `wrapped`; None if it is no internal wrapped key."""
+    if len(wrapped) < _HEADER.size:
+        return None
+    fmt, version = _HEADER.unpack_from(wrapped)
+    return int(version) if fmt == _WRAP_FORMAT else None
+
+
+def _signature(path: Path) -> tuple[int, int, int]:
+    """What changes when the file is replaced or rewritten."""
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns, st.st_size

@@ -16,6 +16,7 @@ import heapq
 import json
 import socket
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -97,31 +98,36 @@ async def _apikey(args: argparse.Namespace, api_keys: ApiKeys, audit_log: AuditL
         await _record(audit_log, audit.APIKEY_REVOKED, key.environment_id, key.id)
         print(f"revoked {key.id} ({key.name}, environment {key.environment_id})")
     else:
-        rows = [("ID", "NAME", "ENVIRONMENT", "PERMISSIONS", "CREATED", "REVOKED")]
-        rows += [
+        rows = [
             (
                 k.id,
                 k.name,
                 k.environment_id,
                 ",".join(k.permissions),
-                _iso(k.created_at),
-                _iso(k.revoked_at) if k.revoked_at else "-",
+                iso(k.created_at),
+                iso(k.revoked_at) if k.revoked_at else "-",
             )
             for k in await api_keys.list(args.environment)
         ]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        print_table(("ID", "NAME", "ENVIRONMENT", "PERMISSIONS", "CREATED", "REVOKED"), rows)
     return 0
+
+
+def print_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+    """Columns padded to their widest cell, two spaces apart."""
+    lines = [header, *rows]
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    for row in lines:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 async def _record(audit_log: AuditLog, kind: str, environment_id: str, key_id: str) -> None:
     command = "vaultd apikey " + ("create" if kind == audit.APIKEY_CREATED else "revoke")
-    origin = Origin(environment_id, Actor("cli", _operator()), method=command)
+    origin = Origin(environment_id, Actor("cli", operator()), method=command)
     await audit_log.record(kind, origin, subject=Subject(api_key_id=key_id))
 
 
-def _operator() -> str:
+def operator() -> str:
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no login name, as in some containers
@@ -175,7 +181,7 @@ def event_json(event: AuditEvent) -> dict[str, Any]:
     return {
         "id": event.id,
         "type": event.type,
-        "time": _iso(event.time),
+        "time": iso(event.time),
         "environment_id": event.environment_id,
         "actor": {"id": event.actor_id, "name": event.actor_name},
         "outcome": event.outcome,
@@ -191,7 +197,7 @@ def event_json(event: AuditEvent) -> dict[str, Any]:
     }
 
 
-def _iso(moment: datetime) -> str:
+def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 

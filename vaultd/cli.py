@@ -1,5 +1,6 @@
 """The `vaultd` command: `vaultd serve`, `vaultd health`, `vaultd byok verify`,
-`vaultd apikey create|list|revoke`, `vaultd audit tail`."""
+`vaultd apikey create|list|revoke`, `vaultd audit tail`, `vaultd kek list|rotate|rewrap|jobs|
+retire|shred`, `vaultd root rotate|retire`."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from providers import ProviderError
-from vaultd import admin_cli
+from vaultd import admin_cli, kek_cli
 from vaultd.core.rules import RuleError
 from vaultd.settings import Settings, load_settings
 
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
         help="name to verify in vaultd's certificate (env: VAULTD_HEALTH_TLS_SERVER_NAME)",
     )
     admin_cli.add_commands(commands, common)
+    kek_cli.add_commands(commands, common)
     byok = commands.add_parser("byok", help="bring-your-own-key rules")
     byok_commands = byok.add_subparsers(dest="byok_command", required=True)
     byok_commands.add_parser(
@@ -142,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return health_check(args, settings)
         if args.command in admin_cli.COMMANDS:
             return asyncio.run(admin_cli.run(args, settings))
+        if args.command in kek_cli.COMMANDS:
+            return asyncio.run(kek_cli.run(args, settings))
         from vaultd import logs
 
         logs.configure(settings.log_format, settings.log_level)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -13,9 +15,10 @@ from datetime import timedelta
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
+from ulid import ULID
 
 from providers import KeyProvider, ProviderRegistry, build_registry
-from providers.internal import DEFAULT_URI, InternalProvider, RootKeyFile
+from providers.internal import DEFAULT_URI, InternalProvider
 from vaultd.api.admin import AdminServicer
 from vaultd.api.auth import Authentication, kek_created_sink
 from vaultd.api.errors import ErrorMapping
@@ -31,12 +34,15 @@ from vaultd.core.cache import TtlCache
 from vaultd.core.datakeys import DataKeys
 from vaultd.core.envelope import Kek
 from vaultd.core.keyring import CacheKey, Keyring
+from vaultd.core.lifecycle import KeyLifecycle
 from vaultd.core.objects import Actor, ObjectVault
 from vaultd.core.ratelimit import TokenBuckets
+from vaultd.core.rewrap import JobFinishedSink, RewrapRunner
 from vaultd.core.rules import KeyRules
 from vaultd.metrics import Metrics, MetricsServer
 from vaultd.settings import Settings
 from vaultd.storage import Store, open_store
+from vaultd.storage.base import RewrapJob, RewrapState
 from vaultd.v1 import (
     admin_service_pb2,
     admin_service_pb2_grpc,
@@ -60,17 +66,17 @@ BOOTSTRAP_ACTOR = Actor("vaultd", "bootstrap")
 _MESSAGE_OVERHEAD = 64 * 1024
 
 
-def load_root_key(settings: Settings) -> RootKeyFile:
+def internal_provider(settings: Settings) -> InternalProvider:
     path = settings.root_key_path
     existed = path.exists()
-    root = RootKeyFile.load_or_create(path)
+    provider = InternalProvider.from_file(path)
     if not existed:
         log.warning(
             "generated a new root key at %s (mode 0600); production wants a KMS-held or "
             "supplied root key (root_key_file, or a BYOK rule per tenant)",
             path,
         )
-    return root
+    return provider
 
 
 def load_key_config(
@@ -80,9 +86,7 @@ def load_key_config(
 
     `injected` providers are used as built (e.g. with credentials a config file cannot hold).
     """
-    providers = build_registry(
-        settings.providers, [InternalProvider(load_root_key(settings)), *injected]
-    )
+    providers = build_registry(settings.providers, [internal_provider(settings), *injected])
     rules = KeyRules.from_config(
         DEFAULT_URI, [(rule.match, rule.key) for rule in settings.byok], providers.schemes
     )
@@ -97,18 +101,60 @@ class Vaultd:
     port: int
     store: Store
     keyring: Keyring
+    lifecycle: KeyLifecycle
     health: health.aio.HealthServicer
+    rewrap_watcher: asyncio.Task[None]
     metrics_server: MetricsServer | None = None
     audit_log: AuditLog | None = None
 
     async def stop(self, grace: float | None) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        # Rewrap jobs stop where they are; their lease runs out and a process resumes them.
+        self.rewrap_watcher.cancel()
+        await self.lifecycle.runner.close()
         if self.audit_log is not None:
             await self.audit_log.flush()  # events of calls cancelled while theirs was written
         await self.store.close()
         if self.metrics_server is not None:
             self.metrics_server.close()
+
+
+REWRAP_ACTOR = Actor("vaultd", "rewrap")
+
+
+def rewrap_finished_sink(audit_log: AuditLog) -> JobFinishedSink:
+    """For the RewrapRunner: a vault.kek.rewrap.finished event when a job ends. The job runs
+    apart from the call that started it (maybe in another process), so vaultd is its actor."""
+
+    async def finished(job: RewrapJob) -> None:
+        outcome = audit.SUCCESS if job.state is RewrapState.DONE else job.error.split(":")[0]
+        await audit_log.record(
+            audit.REWRAP_FINISHED,
+            Origin(job.environment_id, REWRAP_ACTOR, request_id=job.id),
+            outcome,
+            Subject(key_ids=job.kek_ids),
+        )
+
+    return finished
+
+
+def key_lifecycle(
+    settings: Settings, store: Store, keyring: Keyring, rules: KeyRules, audit_log: AuditLog
+) -> KeyLifecycle:
+    """The lifecycle commands, with a runner for rewrap jobs (the server's, or the CLI's)."""
+    runner = RewrapRunner(
+        store,
+        keyring,
+        owner=f"{socket.gethostname()}:{os.getpid()}:{ULID()}",
+        lease=timedelta(seconds=settings.keys.rewrap_lease_seconds),
+        # Until every process's cached "current" KEK has expired, some may still wrap new DEKs
+        # under the version a rotation replaced.
+        settle=timedelta(seconds=settings.kek_cache.ttl_seconds),
+        versions_per_second=settings.keys.rewrap_versions_per_second,
+        on_finished=rewrap_finished_sink(audit_log),
+    )
+    return KeyLifecycle(store, keyring, rules, runner)
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
@@ -176,7 +222,9 @@ async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Va
         cache,
         on_provider_call=metrics.provider_call if metrics else None,
         on_kek_created=kek_created_sink(audit_log),
+        rotation_period=settings.keys.rotation_period,
     )
+    lifecycle = key_lifecycle(settings, observed_store, keyring, rules, audit_log)
     vault = ObjectVault(observed_store, keyring, settings.max_value_bytes)
 
     max_message = max(4 * 1024 * 1024, settings.max_value_bytes + _MESSAGE_OVERHEAD)
@@ -202,7 +250,7 @@ async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Va
         KeyServicer(DataKeys(keyring, settings.max_value_bytes)), registrar
     )
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        AdminServicer(api_keys, audit_log), registrar
+        AdminServicer(api_keys, audit_log, lifecycle, rules), registrar
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
@@ -232,7 +280,18 @@ async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Va
         port,
         "plaintext" if credentials is None else "TLS",
     )
-    return Vaultd(server, port, store, keyring, health_servicer, metrics_server, audit_log)
+    watcher = asyncio.create_task(lifecycle.runner.watch(), name="rewrap watcher")
+    return Vaultd(
+        server,
+        port,
+        store,
+        keyring,
+        lifecycle,
+        health_servicer,
+        watcher,
+        metrics_server,
+        audit_log,
+    )
 
 
 async def serve(settings: Settings) -> None:

@@ -8,6 +8,7 @@ The YAML file may group storage options as `storage: {redis_url: ..., data_dir: 
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Self
 
@@ -50,6 +51,23 @@ class RateLimitSettings(BaseModel):
         return self.burst or max(1, math.ceil(self.requests_per_second))
 
 
+class KeyLifecycleSettings(BaseModel):
+    """Automatic KEK rotation, and how rewrap jobs run (docs/KEYS.md)."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    # A KEK whose newest version is older than this gets a new one when next used; 0: never.
+    rotation_days: float = Field(0.0, ge=0)
+    # Rewrap pacing: object versions examined per second per job; 0: as fast as it can.
+    rewrap_versions_per_second: float = Field(1000.0, ge=0)
+    # A job whose process stops saving progress for this long is taken over by another.
+    rewrap_lease_seconds: float = Field(60.0, gt=0)
+
+    @property
+    def rotation_period(self) -> timedelta | None:
+        return timedelta(days=self.rotation_days) if self.rotation_days else None
+
+
 class ByokRuleSettings(BaseModel):
     model_config = SettingsConfigDict(extra="forbid")
 
@@ -68,6 +86,7 @@ class Settings(BaseSettings):
     root_key_file: Path | None = None
     max_value_bytes: int = Field(1024 * 1024, ge=1)
     kek_cache: KekCacheSettings = KekCacheSettings()
+    keys: KeyLifecycleSettings = KeyLifecycleSettings()
     providers: dict[str, dict[str, Any]] = {}
     byok: list[ByokRuleSettings] = []
     bootstrap_api_key: SecretStr | None = None

@@ -43,6 +43,8 @@ class Clock:
 
     def pass_ttl(self) -> None:
         self.now += TTL + 1
+
+
 STANDINS = {
     "aws-kms": "aws_kms_standin",
     "gcp-kms": "gcp_kms_standin",
@@ -73,6 +75,18 @@ class Byok:
         return {"organization_id": f"{self.prefix}{uuid.uuid4().hex[:10]}"}
 
 
+def providers_for(standin: StandIn) -> tuple[dict[str, dict[str, Any]], list[KeyProvider]]:
+    """What vaultd needs to reach the stand-in: provider settings, or a provider to inject."""
+    if standin.scheme != "azure-kv":
+        return {standin.scheme: standin.provider_settings}, []
+    # A bearer token is no config-file setting: the provider is built and injected.
+    from providers.azure_kv import AzureKvProvider
+    from tests.standins.azure import StaticTokenCredential
+
+    credential = StaticTokenCredential()
+    return {}, [AzureKvProvider.from_settings(standin.provider_settings, credential=credential)]
+
+
 @pytest.fixture(scope="session", params=sorted(STANDINS))
 async def byok(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -80,19 +94,7 @@ async def byok(
     standin: StandIn = request.getfixturevalue(STANDINS[request.param])
     key_uri = standin.create_key(f"tenant-{uuid.uuid4().hex[:8]}")
     prefix = f"org_{request.param}_"
-    configured: dict[str, dict[str, Any]] = {standin.scheme: standin.provider_settings}
-    injected: list[KeyProvider] = []
-    if standin.scheme == "azure-kv":
-        # A bearer token is no config-file setting: the provider is built and injected.
-        from providers.azure_kv import AzureKvProvider
-        from tests.standins.azure import StaticTokenCredential
-
-        configured = {}
-        injected = [
-            AzureKvProvider.from_settings(
-                standin.provider_settings, credential=StaticTokenCredential()
-            )
-        ]
+    configured, injected = providers_for(standin)
     settings = Settings(
         listen="127.0.0.1:0",
         data_dir=tmp_path_factory.mktemp(f"byok-{request.param}"),

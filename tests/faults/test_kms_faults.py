@@ -140,8 +140,8 @@ class Kms:
             await self.objects.GetObjectByName(request, timeout=GENEROUS_DEADLINE, metadata=AUTH)
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND, caught.value
         kek_id = kek_id_for(self.environment_id, TENANT_ITEM, context[TENANT_ITEM])
-        versions = await self.vaultd.store.get_kek_versions(self.environment_id, kek_id)
-        assert versions == [], f"KEK versions stored for a KEK that was never wrapped: {versions}"
+        kek = await self.vaultd.store.get_kek(self.environment_id, kek_id)
+        assert kek is None, f"KEK stored for a KEK that was never wrapped: {kek}"
 
 
 @pytest.fixture

@@ -228,7 +228,7 @@ async def test_malformed_object_and_kek_ids_are_refused(store: Store) -> None:
     with pytest.raises(ValueError, match="must match"):
         await store.create_object(replace(new_object(env), id=""))
     with pytest.raises(ValueError, match="must match"):
-        await store.get_kek_versions(env, "kek_NOT-HEX")
+        await store.get_kek(env, "kek_NOT-HEX")
 
 
 # --- updates -------------------------------------------------------------------------------
@@ -454,10 +454,16 @@ def new_kek(version: int) -> KekVersion:
     )
 
 
+async def kek_versions(store: Store, environment_id: str, kek_id: str) -> tuple[KekVersion, ...]:
+    record = await store.get_kek(environment_id, kek_id)
+    assert record is not None
+    return record.versions
+
+
 async def test_kek_versions_are_added_in_sequence_only(store: Store) -> None:
     env, kek_id = new_env(), new_kek_id()
     v1, v2 = new_kek(1), new_kek(2)
-    assert await store.get_kek_versions(env, kek_id) == []
+    assert await store.get_kek(env, kek_id) is None
 
     assert not await store.add_kek_version(env, kek_id, v2)  # version 1 must come first
     assert await store.add_kek_version(env, kek_id, v1)
@@ -465,9 +471,9 @@ async def test_kek_versions_are_added_in_sequence_only(store: Store) -> None:
     assert not await store.add_kek_version(env, kek_id, new_kek(3))
     assert await store.add_kek_version(env, kek_id, v2)
 
-    assert await store.get_kek_versions(env, kek_id) == [v1, v2]
-    assert await store.get_kek_versions(new_env(), kek_id) == []
-    assert await store.get_kek_versions(env, new_kek_id()) == []
+    assert await kek_versions(store, env, kek_id) == (v1, v2)
+    assert await store.get_kek(new_env(), kek_id) is None
+    assert await store.get_kek(env, new_kek_id()) is None
 
 
 async def test_exactly_one_of_racing_kek_writers_wins(store: Store) -> None:
@@ -477,7 +483,7 @@ async def test_exactly_one_of_racing_kek_writers_wins(store: Store) -> None:
     results = await asyncio.gather(*(store.add_kek_version(env, kek_id, k) for k in rivals))
 
     assert results.count(True) == 1
-    assert await store.get_kek_versions(env, kek_id) == [rivals[results.index(True)]]
+    assert await kek_versions(store, env, kek_id) == (rivals[results.index(True)],)
 
 
 # --- API keys ------------------------------------------------------------------------------
@@ -784,7 +790,7 @@ async def test_sqlite_keeps_everything_across_a_reopen(tmp_path: Path) -> None:
             [obj.version.info(), second.info()],
             second.version_id,
         )
-        assert await reopened.get_kek_versions(env, kek_id) == [kek]
+        assert await kek_versions(reopened, env, kek_id) == (kek,)
     finally:
         await reopened.close()
 

@@ -9,11 +9,16 @@ from hypothesis import strategies as st
 from vaultd.storage.keys import (
     AUTH_TAG,
     ENVIRONMENT_ID,
+    JOBS_TAG,
+    KEK_ID,
     OBJECT_ID,
+    REWRAP_JOB_ID,
     AuthKind,
+    JobKind,
     Kind,
     audit_key,
     auth_key,
+    job_key,
     key,
 )
 
@@ -40,6 +45,12 @@ KEK = "kek_0123456789abcdef0123456789abcdef"
             "vaultd:{env_test-1}:obj:secret_01J9Z3K4ABCDEFGHJKMNPQRSTV:history",
         ),
         (Kind.KEK, KEK, "vaultd:{env_test-1}:kek:kek_0123456789abcdef0123456789abcdef"),
+        (
+            Kind.KEK_STATE,
+            KEK,
+            "vaultd:{env_test-1}:kek:kek_0123456789abcdef0123456789abcdef:state",
+        ),
+        (Kind.KEKS, None, "vaultd:{env_test-1}:keks"),
         (Kind.AUDIT, None, "vaultd:{env_test-1}:audit"),
     ],
 )
@@ -49,7 +60,7 @@ def test_exact_key_names(kind: Kind, ident: str | None, expected: str) -> None:
 
 def test_every_kind_is_covered_above() -> None:
     # A new kind must get its exact name pinned in test_exact_key_names.
-    assert len(Kind) == 8
+    assert len(Kind) == 10
 
 
 @pytest.mark.parametrize(
@@ -69,6 +80,34 @@ def test_exact_auth_key_names(kind: AuthKind, expected: str) -> None:
 
 def test_every_auth_kind_is_covered_above() -> None:
     assert len(AuthKind) == 4
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        (JobKind.REWRAP, "vaultd:{@jobs}:rewrap"),
+        (JobKind.REWRAP_HOLDERS, "vaultd:{@jobs}:rewrap-holders"),
+        (JobKind.MIGRATIONS, "vaultd:{@jobs}:migrations"),
+    ],
+)
+def test_exact_job_key_names(kind: JobKind, expected: str) -> None:
+    assert job_key(kind) == expected
+    assert not ENVIRONMENT_ID.fullmatch(JOBS_TAG)
+
+
+def test_every_job_kind_is_covered_above() -> None:
+    assert len(JobKind) == 3
+
+
+def test_rewrap_job_ids() -> None:
+    assert REWRAP_JOB_ID.fullmatch("rewrap_01J9Z3K4ABCDEFGHJKMNPQRSTV")
+    for bad in [
+        "",
+        "rewrap_",
+        "rewrap_01j9z3k4abcdefghjkmnpqrstv",
+        "rewrap_01J9Z3K4ABCDEFGHJKMNPQRS}V",
+    ]:
+        assert not REWRAP_JOB_ID.fullmatch(bad)
 
 
 def test_audit_streams_of_environments_and_of_unauthenticated_calls() -> None:
@@ -98,6 +137,8 @@ def test_bad_environment_ids_never_reach_a_key(environment_id: str) -> None:
         (Kind.OBJECT, OBJ + "\n"),
         (Kind.KEK, "kek_0123456789ABCDEF0123456789ABCDEF"),
         (Kind.KEK, OBJ),
+        (Kind.KEK_STATE, OBJ),
+        (Kind.KEK_STATE, "kek_0123456789abcdef0123456789abcdef:x"),
         (Kind.OBJECT, KEK),
     ],
 )
@@ -121,7 +162,7 @@ def test_every_key_of_an_environment_shares_its_hash_tag(
     environment_id: str, object_id: str
 ) -> None:
     for kind in Kind:
-        ident = {Kind.KEK: KEK}.get(kind, object_id) if kind.id_rule else None
+        ident = {KEK_ID: KEK, OBJECT_ID: object_id}[kind.id_rule] if kind.id_rule else None
         name = key(environment_id, kind, ident)
         # Redis Cluster hashes the text between the first `{` and the next `}`.
         tag = name[name.index("{") + 1 : name.index("}")]

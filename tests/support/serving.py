@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -41,6 +43,50 @@ async def wait_serving(target: str, attempts: int = 100) -> grpc.aio.Channel:
         await asyncio.sleep(0.1)
     await channel.close()
     raise AssertionError(f"vaultd at {target} did not become healthy")
+
+
+class ServeProcess:
+    """`vaultd serve` on a fresh port per start, with its log kept in a file for failures."""
+
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        self.workdir = workdir
+        self.env = env
+        self.port = 0
+        self.starts = 0
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / f"vaultd-{self.starts}.log"
+
+    def start(self) -> str:
+        self.starts += 1
+        self.port = free_port()
+        env = self.env | {"VAULTD_LISTEN": f"127.0.0.1:{self.port}"}
+        with open(self.log, "wb") as log:
+            self._process = subprocess.Popen(
+                [str(VAULTD), "serve"], cwd=self.workdir, env=env, stdout=log, stderr=log
+            )
+        return f"127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        assert self._process is not None and self._process.poll() is None, "vaultd is not up"
+        os.kill(self._process.pid, signal.SIGKILL)
+        self._process.wait(10)
+        self._process = None
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
 
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -1,4 +1,5 @@
-"""AdminService: API keys and audit events of the caller's environment, proto <-> domain."""
+"""AdminService: API keys, audit events and key lifecycle (api/lifecycle.py) of the caller's
+environment, proto <-> domain."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import grpc
 
 from vaultd.api import convert
 from vaultd.api.caller import caller_of
+from vaultd.api.lifecycle import LifecycleRpcs
 from vaultd.core.apikeys import ApiKeys
 from vaultd.core.audit import AuditLog
+from vaultd.core.lifecycle import KeyLifecycle
+from vaultd.core.rules import KeyRules
 from vaultd.storage.base import ApiKeyRecord, AuditEvent, AuditQuery
 from vaultd.v1 import admin_service_pb2 as pb
 from vaultd.v1 import admin_service_pb2_grpc as pb_grpc
@@ -51,8 +55,11 @@ def audit_event(event: AuditEvent) -> pb.AuditEvent:
     )
 
 
-class AdminServicer(pb_grpc.AdminServiceServicer):
-    def __init__(self, api_keys: ApiKeys, audit_log: AuditLog) -> None:
+class AdminServicer(LifecycleRpcs, pb_grpc.AdminServiceServicer):
+    def __init__(
+        self, api_keys: ApiKeys, audit_log: AuditLog, lifecycle: KeyLifecycle, rules: KeyRules
+    ) -> None:
+        super().__init__(lifecycle, rules)
         self._keys = api_keys
         self._audit = audit_log
 

@@ -83,6 +83,18 @@ def _api_key(request: Any, response: Any) -> Subject:
     return Subject(api_key_id=meta.id if meta is not None else getattr(request, "id", ""))
 
 
+def _keks(request: Any, response: Any) -> Subject:
+    """The KEK ids a lifecycle call touched; for one KEK, its item as a one-item context."""
+    if response is None:  # failed: the item it named, if it named one
+        key, sep, value = getattr(request, "item", "").partition("=")
+        return Subject(key_context={key: value} if sep else None)
+    if hasattr(response, "job"):
+        return Subject(key_ids=tuple(response.job.kek_ids))
+    keks = [response.kek] if hasattr(response, "kek") else list(response.keks)
+    item = keks[0].item.split("=", 1) if len(keks) == 1 else None
+    return Subject(key_ids=tuple(k.id for k in keks), key_context=dict([item]) if item else None)
+
+
 def _nothing(request: Any, response: Any) -> Subject:
     return Subject()
 
@@ -132,6 +144,13 @@ RPCS: dict[str, Rpc] = {
             "ListApiKeys": Rpc(ADMIN, audit.APIKEY_LISTED, _nothing),
             "RevokeApiKey": Rpc(ADMIN, audit.APIKEY_REVOKED, _api_key),
             "ListAuditEvents": Rpc(ADMIN, audit.AUDIT_READ, _nothing),
+            "ListKeks": Rpc(ADMIN, audit.KEK_LISTED, _nothing),
+            "RotateKeks": Rpc(ADMIN, audit.KEK_ROTATED, _keks),
+            "StartRewrap": Rpc(ADMIN, audit.REWRAP_STARTED, _keks),
+            "GetRewrapJob": Rpc(ADMIN, audit.REWRAP_READ, _nothing),
+            "ListRewrapJobs": Rpc(ADMIN, audit.REWRAP_READ, _nothing),
+            "RetireKekVersions": Rpc(ADMIN, audit.KEK_RETIRED, _keks),
+            "ShredKek": Rpc(ADMIN, audit.KEK_SHREDDED, _keks),
         },
     ),
     # Reflection shows only the public API; any valid key may read it.

@@ -130,6 +130,25 @@ class KeyShredded(VaultError):
     reason = "KEY_SHREDDED"
 
 
+class KeyVersionRetired(VaultError):
+    """A wrapped key names a KEK version below the KEK's min_decryption_version."""
+
+    code = "FAILED_PRECONDITION"
+    reason = "KEY_VERSION_RETIRED"
+
+
+class KekNotFound(VaultError):
+    """No KEK exists for the context item named (none was made for it yet)."""
+
+    code = "NOT_FOUND"
+    reason = "KEK_NOT_FOUND"
+
+
+class RewrapJobNotFound(VaultError):
+    code = "NOT_FOUND"
+    reason = "REWRAP_JOB_NOT_FOUND"
+
+
 class BackendUnavailable(VaultError):
     """Storage or a KMS cannot be reached or timed out."""
 

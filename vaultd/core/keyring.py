@@ -12,7 +12,8 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from providers import (
@@ -21,18 +22,21 @@ from providers import (
     ProviderError,
     ProviderRegistry,
     ProviderUnavailableError,
+    needs_rewrap,
 )
 from vaultd.core.cache import TtlCache
 from vaultd.core.envelope import EncryptedKeys, Kek, new_dek, unwrap_entry
 from vaultd.core.errors import (
     BackendUnavailable,
     DecryptionFailed,
+    KeyShredded,
     KeyUnavailable,
+    KeyVersionRetired,
     VaultError,
 )
 from vaultd.core.rules import KeyRules
 from vaultd.core.validation import KeyContext
-from vaultd.storage.base import KekVersion, Store, StoreUnavailable
+from vaultd.storage.base import KekRecord, KekVersion, Store, StoreUnavailable
 
 T = TypeVar("T")
 CacheKey = tuple[str, ...]
@@ -78,7 +82,7 @@ def _binding(environment_id: str, kek_id: str, kek: KekVersion) -> Binding:
 
 
 class Keyring:
-    """Finds, creates and unwraps KEKs for an environment's context items."""
+    """Finds, creates, rotates and unwraps KEKs for an environment's context items."""
 
     def __init__(
         self,
@@ -89,6 +93,7 @@ class Keyring:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_provider_call: ProviderCallObserver | None = None,
         on_kek_created: KekCreatedSink | None = None,
+        rotation_period: timedelta | None = None,
     ) -> None:
         self._store = store
         self._providers = providers
@@ -97,6 +102,7 @@ class Keyring:
         self._clock = clock
         self._on_provider_call = on_provider_call
         self._on_kek_created = on_kek_created
+        self._rotation_period = rotation_period
 
     async def current_keks(self, environment_id: str, context: KeyContext) -> list[Kek]:
         """The newest KEK of each item that must wrap a DEK for this context."""
@@ -110,67 +116,149 @@ class Keyring:
         errors: list[VaultError] = []
         for entry in keys.entries:
             try:
-                kek = await self._version(environment_id, entry.kek_id, entry.kek_version)
+                kek = await self.version(environment_id, entry.kek_id, entry.kek_version)
                 return unwrap_entry(keys, entry, kek.key)
             except VaultError as exc:
                 errors.append(exc)
-        # An unavailable key says what to fix; prefer it over "does not decrypt".
+        # An unavailable, shredded or retired key says what to fix; prefer it over "does not
+        # decrypt".
         raise next((e for e in errors if not isinstance(e, DecryptionFailed)), errors[0])
 
-    async def _current(self, environment_id: str, item_key: str, item_value: str) -> Kek:
-        kek_id = kek_id_for(environment_id, item_key, item_value)
+    async def record(self, environment_id: str, kek_id: str) -> KekRecord | None:
+        with store_errors():
+            return await self._store.get_kek(environment_id, kek_id)
 
-        async def load() -> Kek:
-            with store_errors():
-                versions = await self._store.get_kek_versions(environment_id, kek_id)
-            if not versions:
-                created = await self._create(environment_id, kek_id, item_key, item_value)
-                if created is not None:
-                    return created
-                with store_errors():
-                    versions = await self._store.get_kek_versions(environment_id, kek_id)
-            return await self._unwrap(environment_id, kek_id, versions[-1])
-
-        return await self.cache.get_or_load(("current", environment_id, kek_id), load)
-
-    async def _version(self, environment_id: str, kek_id: str, version: int) -> Kek:
+    async def version(self, environment_id: str, kek_id: str, version: int) -> Kek:
+        """One version of a KEK, unless it was shredded or retired."""
         if not KEK_ID.fullmatch(kek_id):
             # Client bytes: never let a malformed id reach a storage key.
             raise DecryptionFailed("encrypted_keys names a key this environment does not have")
 
         async def load() -> Kek:
-            with store_errors():
-                versions = await self._store.get_kek_versions(environment_id, kek_id)
-            match = _find(versions, version)
+            record = _live(await self.record(environment_id, kek_id))
+            if record is not None and version < record.min_decryption_version:
+                raise KeyVersionRetired(
+                    f"{kek_id}.v{version} is retired: versions below "
+                    f"{record.min_decryption_version} no longer decrypt",
+                    metadata={"kek_id": kek_id, "kek_version": str(version)},
+                )
+            match = None if record is None else _find(record.versions, version)
             if match is None:
                 raise DecryptionFailed("encrypted_keys names a key this environment does not have")
             return await self._unwrap(environment_id, kek_id, match)
 
         return await self.cache.get_or_load(("version", environment_id, kek_id, str(version)), load)
 
-    async def _create(
-        self, environment_id: str, kek_id: str, item_key: str, item_value: str
-    ) -> Kek | None:
-        """Make version 1; None when another writer made it first (then read theirs)."""
+    async def rotate(self, environment_id: str, item_key: str, item_value: str) -> KekVersion:
+        """Add the item's next KEK version (the first, if it has none) and make it current.
+
+        Two rotations at once make two versions: each caller asked for a new one.
+        """
+        kek_id = kek_id_for(environment_id, item_key, item_value)
+        while True:
+            record = _live(await self.record(environment_id, kek_id))
+            next_version = 1 if record is None else len(record.versions) + 1
+            added = await self._add_version(
+                environment_id, kek_id, item_key, item_value, next_version
+            )
+            if added is not None:
+                self.cache.discard(("current", environment_id, kek_id))
+                return added[1]
+
+    async def rewrap_kek(self, environment_id: str, record: KekRecord) -> int:
+        """Re-wrap every version of a KEK that its item's provider key no longer holds.
+
+        A version needs it when the item's rule now names another key URI (a tenant moved to
+        a new CMK), or when the provider says its own key moved on (a new root key version).
+        The KEK itself is unchanged, so no DEK is touched. Returns how many were re-wrapped.
+        """
+        target = self._rules.key_uri(record.item_key, record.item_value)
+        done = 0
+        for stored in record.versions:
+            if stored.provider_uri == target and not self._stale(stored):
+                continue
+            kek = await self._unwrap(environment_id, record.kek_id, stored)
+            rewrapped = replace(
+                stored,
+                provider_uri=target,
+                wrapped_key=await self._wrap(
+                    environment_id, record.kek_id, target, kek.key, stored
+                ),
+            )
+            with store_errors():
+                if await self._store.rewrap_kek_version(
+                    environment_id, record.kek_id, stored, rewrapped
+                ):
+                    done += 1
+        return done
+
+    def forget(self, environment_id: str, record: KekRecord) -> None:
+        """Drop a KEK's cached versions in this process (after a retire or a shred)."""
+        self.cache.discard(("current", environment_id, record.kek_id))
+        for v in range(1, len(record.versions) + 1):
+            self.cache.discard(("version", environment_id, record.kek_id, str(v)))
+
+    async def _current(self, environment_id: str, item_key: str, item_value: str) -> Kek:
+        kek_id = kek_id_for(environment_id, item_key, item_value)
+
+        async def load() -> Kek:
+            record = _live(await self.record(environment_id, kek_id))
+            versions = () if record is None else record.versions
+            if not versions or self._due(versions[-1]):
+                added = await self._add_version(
+                    environment_id, kek_id, item_key, item_value, len(versions) + 1
+                )
+                if added is not None:
+                    return added[0]
+                # Another writer added it first: use theirs.
+                record = _live(await self.record(environment_id, kek_id))
+                assert record is not None and record.versions
+                versions = record.versions
+            return await self._unwrap(environment_id, kek_id, versions[-1])
+
+        return await self.cache.get_or_load(("current", environment_id, kek_id), load)
+
+    def _due(self, newest: KekVersion) -> bool:
+        """Automatic rotation: the newest version is older than the rotation period."""
+        period = self._rotation_period
+        return period is not None and self._clock() - newest.created_at >= period
+
+    def _stale(self, stored: KekVersion) -> bool:
+        try:
+            provider = self._providers.for_uri(stored.provider_uri)
+        except ProviderError:
+            return True  # its provider is no longer configured: unwrapping will say so
+        return needs_rewrap(provider, stored.provider_uri, stored.wrapped_key)
+
+    async def _add_version(
+        self, environment_id: str, kek_id: str, item_key: str, item_value: str, version: int
+    ) -> tuple[Kek, KekVersion] | None:
+        """Make `version`, wrapped under the item's key URI; None when another writer made it
+        first (or the KEK was shredded meanwhile)."""
         key_uri = self._rules.key_uri(item_key, item_value)
         plain = new_dek()
-        draft = KekVersion(item_key, item_value, 1, key_uri, b"", self._clock())
-        wrapped = await self._provider_call(
-            "wrap",
-            key_uri,
-            lambda: self._providers.for_uri(key_uri).wrap(
-                key_uri, plain, _binding(environment_id, kek_id, draft)
-            ),
-        )
-        record = KekVersion(item_key, item_value, 1, key_uri, wrapped, draft.created_at)
+        draft = KekVersion(item_key, item_value, version, key_uri, b"", self._clock())
+        wrapped = await self._wrap(environment_id, kek_id, key_uri, plain, draft)
+        record = replace(draft, wrapped_key=wrapped)
         with store_errors():
             if not await self._store.add_kek_version(environment_id, kek_id, record):
                 return None
         if self._on_kek_created is not None:
             await self._on_kek_created(environment_id, kek_id, record)
-        kek = Kek(kek_id, 1, plain)
-        self.cache.put(("version", environment_id, kek_id, "1"), kek)
-        return kek
+        kek = Kek(kek_id, version, plain)
+        self.cache.put(("version", environment_id, kek_id, str(version)), kek)
+        return kek, record
+
+    async def _wrap(
+        self, environment_id: str, kek_id: str, key_uri: str, plain: bytes, version: KekVersion
+    ) -> bytes:
+        return await self._provider_call(
+            "wrap",
+            key_uri,
+            lambda: self._providers.for_uri(key_uri).wrap(
+                key_uri, plain, _binding(environment_id, kek_id, version)
+            ),
+        )
 
     async def _unwrap(self, environment_id: str, kek_id: str, record: KekVersion) -> Kek:
         uri = record.provider_uri
@@ -205,10 +293,18 @@ class Keyring:
         finally:
             if self._on_provider_call is not None:
                 scheme = key_uri.partition("://")[0]
-                self._on_provider_call(
-                    scheme, operation, outcome, time.perf_counter() - started
-                )
+                self._on_provider_call(scheme, operation, outcome, time.perf_counter() - started)
 
 
 def _find(versions: Sequence[KekVersion], version: int) -> KekVersion | None:
     return next((v for v in versions if v.version == version), None)
+
+
+def _live(record: KekRecord | None) -> KekRecord | None:
+    """The record, unless it is a shred's tombstone: then KEY_SHREDDED."""
+    if record is not None and record.shredded_at is not None:
+        raise KeyShredded(
+            f"the keys of {record.item_key}={record.item_value} were shredded",
+            metadata={"kek_id": record.kek_id},
+        )
+    return record

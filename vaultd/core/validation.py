@@ -24,6 +24,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _ULID = "[0-9A-HJKMNP-TV-Z]{26}"
 OBJECT_ID = re.compile(f"secret_{_ULID}")
 VERSION_ID = re.compile(f"ver_{_ULID}")
+REWRAP_JOB_ID = re.compile(f"rewrap_{_ULID}")
 
 
 def validate_key_context(context: Mapping[str, str], field: str = "key_context") -> KeyContext:
@@ -75,6 +76,12 @@ def validate_version_id(version_id: str, field: str = "version_id") -> str:
     if not VERSION_ID.fullmatch(version_id):
         raise InvalidId(field, "is not a version id (ver_ followed by 26 ULID characters)")
     return version_id
+
+
+def validate_rewrap_job_id(job_id: str, field: str = "id") -> str:
+    if not REWRAP_JOB_ID.fullmatch(job_id):
+        raise InvalidId(field, "is not a rewrap job id (rewrap_ followed by 26 ULID characters)")
+    return job_id
 
 
 def validate_value_size(value: bytes, limit: int, field: str = "value") -> bytes:

@@ -59,9 +59,16 @@ SQLITE_FILE_NAME = "vaultd.db"
 async def open_store(redis_url: str | None, data_dir: Path) -> Store:
     """Redis when a URL is given, else the embedded store at data_dir/vaultd.db.
 
-    Nothing is contacted yet for Redis: call `ping()` to check it answers.
+    Either is brought up to date with what this vaultd keeps: SQLite migrates its schema as it
+    opens; a Redis database that an older vaultd used gets its KEKs listed, once.
     """
     if not redis_url:
         # Opening creates the file and schema: disk work, kept off the event loop.
         return await asyncio.to_thread(SqliteStore, data_dir / SQLITE_FILE_NAME)
-    return RedisStore.from_url(redis_url)
+    store = RedisStore.from_url(redis_url)
+    try:
+        await store.index_unlisted_keks()
+    except BaseException:
+        await store.close()
+        raise
+    return store

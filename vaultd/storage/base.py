@@ -69,6 +69,56 @@ class KekVersion:
 
 
 @dataclass(frozen=True, slots=True)
+class KekRecord:
+    """A KEK as stored: every version it has, and the state the lifecycle commands gave it.
+
+    A shredded KEK keeps only this tombstone: its item, and no version, so nothing can ever
+    unwrap under it again and no new version can be added (a shred is final).
+    """
+
+    kek_id: str
+    item_key: str
+    item_value: str
+    versions: tuple[KekVersion, ...]
+    """Oldest first; version i + 1 at index i. Empty once shredded."""
+    min_decryption_version: int = 1
+    """Entries wrapped under an older version are refused (retired), though still stored."""
+    shredded_at: datetime | None = None
+
+
+class RewrapState(Enum):
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class RewrapJob:
+    """A resumable job moving wrapped keys of some KEKs to their newest version and provider key.
+
+    Jobs belong to no environment's keyspace (one list for every process to resume from), but
+    each names the environment it works in. `owner` and `lease_until` say which process runs it:
+    another may take it over once the lease has run out (its runner died).
+    """
+
+    id: str
+    environment_id: str
+    kek_ids: tuple[str, ...]
+    state: RewrapState
+    created_at: datetime
+    updated_at: datetime
+    cursor: str = ""
+    """The last object id whose versions are all done, "" before the first."""
+    objects_total: int = 0
+    objects_done: int = 0
+    versions_rewrapped: int = 0
+    keks_rewrapped: int = 0
+    error: str = ""
+    owner: str = ""
+    lease_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class VersionInfo:
     """What ListObjectVersions shows of a version: no key material, no ciphertext."""
 
@@ -94,6 +144,14 @@ class StoredVersion:
 
     def info(self) -> VersionInfo:
         return VersionInfo(self.version_id, self.created_at, self.size, self.etag)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectVersions:
+    """Every version of one object, oldest first: what a rewrap job walks."""
+
+    object_id: str
+    versions: tuple[StoredVersion, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,14 +257,52 @@ class AuditPage:
 class Store(Protocol):
     """Durable storage of objects and KEKs, namespaced by environment."""
 
-    async def get_kek_versions(self, environment_id: str, kek_id: str) -> list[KekVersion]:
-        """Every version of a KEK, oldest first; empty when the KEK does not exist yet."""
+    async def get_kek(self, environment_id: str, kek_id: str) -> KekRecord | None:
+        """The KEK with its versions and state; None when it does not exist yet."""
         ...
 
     async def add_kek_version(self, environment_id: str, kek_id: str, kek: KekVersion) -> bool:
         """Add `kek` only if the KEK's newest version is `kek.version - 1` (0: none yet).
 
-        Returns False, changing nothing, when another writer got there first.
+        Returns False, changing nothing, when another writer got there first or the KEK was
+        shredded. Version 1 also enters the KEK into its environment's list (list_keks); so
+        does any later version of a KEK an older release made, which is not listed yet.
+        """
+        ...
+
+    async def list_keks(self, environment_id: str) -> list[KekRecord]:
+        """Every KEK of the environment, shredded ones too, ordered by (item_key, item_value,
+        kek_id)."""
+        ...
+
+    async def rewrap_kek_version(
+        self, environment_id: str, kek_id: str, expected: KekVersion, rewrapped: KekVersion
+    ) -> bool:
+        """Replace version `expected.version` (its provider_uri and wrapped_key) by `rewrapped`.
+
+        Only those two are taken from `rewrapped`: the version keeps its number, item and
+        created_at (which rotation by age reads). A compare-and-set: False, changing nothing,
+        unless the stored version equals `expected` in full (another rewrap or a shred got
+        there first).
+        """
+        ...
+
+    async def set_min_decryption_version(
+        self, environment_id: str, kek_id: str, version: int
+    ) -> bool:
+        """Refuse entries under versions below `version` from now on (1 allows all again).
+
+        False, changing nothing, when the KEK does not exist, is shredded, or has no `version`.
+        """
+        ...
+
+    async def shred_kek(
+        self, environment_id: str, kek_id: str, item_key: str, item_value: str, at: datetime
+    ) -> bool:
+        """Destroy every version of the KEK and leave a tombstone (also for a KEK not made yet).
+
+        True when this call shredded it; False when it was shredded before (the first time
+        stays).
         """
         ...
 
@@ -248,6 +344,32 @@ class Store(Protocol):
         self, environment_id: str, object_id: str, expected_version_id: str | None
     ) -> None:
         """Delete the object, its name and its versions. ObjectMissing or VersionMismatch."""
+        ...
+
+    async def count_objects(self, environment_id: str) -> int:
+        """How many objects the environment has."""
+        ...
+
+    async def scan_object_versions(
+        self, environment_id: str, after: str, limit: int
+    ) -> list[ObjectVersions]:
+        """Up to `limit` objects with every version, ascending by id, strictly after `after`
+        ("" from the first)."""
+        ...
+
+    async def replace_encrypted_keys(
+        self,
+        environment_id: str,
+        object_id: str,
+        expected: StoredVersion,
+        encrypted_keys: bytes,
+        key_ids: tuple[str, ...],
+    ) -> bool:
+        """Swap one version's encrypted_keys and key_ids, nothing else (ciphertext untouched).
+
+        A compare-and-set: False, changing nothing, unless the version exists and its
+        encrypted_keys still equal `expected.encrypted_keys` (deleted, or rewrapped by another).
+        """
         ...
 
     async def scan_objects(
@@ -307,6 +429,23 @@ class Store(Protocol):
 
         BadCursor when `query.after` is not a cursor this store returned.
         """
+        ...
+
+    async def save_rewrap_job(self, job: RewrapJob, now: datetime) -> bool:
+        """Store `job` (new or updated) if no other process holds it.
+
+        Writes when no job has its id, when the stored one has the same owner, or when the
+        stored one has no lease or its lease ended before `now`; returns False, changing
+        nothing, otherwise.
+        """
+        ...
+
+    async def get_rewrap_job(self, job_id: str) -> RewrapJob | None:
+        """The job with this id, or None."""
+        ...
+
+    async def list_rewrap_jobs(self) -> list[RewrapJob]:
+        """Every job of every environment, oldest first."""
         ...
 
     async def ping(self) -> None:

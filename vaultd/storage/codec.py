@@ -20,6 +20,8 @@ from vaultd.storage.base import (
     ApiKeyRecord,
     AuditEvent,
     KekVersion,
+    RewrapJob,
+    RewrapState,
     StoredVersion,
     StoreError,
     VersionInfo,
@@ -52,16 +54,22 @@ def decode_context(text: str | bytes) -> dict[str, str]:
     return context
 
 
+VERSION_FIELDS_BEFORE_KEYS = 4
+"""A version record's fields before its key_ids and encrypted_keys (the info fields): what the
+Redis store skips to swap those two in place, never touching the ciphertext after them."""
+
+
 def encode_version(v: StoredVersion) -> bytes:
-    keys = _frame(k.encode() for k in v.key_ids)
-    return _record(
-        *_info_fields(v.info()),
-        keys,
-        v.encrypted_keys,
-        v.ciphertext,
-        v.updated_by_id.encode(),
-        v.updated_by_name.encode(),
+    return (
+        _record(*_info_fields(v.info()))
+        + encode_version_keys(v.key_ids, v.encrypted_keys)
+        + _frame([v.ciphertext, v.updated_by_id.encode(), v.updated_by_name.encode()])
     )
+
+
+def encode_version_keys(key_ids: Iterable[str], encrypted_keys: bytes) -> bytes:
+    """The key_ids and encrypted_keys fields of a version record, framed as in the record."""
+    return _frame([_frame(k.encode() for k in key_ids), encrypted_keys])
 
 
 def decode_version(blob: bytes) -> StoredVersion:
@@ -108,6 +116,47 @@ def decode_kek(blob: bytes) -> KekVersion:
         provider_uri=uri.decode(),
         wrapped_key=wrapped_key,
         created_at=from_micros(int(created)),
+    )
+
+
+def encode_rewrap_job(job: RewrapJob) -> bytes:
+    lease = b"" if job.lease_until is None else b"%d" % to_micros(job.lease_until)
+    return _record(
+        job.id.encode(),
+        job.environment_id.encode(),
+        _frame(k.encode() for k in job.kek_ids),
+        job.state.value.encode(),
+        b"%d" % to_micros(job.created_at),
+        b"%d" % to_micros(job.updated_at),
+        job.cursor.encode(),
+        b"%d" % job.objects_total,
+        b"%d" % job.objects_done,
+        b"%d" % job.versions_rewrapped,
+        b"%d" % job.keks_rewrapped,
+        job.error.encode(),
+        job.owner.encode(),
+        lease,
+    )
+
+
+def decode_rewrap_job(blob: bytes) -> RewrapJob:
+    (job_id, environment_id, kek_ids, state, created, updated, cursor, total, done, versions,
+     keks, error, owner, lease) = _fields(blob, 14)  # fmt: skip
+    return RewrapJob(
+        id=job_id.decode(),
+        environment_id=environment_id.decode(),
+        kek_ids=tuple(k.decode() for k in _unframe(kek_ids)),
+        state=RewrapState(state.decode()),
+        created_at=from_micros(int(created)),
+        updated_at=from_micros(int(updated)),
+        cursor=cursor.decode(),
+        objects_total=int(total),
+        objects_done=int(done),
+        versions_rewrapped=int(versions),
+        keks_rewrapped=int(keks),
+        error=error.decode(),
+        owner=owner.decode(),
+        lease_until=from_micros(int(lease)) if lease else None,
     )
 
 

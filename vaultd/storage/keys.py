@@ -11,6 +11,10 @@ Layout, where `{env}` is the environment id inside a Redis Cluster hash tag:
     vaultd:{env}:obj:<object_id>:versions  hash  version id -> version record (codec.py)
     vaultd:{env}:obj:<object_id>:history   list  version info records, oldest first
     vaultd:{env}:kek:<kek_id>           list  KEK version records; index i holds version i + 1
+    vaultd:{env}:kek:<kek_id>:state     hash  item_key, item_value (the first writer's), min
+                                              (min_decryption_version, absent: 1), shredded
+                                              (µs, set once: the KEK is a tombstone from then)
+    vaultd:{env}:keks                   set   every KEK id of the environment, shredded too
     vaultd:{env}:audit                  stream  the environment's audit events (codec records)
 
 API keys belong to no environment, so they live under one fixed tag, `{@auth}`; `@` is never
@@ -21,6 +25,14 @@ in an environment id, so no environment can share (or collide with) these names:
     vaultd:{@auth}:apikeys-revoked      hash  key id -> revoked_at (µs); set once, never cleared
     vaultd:{@auth}:audit                stream  audit events of calls that failed authentication
 
+Rewrap jobs belong to no environment either (every process resumes from one list), so they
+live under another fixed tag, `{@jobs}`:
+
+    vaultd:{@jobs}:rewrap               hash  job id -> rewrap job record (codec.py)
+    vaultd:{@jobs}:rewrap-holders       hash  job id -> "<lease_until µs, 0: none> <owner>": what
+                                              the save script checks without decoding a record
+    vaultd:{@jobs}:migrations           hash  name -> when this database was upgraded so (µs)
+
 Every input is checked against a strict pattern before it is placed in a name, so no `{`, `}`
 or `:` from a caller can move a key into another environment's slot or namespace, and an
 empty id can never produce a `::` name (rq's `rq:job::id` bug).
@@ -30,6 +42,10 @@ from __future__ import annotations
 
 import re
 from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vaultd.storage.base import RewrapJob
 
 PREFIX = "vaultd"
 ENVIRONMENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -37,7 +53,9 @@ OBJECT_ID = re.compile(r"secret_[0-9A-Z]{26}")
 KEK_ID = re.compile(r"kek_[0-9a-f]{32}")
 API_KEY_ID = re.compile(r"key_[0-9A-Z]{26}")
 SECRET_HASH = re.compile(r"[0-9a-f]{64}")
+REWRAP_JOB_ID = re.compile(r"rewrap_[0-9A-Z]{26}")
 AUTH_TAG = "@auth"
+JOBS_TAG = "@jobs"
 
 
 class Kind(Enum):
@@ -50,6 +68,8 @@ class Kind(Enum):
     VERSIONS = ("obj:{}:versions", OBJECT_ID)
     HISTORY = ("obj:{}:history", OBJECT_ID)
     KEK = ("kek:{}", KEK_ID)
+    KEK_STATE = ("kek:{}:state", KEK_ID)
+    KEKS = ("keks", None)
     AUDIT = ("audit", None)
 
     def __init__(self, template: str, id_rule: re.Pattern[str] | None) -> None:
@@ -84,9 +104,33 @@ def auth_key(kind: AuthKind) -> str:
     return f"{PREFIX}:{{{AUTH_TAG}}}:{kind.value}"
 
 
+class JobKind(Enum):
+    """The keys under the fixed `{@jobs}` tag."""
+
+    REWRAP = "rewrap"
+    REWRAP_HOLDERS = "rewrap-holders"
+    MIGRATIONS = "migrations"
+
+
+KEK_LIST = re.compile(r"vaultd:\{([A-Za-z0-9_-]{1,64})\}:kek:(kek_[0-9a-f]{32})")
+"""A KEK's version list, as an older vaultd left it: (environment id, KEK id)."""
+
+
+def job_key(kind: JobKind) -> str:
+    return f"{PREFIX}:{{{JOBS_TAG}}}:{kind.value}"
+
+
 def audit_key(environment_id: str) -> str:
     """The stream of an environment's audit events; "" names the unauthenticated calls' one."""
     return auth_key(AuthKind.AUDIT) if environment_id == "" else key(environment_id, Kind.AUDIT)
+
+
+def check_rewrap_job(job: RewrapJob) -> None:
+    """The ids a rewrap job carries into a store: its own, its environment's, its KEKs'."""
+    check(REWRAP_JOB_ID, job.id, "rewrap job id")
+    check(ENVIRONMENT_ID, job.environment_id, "environment id")
+    for kek_id in job.kek_ids:
+        check(KEK_ID, kek_id, "kek id")
 
 
 def check(rule: re.Pattern[str], value: str, what: str) -> str:

@@ -23,7 +23,7 @@ import functools
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
 from redis import exceptions as redis_errors
@@ -38,10 +38,13 @@ from vaultd.storage.base import (
     AuditQuery,
     BadCursor,
     Direction,
+    KekRecord,
     KekVersion,
     NameTaken,
     ObjectEntry,
     ObjectMissing,
+    ObjectVersions,
+    RewrapJob,
     ScanFilter,
     StoredObject,
     StoredVersion,
@@ -53,17 +56,25 @@ from vaultd.storage.base import (
 from vaultd.storage.keys import (
     API_KEY_ID,
     ENVIRONMENT_ID,
+    KEK_LIST,
+    OBJECT_ID,
+    REWRAP_JOB_ID,
     SECRET_HASH,
     AuthKind,
+    JobKind,
     Kind,
     audit_key,
     auth_key,
     check,
+    check_rewrap_job,
+    job_key,
     key,
 )
 from vaultd.storage.redis_urls import RedisClient, redis_client, wait_replicas
 
 REPLICA_TIMEOUT_MS = 2000
+KEKS_PER_READ = 256
+"""Most KEKs one script of list_keks reads."""
 SCAN_BUDGET = 256
 """Most ids one scan step examines, so a filtered scan of a huge environment never holds Redis
 for more than a moment; the scan continues in further steps."""
@@ -196,14 +207,137 @@ if #ids == tonumber(ARGV[4]) then reply[1] = ids[#ids] end
 return reply
 """
 
+_GET_KEKS = """
+-- Every version and the state of each KEK named, from one snapshot.
+-- KEYS[2i-1] a KEK's version list  KEYS[2i] its state hash
+-- Returns {{version record, ...}, {field, value, ...}} per KEK, in the order named.
+local reply = {}
+for i = 1, #KEYS, 2 do
+  table.insert(reply, {redis.call("LRANGE", KEYS[i], 0, -1), redis.call("HGETALL", KEYS[i + 1])})
+end
+return reply
+"""
+
 _ADD_KEK = """
--- Append a KEK version if it directly follows the newest one.
--- KEYS[1] KEK list (index i holds version i + 1)
--- ARGV[1] the new version's number  ARGV[2] its record
+-- Append a KEK version if it directly follows the newest one and the KEK is not shredded.
+-- KEYS[1] KEK list (index i holds version i + 1)  KEYS[2] KEK state hash  KEYS[3] KEK index set
+-- ARGV[1] the new version's number  ARGV[2] its record  ARGV[3] KEK id
+-- ARGV[4] item key  ARGV[5] item value
 -- Versions are only ever appended here, one at a time, so the length is the newest version.
--- Returns 1 if added, 0 if another writer got there first.
+-- Returns 1 if added, 0 if another writer got there first or the KEK was shredded.
+if redis.call("HEXISTS", KEYS[2], "shredded") == 1 then return 0 end
 if redis.call("LLEN", KEYS[1]) ~= tonumber(ARGV[1]) - 1 then return 0 end
 redis.call("RPUSH", KEYS[1], ARGV[2])
+-- On every add, not only version 1's, so a KEK an older release made joins the index too.
+redis.call("HSETNX", KEYS[2], "item_key", ARGV[4])
+redis.call("HSETNX", KEYS[2], "item_value", ARGV[5])
+redis.call("SADD", KEYS[3], ARGV[3])
+return 1
+"""
+
+_INDEX_KEK = """
+-- Enter a KEK into its environment's list, keeping any item its state already names.
+-- KEYS[1] KEK state hash  KEYS[2] KEK index set
+-- ARGV[1] KEK id  ARGV[2] item key  ARGV[3] item value
+redis.call("HSETNX", KEYS[1], "item_key", ARGV[2])
+redis.call("HSETNX", KEYS[1], "item_value", ARGV[3])
+redis.call("SADD", KEYS[2], ARGV[1])
+return 1
+"""
+
+_REWRAP_KEK = """
+-- Replace one KEK version's record if it is still the one expected, byte for byte.
+-- KEYS[1] KEK list
+-- ARGV[1] version number (>= 1)  ARGV[2] expected record  ARGV[3] new record
+-- Returns 1 if replaced, 0 if the version is missing (or shredded) or differs.
+if redis.call("LINDEX", KEYS[1], tonumber(ARGV[1]) - 1) ~= ARGV[2] then return 0 end
+redis.call("LSET", KEYS[1], tonumber(ARGV[1]) - 1, ARGV[3])
+return 1
+"""
+
+_SET_MIN_VERSION = """
+-- Set a KEK's min_decryption_version, if the KEK has that version and is not shredded.
+-- KEYS[1] KEK list  KEYS[2] KEK state hash
+-- ARGV[1] version
+-- Returns 1 if set, else 0.
+local version = tonumber(ARGV[1])
+if redis.call("HEXISTS", KEYS[2], "shredded") == 1 then return 0 end
+if version < 1 or version > redis.call("LLEN", KEYS[1]) then return 0 end
+redis.call("HSET", KEYS[2], "min", ARGV[1])
+return 1
+"""
+
+_SHRED_KEK = """
+-- Destroy a KEK's versions and leave its tombstone, unless it was shredded before.
+-- KEYS[1] KEK list  KEYS[2] KEK state hash  KEYS[3] KEK index set
+-- ARGV[1] KEK id  ARGV[2] item key  ARGV[3] item value  ARGV[4] shredded_at (µs)
+-- Returns 1 if this call shredded it, 0 if it was shredded before (its time stays).
+if redis.call("HEXISTS", KEYS[2], "shredded") == 1 then return 0 end
+redis.call("DEL", KEYS[1])
+-- A KEK that exists keeps its own item; a KEK never made gets the one named.
+redis.call("HSETNX", KEYS[2], "item_key", ARGV[2])
+redis.call("HSETNX", KEYS[2], "item_value", ARGV[3])
+redis.call("HSET", KEYS[2], "shredded", ARGV[4])
+redis.call("SADD", KEYS[3], ARGV[1])
+return 1
+"""
+
+_GET_VERSIONS = """
+-- Every version of each object named, from one snapshot.
+-- KEYS[2i-1] an object's history list  KEYS[2i] its versions hash
+-- Returns {{info record, ...}, {version record, ...}} per object, in the order named: the
+-- history gives the order, the hash the records; both are empty for an object deleted since.
+local reply = {}
+for i = 1, #KEYS, 2 do
+  table.insert(reply, {redis.call("LRANGE", KEYS[i], 0, -1), redis.call("HVALS", KEYS[i + 1])})
+end
+return reply
+"""
+
+_REPLACE_KEYS = """
+-- Swap a version's key_ids and encrypted_keys in its record, if its encrypted_keys are still
+-- the ones expected. The record is spliced in place, so every other byte of it (the ciphertext
+-- above all) is kept exactly as stored and never leaves Redis.
+-- KEYS[1] versions hash
+-- ARGV[1] version id  ARGV[2] expected encrypted_keys
+-- ARGV[3] the new key_ids and encrypted_keys fields, framed (codec.encode_version_keys)
+-- ARGV[4] record format byte  ARGV[5] fields before key_ids (codec.VERSION_FIELDS_BEFORE_KEYS)
+-- A record is its format byte, then per field a 4-byte big-endian length and the bytes.
+-- Returns 1 if swapped, 0 if the version is gone (its object deleted) or was rewrapped.
+local record = redis.call("HGET", KEYS[1], ARGV[1])
+if not record then return 0 end
+if string.byte(record, 1) ~= tonumber(ARGV[4]) then
+  return redis.error_reply("unreadable record: unknown format")
+end
+local function skip(at)
+  local length, data_at = struct.unpack(">I4", record, at)
+  return data_at + length, data_at, length
+end
+local at = 2
+for _ = 1, tonumber(ARGV[5]) do at = skip(at) end
+local keys_at = at
+at = skip(at)
+local after_keys, data_at, length = skip(at)
+if string.sub(record, data_at, data_at + length - 1) ~= ARGV[2] then return 0 end
+redis.call("HSET", KEYS[1], ARGV[1],
+           string.sub(record, 1, keys_at - 1) .. ARGV[3] .. string.sub(record, after_keys))
+return 1
+"""
+
+_SAVE_REWRAP_JOB = """
+-- Store a rewrap job unless another owner holds it under a lease not yet ended.
+-- KEYS[1] rewrap jobs hash  KEYS[2] rewrap holders hash
+-- ARGV[1] job id  ARGV[2] record  ARGV[3] "<lease_until µs, 0: none> <owner>"  ARGV[4] now (µs)
+-- Returns 1 if stored, else 0.
+local held = redis.call("HGET", KEYS[2], ARGV[1])
+if held then
+  local space = string.find(held, " ", 1, true)
+  local lease, owner = tonumber(string.sub(held, 1, space - 1)), string.sub(held, space + 1)
+  local mine = string.sub(ARGV[3], string.find(ARGV[3], " ", 1, true) + 1)
+  if owner ~= mine and lease >= tonumber(ARGV[4]) then return 0 end
+end
+redis.call("HSET", KEYS[1], ARGV[1], ARGV[2])
+redis.call("HSET", KEYS[2], ARGV[1], ARGV[3])
 return 1
 """
 
@@ -258,6 +392,9 @@ AUDIT_READ_BATCH = 500
 AUDIT_CLOCK_MARGIN_MS = 60_000
 """How far before `since` a read starts: stream ids carry Redis's clock, events vaultd's."""
 _STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+_REWRAP_KEYS = [job_key(JobKind.REWRAP), job_key(JobKind.REWRAP_HOLDERS)]
+_MIGRATIONS = job_key(JobKind.MIGRATIONS)
+_KEK_INDEX_MIGRATION = "kek-index"
 _API_KEY_KEYS = [
     auth_key(AuthKind.API_KEYS),
     auth_key(AuthKind.API_KEY_HASHES),
@@ -298,6 +435,15 @@ class _ObjectKeys:
         return [self.object, self.versions, self.history, self.names, self.objects, self.digests]
 
 
+class _KekKeys:
+    """The keys one KEK's scripts touch."""
+
+    def __init__(self, environment_id: str, kek_id: str) -> None:
+        self.versions = key(environment_id, Kind.KEK, kek_id)
+        self.state = key(environment_id, Kind.KEK_STATE, kek_id)
+        self.index = key(environment_id, Kind.KEKS)
+
+
 class RedisStore:
     """A Store on Redis, through redis-py asyncio."""
 
@@ -321,7 +467,15 @@ class RedisStore:
         self._update = client.register_script(_UPDATE)
         self._delete = client.register_script(_DELETE)
         self._scan = client.register_script(_SCAN)
+        self._get_keks = client.register_script(_GET_KEKS)
         self._add_kek = client.register_script(_ADD_KEK)
+        self._rewrap_kek = client.register_script(_REWRAP_KEK)
+        self._index_kek = client.register_script(_INDEX_KEK)
+        self._set_min_version = client.register_script(_SET_MIN_VERSION)
+        self._shred_kek = client.register_script(_SHRED_KEK)
+        self._get_versions = client.register_script(_GET_VERSIONS)
+        self._replace_keys = client.register_script(_REPLACE_KEYS)
+        self._save_rewrap_job = client.register_script(_SAVE_REWRAP_JOB)
         self._add_api_key = client.register_script(_ADD_API_KEY)
         self._get_api_key = client.register_script(_GET_API_KEY)
         self._revoke_api_key = client.register_script(_REVOKE_API_KEY)
@@ -348,19 +502,92 @@ class RedisStore:
             )
 
     @_available
-    async def get_kek_versions(self, environment_id: str, kek_id: str) -> list[KekVersion]:
-        records = await self._redis.lrange(key(environment_id, Kind.KEK, kek_id), 0, -1)
-        return [codec.decode_kek(_bytes(record)) for record in records]
+    async def get_kek(self, environment_id: str, kek_id: str) -> KekRecord | None:
+        found = await self._keks(environment_id, [kek_id])
+        return found[0] if found else None
 
     @_available
     async def add_kek_version(self, environment_id: str, kek_id: str, kek: KekVersion) -> bool:
+        k = _KekKeys(environment_id, kek_id)
         added = await self._add_kek(
-            keys=[key(environment_id, Kind.KEK, kek_id)],
-            args=[kek.version, codec.encode_kek(kek)],
+            keys=[k.versions, k.state, k.index],
+            args=[kek.version, codec.encode_kek(kek), kek_id, kek.item_key, kek.item_value],
         )
-        if added:
-            await self._replicated()
-        return bool(added)
+        return await self._done(added)
+
+    @_available
+    async def index_unlisted_keks(self, *, force: bool = False) -> int:
+        """Enter KEKs an older vaultd stored (a version list, no state) into list_keks.
+
+        Once per database (a marker records it), unless `force`: one SCAN over every node,
+        so `kek rotate --all`, `kek rewrap --all` and `root retire` see every KEK. Returns how
+        many KEKs it entered (again, for those entered already: the script is idempotent).
+        """
+        if not force and await self._redis.hexists(_MIGRATIONS, _KEK_INDEX_MIGRATION):
+            return 0
+        entered = 0
+        async for name in self._redis.scan_iter(match="vaultd:{*}:kek:*", count=1000, _type="list"):
+            found = KEK_LIST.fullmatch(_text(name))
+            first = await self._redis.lindex(name, 0) if found else None
+            if found is None or first is None:
+                continue
+            environment_id, kek_id = found.groups()
+            kek = codec.decode_kek(_bytes(first))
+            k = _KekKeys(environment_id, kek_id)
+            await self._index_kek(
+                keys=[k.state, k.index], args=[kek_id, kek.item_key, kek.item_value]
+            )
+            entered += 1
+        await self._redis.hset(
+            _MIGRATIONS, _KEK_INDEX_MIGRATION, codec.to_micros(datetime.now(UTC))
+        )
+        await self._replicated()
+        return entered
+
+    @_available
+    async def list_keks(self, environment_id: str) -> list[KekRecord]:
+        kek_ids = await self._redis.smembers(key(environment_id, Kind.KEKS))
+        # Several scripts when there are many KEKs, so none holds Redis for long.
+        ids = sorted(_text(i) for i in kek_ids)
+        records: list[KekRecord] = []
+        for start in range(0, len(ids), KEKS_PER_READ):
+            records += await self._keks(environment_id, ids[start : start + KEKS_PER_READ])
+        return sorted(records, key=lambda r: (r.item_key, r.item_value, r.kek_id))
+
+    @_available
+    async def rewrap_kek_version(
+        self, environment_id: str, kek_id: str, expected: KekVersion, rewrapped: KekVersion
+    ) -> bool:
+        versions = _KekKeys(environment_id, kek_id).versions
+        if expected.version < 1:
+            return False  # no such version (and LINDEX would read -1 as the newest)
+        new = replace(
+            expected, provider_uri=rewrapped.provider_uri, wrapped_key=rewrapped.wrapped_key
+        )
+        replaced = await self._rewrap_kek(
+            keys=[versions],
+            args=[expected.version, codec.encode_kek(expected), codec.encode_kek(new)],
+        )
+        return await self._done(replaced)
+
+    @_available
+    async def set_min_decryption_version(
+        self, environment_id: str, kek_id: str, version: int
+    ) -> bool:
+        k = _KekKeys(environment_id, kek_id)
+        done = await self._set_min_version(keys=[k.versions, k.state], args=[version])
+        return await self._done(done)
+
+    @_available
+    async def shred_kek(
+        self, environment_id: str, kek_id: str, item_key: str, item_value: str, at: datetime
+    ) -> bool:
+        k = _KekKeys(environment_id, kek_id)
+        shredded = await self._shred_kek(
+            keys=[k.versions, k.state, k.index],
+            args=[kek_id, item_key, item_value, codec.to_micros(at)],
+        )
+        return await self._done(shredded)
 
     @_available
     async def create_object(self, obj: StoredObject) -> None:
@@ -451,6 +678,58 @@ class RedisStore:
         )
         _raise_for(reply)
         await self._replicated()
+
+    @_available
+    async def count_objects(self, environment_id: str) -> int:
+        return int(await self._redis.zcard(key(environment_id, Kind.OBJECTS)))
+
+    @_available
+    async def scan_object_versions(
+        self, environment_id: str, after: str, limit: int
+    ) -> list[ObjectVersions]:
+        if after:
+            check(OBJECT_ID, after, "object id")
+        if limit < 1:
+            return []
+        # Two steps: a script may only touch keys named in its call, and the versions' keys are
+        # known only once the ids are read. An object deleted in between is left out.
+        objects = key(environment_id, Kind.OBJECTS)
+        start = f"({after}" if after else "-"
+        ids = [_text(i) for i in await self._redis.zrangebylex(objects, start, "+", 0, limit)]
+        if not ids:
+            return []
+        object_keys = [_ObjectKeys(environment_id, i) for i in ids]
+        reply = await self._get_versions(
+            keys=[name for o in object_keys for name in (o.history, o.versions)]
+        )
+        found: list[ObjectVersions] = []
+        for object_id, (infos, records) in zip(ids, reply, strict=True):
+            by_id = {v.version_id: v for v in map(codec.decode_version, records)}
+            order = [codec.decode_version_info(info).version_id for info in infos]
+            if order:
+                found.append(ObjectVersions(object_id, tuple(by_id[vid] for vid in order)))
+        return found
+
+    @_available
+    async def replace_encrypted_keys(
+        self,
+        environment_id: str,
+        object_id: str,
+        expected: StoredVersion,
+        encrypted_keys: bytes,
+        key_ids: tuple[str, ...],
+    ) -> bool:
+        swapped = await self._replace_keys(
+            keys=[_ObjectKeys(environment_id, object_id).versions],
+            args=[
+                expected.version_id,
+                expected.encrypted_keys,
+                codec.encode_version_keys(key_ids, encrypted_keys),
+                codec.FORMAT,
+                codec.VERSION_FIELDS_BEFORE_KEYS,
+            ],
+        )
+        return await self._done(swapped)
 
     @_available
     async def scan_objects(
@@ -593,11 +872,54 @@ class RedisStore:
         return AuditPage(events, cursor)
 
     @_available
+    async def save_rewrap_job(self, job: RewrapJob, now: datetime) -> bool:
+        check_rewrap_job(job)
+        lease = 0 if job.lease_until is None else codec.to_micros(job.lease_until)
+        saved = await self._save_rewrap_job(
+            keys=_REWRAP_KEYS,
+            args=[
+                job.id,
+                codec.encode_rewrap_job(job),
+                f"{lease} {job.owner}",
+                codec.to_micros(now),
+            ],
+        )
+        return await self._done(saved)
+
+    @_available
+    async def get_rewrap_job(self, job_id: str) -> RewrapJob | None:
+        check(REWRAP_JOB_ID, job_id, "rewrap job id")
+        record = await self._redis.hget(_REWRAP_KEYS[0], job_id)
+        return None if record is None else codec.decode_rewrap_job(_bytes(record))
+
+    @_available
+    async def list_rewrap_jobs(self) -> list[RewrapJob]:
+        records = await self._redis.hvals(_REWRAP_KEYS[0])
+        jobs = [codec.decode_rewrap_job(_bytes(r)) for r in records]
+        return sorted(jobs, key=lambda j: (j.created_at, j.id))
+
+    @_available
     async def ping(self) -> None:
         await self._redis.ping()
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+    async def _done(self, changed: int) -> bool:
+        """A script's 1 (changed) or 0 (refused) as a bool, once a change is replicated."""
+        if changed:
+            await self._replicated()
+        return bool(changed)
+
+    async def _keks(self, environment_id: str, kek_ids: Sequence[str]) -> list[KekRecord]:
+        """The KEKs that exist among `kek_ids`, from one snapshot, in the order given."""
+        kek_keys = [_KekKeys(environment_id, kek_id) for kek_id in kek_ids]
+        reply = await self._get_keks(keys=[n for k in kek_keys for n in (k.versions, k.state)])
+        records = (
+            _kek_record(kek_id, records, fields)
+            for kek_id, (records, fields) in zip(kek_ids, reply, strict=True)
+        )
+        return [r for r in records if r is not None]
 
     async def _get_object(
         self, environment_id: str, object_id: str, version_id: str
@@ -619,6 +941,26 @@ class RedisStore:
             created_at=codec.from_micros(int(created)),
             version=codec.decode_version(record),
         )
+
+
+def _kek_record(kek_id: str, records: list[bytes], fields: list[bytes]) -> KekRecord | None:
+    """A KEK from its version records and state hash fields; None if it has neither.
+
+    A KEK an older release made has versions but no state yet: its item is its versions'.
+    """
+    versions = tuple(codec.decode_kek(_bytes(r)) for r in records)
+    state = {_text(f): _text(v) for f, v in zip(fields[::2], fields[1::2], strict=True)}
+    if not versions and not state:
+        return None
+    shredded = state.get("shredded")
+    return KekRecord(
+        kek_id=kek_id,
+        item_key=state["item_key"] if "item_key" in state else versions[0].item_key,
+        item_value=state["item_value"] if "item_value" in state else versions[0].item_value,
+        versions=versions,
+        min_decryption_version=int(state.get("min", 1)),
+        shredded_at=None if shredded is None else codec.from_micros(int(shredded)),
+    )
 
 
 def _check_api_key(record: ApiKeyRecord) -> None:

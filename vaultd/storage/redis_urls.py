@@ -20,13 +20,16 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
 SOCKET_TIMEOUT_SECONDS = 5.0
+MAX_CONNECTIONS = 256
+"""Connections per process to one Redis server; more concurrent commands queue for one."""
+SENTINEL_MAX_CONNECTIONS = 4096
 SCHEMES = ("redis", "rediss", "redis+cluster", "redis+sentinel")
 
 RedisClient = Redis | RedisCluster
@@ -80,7 +83,12 @@ def redis_client(url: str) -> RedisClient:
             + ", ".join(f"{s}://" for s in SCHEMES)
         )
     if scheme in ("redis", "rediss"):
-        return Redis.from_url(url, **_common())
+        # Blocking: past MAX_CONNECTIONS calls in flight, a command waits for a free connection
+        # (up to the socket timeout) instead of failing at once, as redis-py's default pool does.
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT_SECONDS, **_common()
+        )
+        return Redis.from_pool(pool)
     password = unquote(parts.password) if parts.password else None
     username = unquote(parts.username) if parts.username else None
     if scheme == "redis+cluster":
@@ -103,6 +111,8 @@ def redis_client(url: str) -> RedisClient:
         db=db,
         username=username,
         password=password,
+        # Sentinel's pool cannot block: make it as large as a burst may need.
+        max_connections=SENTINEL_MAX_CONNECTIONS,
         **_common(),
     )
     master: Redis = sentinel.master_for(path[0])

@@ -12,6 +12,8 @@ Times are stored as microseconds since the epoch (codec.py), which compare like 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import os
 import sqlite3
@@ -30,10 +32,13 @@ from vaultd.storage.base import (
     AuditQuery,
     BadCursor,
     Direction,
+    KekRecord,
     KekVersion,
     NameTaken,
     ObjectEntry,
     ObjectMissing,
+    ObjectVersions,
+    RewrapJob,
     ScanFilter,
     StoredObject,
     StoredVersion,
@@ -47,8 +52,10 @@ from vaultd.storage.keys import (
     ENVIRONMENT_ID,
     KEK_ID,
     OBJECT_ID,
+    REWRAP_JOB_ID,
     SECRET_HASH,
     check,
+    check_rewrap_job,
 )
 
 BUSY_TIMEOUT_MS = 5000
@@ -59,8 +66,13 @@ BUSY_TIMEOUT_MS = 5000
 # has emptied the table, so a reader holding a cursor never skips a later event. An event is
 # kept whole as its codec record (the same bytes as on Redis); the columns beside it are what
 # reads filter and trimming cuts on.
+# keks holds each KEK's item and lifecycle state, and outlives its versions as a shred's
+# tombstone. Databases made before it existed get their rows from kek_versions at connect.
+# rewrap_jobs keeps each job whole as its codec record, beside the columns the lease check and
+# listing need. BEGIN IMMEDIATE: the backfill writes, and a deferred transaction upgraded to a
+# write after another connection's commit would fail at once instead of waiting its turn.
 _SCHEMA = """
-BEGIN;
+BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS objects (
     environment_id     TEXT    NOT NULL,
     id                 TEXT    NOT NULL,
@@ -99,6 +111,24 @@ CREATE TABLE IF NOT EXISTS kek_versions (
     created_at     INTEGER NOT NULL,
     PRIMARY KEY (environment_id, kek_id, version)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS keks (
+    environment_id         TEXT    NOT NULL,
+    kek_id                 TEXT    NOT NULL,
+    item_key               TEXT    NOT NULL,
+    item_value             TEXT    NOT NULL,
+    min_decryption_version INTEGER NOT NULL DEFAULT 1,
+    shredded_at            INTEGER,
+    PRIMARY KEY (environment_id, kek_id)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO keks (environment_id, kek_id, item_key, item_value)
+    SELECT DISTINCT environment_id, kek_id, item_key, item_value FROM kek_versions;
+CREATE TABLE IF NOT EXISTS rewrap_jobs (
+    id          TEXT    NOT NULL PRIMARY KEY,
+    created_at  INTEGER NOT NULL,
+    owner       TEXT    NOT NULL,
+    lease_until INTEGER,
+    record      BLOB    NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS api_keys (
     id             TEXT    NOT NULL PRIMARY KEY,
     name           TEXT    NOT NULL,
@@ -120,13 +150,15 @@ CREATE INDEX IF NOT EXISTS audit_events_by_time ON audit_events (time);
 COMMIT;
 """
 
-_SELECT_OBJECT = """
-SELECT o.id, o.name, o.key_context, o.created_at,
-       v.version_id, v.created_at, v.size, v.etag, v.key_ids, v.encrypted_keys, v.ciphertext,
-       v.updated_by_id, v.updated_by_name
+_VERSION_COLUMNS = (
+    "v.version_id, v.created_at, v.size, v.etag, v.key_ids, v.encrypted_keys, v.ciphertext,"
+    " v.updated_by_id, v.updated_by_name"
+)
+_SELECT_OBJECT = f"""
+SELECT o.id, o.name, o.key_context, o.created_at, {_VERSION_COLUMNS}
 FROM objects o JOIN versions v
-  ON v.environment_id = o.environment_id AND v.object_id = o.id AND v.version_id = {version}
-WHERE o.environment_id = ? AND o.{column} = ?
+  ON v.environment_id = o.environment_id AND v.object_id = o.id AND v.version_id = {{version}}
+WHERE o.environment_id = ? AND o.{{column}} = ?
 """
 _API_KEYS = (
     "SELECT id, name, environment_id, permissions, secret_hash, created_at, revoked_at"
@@ -162,33 +194,84 @@ class SqliteStore:
             self._read_executor.shutdown()
             raise
 
-    async def get_kek_versions(self, environment_id: str, kek_id: str) -> list[KekVersion]:
+    async def get_kek(self, environment_id: str, kek_id: str) -> KekRecord | None:
         _check_ids(environment_id, kek_id=kek_id)
-        rows = await self._read(
-            lambda c: c.execute(
-                "SELECT item_key, item_value, version, provider_uri, wrapped_key, created_at"
-                " FROM kek_versions WHERE environment_id = ? AND kek_id = ? ORDER BY version",
-                (environment_id, kek_id),
-            ).fetchall()
-        )
-        return [
-            KekVersion(item_key, item_value, version, uri, wrapped, codec.from_micros(created))
-            for item_key, item_value, version, uri, wrapped, created in rows
-        ]
+        found = await self._run(lambda c: _keks(c, environment_id, kek_id))
+        return found[0] if found else None
 
     async def add_kek_version(self, environment_id: str, kek_id: str, kek: KekVersion) -> bool:
         _check_ids(environment_id, kek_id=kek_id)
-        row = (
+        return await self._run(lambda c: _add_kek(c, environment_id, kek_id, kek))
+
+    async def list_keks(self, environment_id: str) -> list[KekRecord]:
+        _check_ids(environment_id)
+        return await self._run(lambda c: _keks(c, environment_id, None))
+
+    async def rewrap_kek_version(
+        self, environment_id: str, kek_id: str, expected: KekVersion, rewrapped: KekVersion
+    ) -> bool:
+        _check_ids(environment_id, kek_id=kek_id)
+        # One statement, its own transaction: the WHERE is the compare, the SET the swap.
+        sql = (
+            "UPDATE kek_versions SET provider_uri = ?, wrapped_key = ?"
+            " WHERE environment_id = ? AND kek_id = ? AND version = ? AND item_key = ?"
+            " AND item_value = ? AND provider_uri = ? AND wrapped_key = ? AND created_at = ?"
+        )
+        params = (
+            rewrapped.provider_uri,
+            rewrapped.wrapped_key,
             environment_id,
             kek_id,
-            kek.version,
-            kek.item_key,
-            kek.item_value,
-            kek.provider_uri,
-            kek.wrapped_key,
-            codec.to_micros(kek.created_at),
+            *_kek_row(expected),
         )
-        return await self._run(lambda c: _add_kek(c, row))
+        return await self._run(lambda c: c.execute(sql, params).rowcount == 1)
+
+    async def set_min_decryption_version(
+        self, environment_id: str, kek_id: str, version: int
+    ) -> bool:
+        _check_ids(environment_id, kek_id=kek_id)
+        # Versions run 1..newest without gaps, so "has `version`" is a range check.
+        sql = (
+            "UPDATE keks SET min_decryption_version = ?"
+            " WHERE environment_id = ? AND kek_id = ? AND shredded_at IS NULL AND ? BETWEEN 1 AND"
+            " (SELECT COALESCE(MAX(version), 0) FROM kek_versions"
+            "  WHERE environment_id = ? AND kek_id = ?)"
+        )
+        params = (version, environment_id, kek_id, version, environment_id, kek_id)
+        return await self._run(lambda c: c.execute(sql, params).rowcount == 1)
+
+    async def shred_kek(
+        self, environment_id: str, kek_id: str, item_key: str, item_value: str, at: datetime
+    ) -> bool:
+        _check_ids(environment_id, kek_id=kek_id)
+        ids = (environment_id, kek_id)
+        micros = codec.to_micros(at)
+
+        def shred(conn: sqlite3.Connection) -> bool:
+            with _transaction(conn):
+                # The tombstone of a KEK never made; an existing KEK keeps its own item.
+                conn.execute(
+                    "INSERT OR IGNORE INTO keks VALUES (?, ?, ?, ?, 1, NULL)",
+                    (*ids, item_key, item_value),
+                )
+                shredded = conn.execute(
+                    "UPDATE keks SET shredded_at = ?"
+                    " WHERE environment_id = ? AND kek_id = ? AND shredded_at IS NULL",
+                    (micros, *ids),
+                ).rowcount
+                if not shredded:
+                    return False
+                conn.execute(
+                    "DELETE FROM kek_versions WHERE environment_id = ? AND kek_id = ?", ids
+                )
+            # secure_delete zeroed the rows in the pages written; truncating the WAL drops the
+            # older copies of those pages. Best effort, after the commit: a reader may hold
+            # the WAL, and the shred is done either way.
+            with contextlib.suppress(sqlite3.OperationalError):
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            return True
+
+        return await self._run(shred)
 
     async def create_object(self, obj: StoredObject) -> None:
         _check_ids(obj.environment_id, obj.id)
@@ -247,6 +330,59 @@ class SqliteStore:
     ) -> None:
         _check_ids(environment_id, object_id)
         await self._run(lambda c: _delete(c, environment_id, object_id, expected_version_id))
+
+    async def count_objects(self, environment_id: str) -> int:
+        _check_ids(environment_id)
+        sql = "SELECT COUNT(*) FROM objects WHERE environment_id = ?"
+        count: int = await self._run(lambda c: c.execute(sql, (environment_id,)).fetchone()[0])
+        return count
+
+    async def scan_object_versions(
+        self, environment_id: str, after: str, limit: int
+    ) -> list[ObjectVersions]:
+        _check_ids(environment_id, after or None)
+        if limit < 1:
+            return []  # SQLite reads LIMIT -1 as "no limit"
+        # One statement, so no object is seen half deleted.
+        rows = await self._run(
+            lambda c: c.execute(
+                f"SELECT v.object_id, {_VERSION_COLUMNS} FROM versions v"
+                " WHERE v.environment_id = ? AND v.object_id IN"
+                "  (SELECT id FROM objects WHERE environment_id = ? AND id > ? ORDER BY id LIMIT ?)"
+                " ORDER BY v.object_id, v.seq",
+                (environment_id, environment_id, after, limit),
+            ).fetchall()
+        )
+        return [
+            ObjectVersions(object_id, tuple(_version(row[1:]) for row in group))
+            for object_id, group in itertools.groupby(rows, key=lambda row: row[0])
+        ]
+
+    async def replace_encrypted_keys(
+        self,
+        environment_id: str,
+        object_id: str,
+        expected: StoredVersion,
+        encrypted_keys: bytes,
+        key_ids: tuple[str, ...],
+    ) -> bool:
+        _check_ids(environment_id, object_id)
+        # One statement, its own transaction: the WHERE is the compare, the SET the swap. A
+        # deleted object's versions are deleted with it, so they match nothing.
+        sql = (
+            "UPDATE versions SET key_ids = ?, encrypted_keys = ?"
+            " WHERE environment_id = ? AND object_id = ? AND version_id = ?"
+            " AND encrypted_keys = ?"
+        )
+        params = (
+            _encode_key_ids(key_ids),
+            encrypted_keys,
+            environment_id,
+            object_id,
+            expected.version_id,
+            expected.encrypted_keys,
+        )
+        return await self._run(lambda c: c.execute(sql, params).rowcount == 1)
 
     async def scan_objects(
         self,
@@ -365,6 +501,40 @@ class SqliteStore:
         events = [codec.decode_audit_event(record) for _, record in rows]
         return AuditPage(events, str(rows[-1][0]) if rows else query.after)
 
+    async def save_rewrap_job(self, job: RewrapJob, now: datetime) -> bool:
+        check_rewrap_job(job)
+        row = (
+            job.id,
+            codec.to_micros(job.created_at),
+            job.owner,
+            None if job.lease_until is None else codec.to_micros(job.lease_until),
+            codec.encode_rewrap_job(job),
+        )
+        now_micros = codec.to_micros(now)
+
+        def save(conn: sqlite3.Connection) -> bool:
+            with _transaction(conn):
+                held = conn.execute(
+                    "SELECT owner, lease_until FROM rewrap_jobs WHERE id = ?", (job.id,)
+                ).fetchone()
+                if held is not None and not _may_take(held[0], held[1], job.owner, now_micros):
+                    return False
+                conn.execute("INSERT OR REPLACE INTO rewrap_jobs VALUES (?, ?, ?, ?, ?)", row)
+                return True
+
+        return await self._run(save)
+
+    async def get_rewrap_job(self, job_id: str) -> RewrapJob | None:
+        check(REWRAP_JOB_ID, job_id, "rewrap job id")
+        sql = "SELECT record FROM rewrap_jobs WHERE id = ?"
+        row = await self._run(lambda c: c.execute(sql, (job_id,)).fetchone())
+        return None if row is None else codec.decode_rewrap_job(row[0])
+
+    async def list_rewrap_jobs(self) -> list[RewrapJob]:
+        sql = "SELECT record FROM rewrap_jobs ORDER BY created_at, id"
+        rows = await self._run(lambda c: c.execute(sql).fetchall())
+        return [codec.decode_rewrap_job(record) for (record,) in rows]
+
     async def ping(self) -> None:
         await self._run(lambda c: c.execute("SELECT 1").fetchone())
 
@@ -422,6 +592,9 @@ def _connect(path: Path) -> sqlite3.Connection:
             raise StoreError("sqlite could not switch to WAL mode")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
+        # Deleted rows are zeroed, not left in free pages: a shredded KEK's wrapped key or a
+        # deleted object's ciphertext does not linger in the file.
+        conn.execute("PRAGMA secure_delete=ON")
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.executescript(_SCHEMA)
     except BaseException:
@@ -454,18 +627,69 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
-def _add_kek(conn: sqlite3.Connection, row: tuple[Any, ...]) -> bool:
-    environment_id, kek_id, version = row[:3]
+def _add_kek(conn: sqlite3.Connection, environment_id: str, kek_id: str, kek: KekVersion) -> bool:
+    ids = (environment_id, kek_id)
     with _transaction(conn):
-        (newest,) = conn.execute(
-            "SELECT COALESCE(MAX(version), 0) FROM kek_versions"
-            " WHERE environment_id = ? AND kek_id = ?",
-            (environment_id, kek_id),
+        (shredded, newest) = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM keks WHERE environment_id = ? AND kek_id = ?"
+            "               AND shredded_at IS NOT NULL),"
+            " (SELECT COALESCE(MAX(version), 0) FROM kek_versions"
+            "  WHERE environment_id = ? AND kek_id = ?)",
+            ids + ids,
         ).fetchone()
-        if newest != version - 1:
+        if shredded or newest != kek.version - 1:
             return False
-        conn.execute("INSERT INTO kek_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+        conn.execute(
+            "INSERT INTO kek_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", ids + _kek_row(kek)
+        )
+        # Every add, not only version 1's, so a KEK an older release made joins the list too.
+        conn.execute(
+            "INSERT OR IGNORE INTO keks (environment_id, kek_id, item_key, item_value)"
+            " VALUES (?, ?, ?, ?)",
+            (*ids, kek.item_key, kek.item_value),
+        )
         return True
+
+
+def _kek_row(kek: KekVersion) -> tuple[Any, ...]:
+    """A version's kek_versions columns after its ids, in table order."""
+    return (
+        kek.version,
+        kek.item_key,
+        kek.item_value,
+        kek.provider_uri,
+        kek.wrapped_key,
+        codec.to_micros(kek.created_at),
+    )
+
+
+def _keks(conn: sqlite3.Connection, environment_id: str, kek_id: str | None) -> list[KekRecord]:
+    """One KEK (or all the environment's), with its versions, read in one statement (one
+    snapshot), ordered as list_keks promises."""
+    sql = (
+        "SELECT k.kek_id, k.item_key, k.item_value, k.min_decryption_version, k.shredded_at,"
+        "       v.item_key, v.item_value, v.version, v.provider_uri, v.wrapped_key, v.created_at"
+        " FROM keks k LEFT JOIN kek_versions v"
+        "   ON v.environment_id = k.environment_id AND v.kek_id = k.kek_id"
+        " WHERE k.environment_id = ?"
+    )
+    params = [environment_id]
+    if kek_id is not None:
+        sql += " AND k.kek_id = ?"
+        params.append(kek_id)
+    sql += " ORDER BY k.item_key, k.item_value, k.kek_id, v.version"
+    records: list[KekRecord] = []
+    for (kid, item_key, item_value, min_version, shredded), rows in itertools.groupby(
+        conn.execute(sql, params), key=lambda row: row[:5]
+    ):
+        versions = tuple(
+            KekVersion(key, value, version, uri, wrapped, codec.from_micros(created))
+            for *_, key, value, version, uri, wrapped, created in rows
+            if version is not None  # the LEFT JOIN's row for a KEK without versions
+        )
+        shredded_at = None if shredded is None else codec.from_micros(shredded)
+        records.append(KekRecord(kid, item_key, item_value, versions, min_version, shredded_at))
+    return records
 
 
 def _create(conn: sqlite3.Connection, obj: StoredObject) -> None:
@@ -581,7 +805,7 @@ def _insert_version(
             codec.to_micros(v.created_at),
             v.size,
             v.etag,
-            json.dumps(list(v.key_ids)),
+            _encode_key_ids(v.key_ids),
             v.encrypted_keys,
             v.ciphertext,
             v.updated_by_id,
@@ -591,23 +815,36 @@ def _insert_version(
 
 
 def _object(environment_id: str, row: tuple[Any, ...]) -> StoredObject:
-    object_id, name, context, created, vid, v_created, size, etag, key_ids, *rest = row
-    encrypted_keys, ciphertext, updated_by_id, updated_by_name = rest
-    version = StoredVersion(
+    object_id, name, context, created = row[:4]
+    context_map = codec.decode_context(context)
+    return StoredObject(
+        environment_id, object_id, name, context_map, codec.from_micros(created), _version(row[4:])
+    )
+
+
+def _version(row: Sequence[Any]) -> StoredVersion:
+    """A version from its _VERSION_COLUMNS."""
+    vid, created, size, etag, key_ids, encrypted_keys, ciphertext, by_id, by_name = row
+    return StoredVersion(
         version_id=vid,
-        created_at=codec.from_micros(v_created),
+        created_at=codec.from_micros(created),
         size=size,
         etag=etag,
         key_ids=tuple(json.loads(key_ids)),
         encrypted_keys=encrypted_keys,
         ciphertext=ciphertext,
-        updated_by_id=updated_by_id,
-        updated_by_name=updated_by_name,
+        updated_by_id=by_id,
+        updated_by_name=by_name,
     )
-    context_map = codec.decode_context(context)
-    return StoredObject(
-        environment_id, object_id, name, context_map, codec.from_micros(created), version
-    )
+
+
+def _encode_key_ids(key_ids: Sequence[str]) -> str:
+    return json.dumps(list(key_ids))
+
+
+def _may_take(held_by: str, lease_until: int | None, owner: str, now: int) -> bool:
+    """Whether `owner` may write over a job `held_by` someone until `lease_until` (µs)."""
+    return held_by == owner or lease_until is None or lease_until < now
 
 
 def _check_ids(

@@ -3,12 +3,24 @@ import datetime
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from vaultd.v1 import object_service_pb2 as _object_service_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class RewrapState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REWRAP_STATE_UNSPECIFIED: _ClassVar[RewrapState]
+    REWRAP_STATE_RUNNING: _ClassVar[RewrapState]
+    REWRAP_STATE_DONE: _ClassVar[RewrapState]
+    REWRAP_STATE_FAILED: _ClassVar[RewrapState]
+REWRAP_STATE_UNSPECIFIED: RewrapState
+REWRAP_STATE_RUNNING: RewrapState
+REWRAP_STATE_DONE: RewrapState
+REWRAP_STATE_FAILED: RewrapState
 
 class ApiKeyMetadata(_message.Message):
     __slots__ = ("id", "name", "environment_id", "permissions", "created_at", "revoked_at")
@@ -126,3 +138,147 @@ class ListAuditEventsResponse(_message.Message):
     events: _containers.RepeatedCompositeFieldContainer[AuditEvent]
     cursor: str
     def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ..., cursor: _Optional[str] = ...) -> None: ...
+
+class KekSelector(_message.Message):
+    __slots__ = ("items", "key_uri_prefix", "all")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    KEY_URI_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedScalarFieldContainer[str]
+    key_uri_prefix: str
+    all: bool
+    def __init__(self, items: _Optional[_Iterable[str]] = ..., key_uri_prefix: _Optional[str] = ..., all: _Optional[bool] = ...) -> None: ...
+
+class KekVersion(_message.Message):
+    __slots__ = ("version", "key_uri", "created_at")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    KEY_URI_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    key_uri: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, version: _Optional[int] = ..., key_uri: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class KekMetadata(_message.Message):
+    __slots__ = ("id", "item", "versions", "min_decryption_version", "shredded_at", "key_uri")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    MIN_DECRYPTION_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SHREDDED_AT_FIELD_NUMBER: _ClassVar[int]
+    KEY_URI_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    item: str
+    versions: _containers.RepeatedCompositeFieldContainer[KekVersion]
+    min_decryption_version: int
+    shredded_at: _timestamp_pb2.Timestamp
+    key_uri: str
+    def __init__(self, id: _Optional[str] = ..., item: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[KekVersion, _Mapping]]] = ..., min_decryption_version: _Optional[int] = ..., shredded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_uri: _Optional[str] = ...) -> None: ...
+
+class RewrapJob(_message.Message):
+    __slots__ = ("id", "state", "kek_ids", "objects_total", "objects_done", "versions_rewrapped", "keks_rewrapped", "error", "created_at", "updated_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    KEK_IDS_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_DONE_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_REWRAPPED_FIELD_NUMBER: _ClassVar[int]
+    KEKS_REWRAPPED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    state: RewrapState
+    kek_ids: _containers.RepeatedScalarFieldContainer[str]
+    objects_total: int
+    objects_done: int
+    versions_rewrapped: int
+    keks_rewrapped: int
+    error: str
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[RewrapState, str]] = ..., kek_ids: _Optional[_Iterable[str]] = ..., objects_total: _Optional[int] = ..., objects_done: _Optional[int] = ..., versions_rewrapped: _Optional[int] = ..., keks_rewrapped: _Optional[int] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListKeksRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListKeksResponse(_message.Message):
+    __slots__ = ("keks",)
+    KEKS_FIELD_NUMBER: _ClassVar[int]
+    keks: _containers.RepeatedCompositeFieldContainer[KekMetadata]
+    def __init__(self, keks: _Optional[_Iterable[_Union[KekMetadata, _Mapping]]] = ...) -> None: ...
+
+class RotateKeksRequest(_message.Message):
+    __slots__ = ("selector",)
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    selector: KekSelector
+    def __init__(self, selector: _Optional[_Union[KekSelector, _Mapping]] = ...) -> None: ...
+
+class RotateKeksResponse(_message.Message):
+    __slots__ = ("keks",)
+    KEKS_FIELD_NUMBER: _ClassVar[int]
+    keks: _containers.RepeatedCompositeFieldContainer[KekMetadata]
+    def __init__(self, keks: _Optional[_Iterable[_Union[KekMetadata, _Mapping]]] = ...) -> None: ...
+
+class StartRewrapRequest(_message.Message):
+    __slots__ = ("selector",)
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    selector: KekSelector
+    def __init__(self, selector: _Optional[_Union[KekSelector, _Mapping]] = ...) -> None: ...
+
+class StartRewrapResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: RewrapJob
+    def __init__(self, job: _Optional[_Union[RewrapJob, _Mapping]] = ...) -> None: ...
+
+class GetRewrapJobRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class GetRewrapJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: RewrapJob
+    def __init__(self, job: _Optional[_Union[RewrapJob, _Mapping]] = ...) -> None: ...
+
+class ListRewrapJobsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListRewrapJobsResponse(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[RewrapJob]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[RewrapJob, _Mapping]]] = ...) -> None: ...
+
+class RetireKekVersionsRequest(_message.Message):
+    __slots__ = ("item", "min_decryption_version")
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    MIN_DECRYPTION_VERSION_FIELD_NUMBER: _ClassVar[int]
+    item: str
+    min_decryption_version: int
+    def __init__(self, item: _Optional[str] = ..., min_decryption_version: _Optional[int] = ...) -> None: ...
+
+class RetireKekVersionsResponse(_message.Message):
+    __slots__ = ("kek",)
+    KEK_FIELD_NUMBER: _ClassVar[int]
+    kek: KekMetadata
+    def __init__(self, kek: _Optional[_Union[KekMetadata, _Mapping]] = ...) -> None: ...
+
+class ShredKekRequest(_message.Message):
+    __slots__ = ("item", "confirm")
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    CONFIRM_FIELD_NUMBER: _ClassVar[int]
+    item: str
+    confirm: bool
+    def __init__(self, item: _Optional[str] = ..., confirm: _Optional[bool] = ...) -> None: ...
+
+class ShredKekResponse(_message.Message):
+    __slots__ = ("kek",)
+    KEK_FIELD_NUMBER: _ClassVar[int]
+    kek: KekMetadata
+    def __init__(self, kek: _Optional[_Union[KekMetadata, _Mapping]] = ...) -> None: ...

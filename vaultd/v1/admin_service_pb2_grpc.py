@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class AdminServiceStub:
-    """AdminService manages the API keys of the caller's environment and reads its audit events.
+    """AdminService manages the API keys of the caller's environment, reads its audit events and runs
+    the lifecycle of its keys (rotate, rewrap, retire, shred; docs/KEYS.md).
     Every RPC needs an API key with the "admin" permission, and acts in that key's environment.
     """
 
@@ -56,10 +57,46 @@ class AdminServiceStub:
                 request_serializer=vaultd_dot_v1_dot_admin__service__pb2.ListAuditEventsRequest.SerializeToString,
                 response_deserializer=vaultd_dot_v1_dot_admin__service__pb2.ListAuditEventsResponse.FromString,
                 _registered_method=True)
+        self.ListKeks = channel.unary_unary(
+                '/vaultd.v1.AdminService/ListKeks',
+                request_serializer=vaultd_dot_v1_dot_admin__service__pb2.ListKeksRequest.SerializeToString,
+                response_deserializer=vaultd_dot_v1_dot_admin__service__pb2.ListKeksResponse.FromString,
+                _registered_method=True)
+        self.RotateKeks = channel.unary_unary(
+                '/vaultd.v1.AdminService/RotateKeks',
+                request_serializer=vaultd_dot_v1_dot_admin__service__pb2.RotateKeksRequest.SerializeToString,
+                response_deserializer=vaultd_dot_v1_dot_admin__service__pb2.RotateKeksResponse.FromString,
+                _registered_method=True)
+        self.StartRewrap = channel.unary_unary(
+                '/vaultd.v1.AdminService/StartRewrap',
+                request_serializer=vaultd_dot_v1_dot_admin__service__pb2.StartRewrapRequest.SerializeToString,
+                response_deserializer=vaultd_dot_v1_dot_admin__service__pb2.StartRewrapResponse.FromString,
+                _registered_method=True)
+        self.GetRewrapJob = channel.unary_unary(
+                '/vaultd.v1.AdminService/GetRewrapJob',
+                request_serializer=vaultd_dot_v1_dot_admin__service__pb2.GetRewrapJobRequest.SerializeToString,
+                response_deserializer=vaultd_dot_v1_dot_admin__service__pb2.GetRewrapJobResponse.FromString,
+                _registered_method=True)
+        self.ListRewrapJobs = channel.unary_unary(
+                '/vaultd.v1.AdminService/ListRewrapJobs',
+                request_serializer=vaultd_dot_v1_dot_admin__service__pb2.ListRewrapJobsRequest.SerializeToString,
+                response_deserializer=vaultd_dot_v1_dot_admin__service__pb2.ListRewrapJobsResponse.FromString,
+                _registered_method=True)
+        self.RetireKekVersions = channel.unary_unary(
+                '/vaultd.v1.AdminService/RetireKekVersions',
+                request_serializer=vaultd_dot_v1_dot_admin__service__pb2.RetireKekVersionsRequest.SerializeToString,
+                response_deserializer=vaultd_dot_v1_dot_admin__service__pb2.RetireKekVersionsResponse.FromString,
+                _registered_method=True)
+        self.ShredKek = channel.unary_unary(
+                '/vaultd.v1.AdminService/ShredKek',
+                request_serializer=vaultd_dot_v1_dot_admin__service__pb2.ShredKekRequest.SerializeToString,
+                response_deserializer=vaultd_dot_v1_dot_admin__service__pb2.ShredKekResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
-    """AdminService manages the API keys of the caller's environment and reads its audit events.
+    """AdminService manages the API keys of the caller's environment, reads its audit events and runs
+    the lifecycle of its keys (rotate, rewrap, retire, shred; docs/KEYS.md).
     Every RPC needs an API key with the "admin" permission, and acts in that key's environment.
     """
 
@@ -91,6 +128,60 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListKeks(self, request, context):
+        """ListKeks lists the environment's key-encryption keys (one per context item), with their
+        versions and state; never key material.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateKeks(self, request, context):
+        """RotateKeks adds a new version to each selected KEK: new data is wrapped under it, older
+        versions still decrypt. An item named exactly that has no KEK yet gets its first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartRewrap(self, request, context):
+        """StartRewrap starts a background job that moves wrapped keys of the selected KEKs to their
+        newest version and current provider key, without touching the encrypted data.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRewrapJob(self, request, context):
+        """GetRewrapJob reports a rewrap job's state and progress.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRewrapJobs(self, request, context):
+        """ListRewrapJobs lists the environment's rewrap jobs, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetireKekVersions(self, request, context):
+        """RetireKekVersions refuses, from now on, wrapped keys under versions of one KEK below
+        min_decryption_version (FAILED_PRECONDITION, KEY_VERSION_RETIRED). Setting 1 allows all again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShredKek(self, request, context):
+        """ShredKek destroys every version of one context item's KEK, for good: whatever only it could
+        decrypt fails with FAILED_PRECONDITION, KEY_SHREDDED, and the item gets no new keys.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -114,6 +205,41 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=vaultd_dot_v1_dot_admin__service__pb2.ListAuditEventsRequest.FromString,
                     response_serializer=vaultd_dot_v1_dot_admin__service__pb2.ListAuditEventsResponse.SerializeToString,
             ),
+            'ListKeks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKeks,
+                    request_deserializer=vaultd_dot_v1_dot_admin__service__pb2.ListKeksRequest.FromString,
+                    response_serializer=vaultd_dot_v1_dot_admin__service__pb2.ListKeksResponse.SerializeToString,
+            ),
+            'RotateKeks': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateKeks,
+                    request_deserializer=vaultd_dot_v1_dot_admin__service__pb2.RotateKeksRequest.FromString,
+                    response_serializer=vaultd_dot_v1_dot_admin__service__pb2.RotateKeksResponse.SerializeToString,
+            ),
+            'StartRewrap': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartRewrap,
+                    request_deserializer=vaultd_dot_v1_dot_admin__service__pb2.StartRewrapRequest.FromString,
+                    response_serializer=vaultd_dot_v1_dot_admin__service__pb2.StartRewrapResponse.SerializeToString,
+            ),
+            'GetRewrapJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRewrapJob,
+                    request_deserializer=vaultd_dot_v1_dot_admin__service__pb2.GetRewrapJobRequest.FromString,
+                    response_serializer=vaultd_dot_v1_dot_admin__service__pb2.GetRewrapJobResponse.SerializeToString,
+            ),
+            'ListRewrapJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRewrapJobs,
+                    request_deserializer=vaultd_dot_v1_dot_admin__service__pb2.ListRewrapJobsRequest.FromString,
+                    response_serializer=vaultd_dot_v1_dot_admin__service__pb2.ListRewrapJobsResponse.SerializeToString,
+            ),
+            'RetireKekVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetireKekVersions,
+                    request_deserializer=vaultd_dot_v1_dot_admin__service__pb2.RetireKekVersionsRequest.FromString,
+                    response_serializer=vaultd_dot_v1_dot_admin__service__pb2.RetireKekVersionsResponse.SerializeToString,
+            ),
+            'ShredKek': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShredKek,
+                    request_deserializer=vaultd_dot_v1_dot_admin__service__pb2.ShredKekRequest.FromString,
+                    response_serializer=vaultd_dot_v1_dot_admin__service__pb2.ShredKekResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'vaultd.v1.AdminService', rpc_method_handlers)
@@ -123,7 +249,8 @@ def add_AdminServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AdminService:
-    """AdminService manages the API keys of the caller's environment and reads its audit events.
+    """AdminService manages the API keys of the caller's environment, reads its audit events and runs
+    the lifecycle of its keys (rotate, rewrap, retire, shred; docs/KEYS.md).
     Every RPC needs an API key with the "admin" permission, and acts in that key's environment.
     """
 
@@ -225,6 +352,195 @@ class AdminService:
             '/vaultd.v1.AdminService/ListAuditEvents',
             vaultd_dot_v1_dot_admin__service__pb2.ListAuditEventsRequest.SerializeToString,
             vaultd_dot_v1_dot_admin__service__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKeks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vaultd.v1.AdminService/ListKeks',
+            vaultd_dot_v1_dot_admin__service__pb2.ListKeksRequest.SerializeToString,
+            vaultd_dot_v1_dot_admin__service__pb2.ListKeksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateKeks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vaultd.v1.AdminService/RotateKeks',
+            vaultd_dot_v1_dot_admin__service__pb2.RotateKeksRequest.SerializeToString,
+            vaultd_dot_v1_dot_admin__service__pb2.RotateKeksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartRewrap(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vaultd.v1.AdminService/StartRewrap',
+            vaultd_dot_v1_dot_admin__service__pb2.StartRewrapRequest.SerializeToString,
+            vaultd_dot_v1_dot_admin__service__pb2.StartRewrapResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRewrapJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vaultd.v1.AdminService/GetRewrapJob',
+            vaultd_dot_v1_dot_admin__service__pb2.GetRewrapJobRequest.SerializeToString,
+            vaultd_dot_v1_dot_admin__service__pb2.GetRewrapJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRewrapJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vaultd.v1.AdminService/ListRewrapJobs',
+            vaultd_dot_v1_dot_admin__service__pb2.ListRewrapJobsRequest.SerializeToString,
+            vaultd_dot_v1_dot_admin__service__pb2.ListRewrapJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetireKekVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vaultd.v1.AdminService/RetireKekVersions',
+            vaultd_dot_v1_dot_admin__service__pb2.RetireKekVersionsRequest.SerializeToString,
+            vaultd_dot_v1_dot_admin__service__pb2.RetireKekVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShredKek(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vaultd.v1.AdminService/ShredKek',
+            vaultd_dot_v1_dot_admin__service__pb2.ShredKekRequest.SerializeToString,
+            vaultd_dot_v1_dot_admin__service__pb2.ShredKekResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,186 @@
+"""Key lifecycle commands: list, rotate, retire and shred KEKs, and start rewrap jobs.
+
+What they act on is chosen by a KekSelector: context items (a value may end in `*`), the key
+URI that governs them, or every KEK of the environment. A shred names exactly one item: it
+cannot be undone, so it takes no pattern.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from ulid import ULID
+
+from vaultd.core.errors import InvalidArgument, KekNotFound, KeyShredded, RewrapJobNotFound
+from vaultd.core.keyring import Keyring, kek_id_for, store_errors
+from vaultd.core.rewrap import RewrapRunner
+from vaultd.core.rules import KeyRules
+from vaultd.core.validation import validate_key_context, validate_rewrap_job_id
+from vaultd.storage.base import KekRecord, RewrapJob, RewrapState, Store
+
+Item = tuple[str, str]
+
+
+def parse_item(text: str, field: str = "item", *, pattern: bool = False) -> Item:
+    """`key=value` as a validated context item; with `pattern`, the value may end in `*`."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise InvalidArgument(field, "must be key=value, e.g. organization_id=org_123")
+    validate_key_context({key: value}, field)  # a trailing "*" counts as a character here
+    if value.endswith("*") and not pattern:
+        raise InvalidArgument(field, "names one item: a pattern (a trailing *) is not allowed")
+    return key, value
+
+
+@dataclass(frozen=True, slots=True)
+class KekSelector:
+    """Which KEKs a command acts on: exactly one of the three ways is used."""
+
+    items: tuple[Item, ...] = ()
+    key_uri_prefix: str = ""
+    every: bool = False
+
+    @classmethod
+    def parse(cls, items: Sequence[str], key_uri_prefix: str, every: bool) -> KekSelector:
+        if sum((bool(items), bool(key_uri_prefix), every)) != 1:
+            raise InvalidArgument(
+                "items", "name items, or a key URI prefix, or all: exactly one of them"
+            )
+        parsed = tuple(parse_item(i, "items", pattern=True) for i in items)
+        return cls(parsed, key_uri_prefix, every)
+
+    def exact_items(self) -> tuple[Item, ...]:
+        return tuple((k, v) for k, v in self.items if not v.endswith("*"))
+
+    def matches(self, record: KekRecord, rules: KeyRules) -> bool:
+        if self.every:
+            return True
+        if self.key_uri_prefix:
+            uris = {rules.key_uri(record.item_key, record.item_value)}
+            uris.update(v.provider_uri for v in record.versions)
+            return any(uri.startswith(self.key_uri_prefix) for uri in uris)
+        return any(_item_matches(record, k, v) for k, v in self.items)
+
+
+def _item_matches(record: KekRecord, key: str, value: str) -> bool:
+    if record.item_key != key:
+        return False
+    if value.endswith("*"):
+        return record.item_value.startswith(value[:-1])
+    return record.item_value == value
+
+
+class KeyLifecycle:
+    def __init__(
+        self,
+        store: Store,
+        keyring: Keyring,
+        rules: KeyRules,
+        runner: RewrapRunner,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._keyring = keyring
+        self._rules = rules
+        self.runner = runner
+        self._clock = clock
+
+    async def list_keks(self, environment_id: str) -> list[KekRecord]:
+        with store_errors():
+            return await self._store.list_keks(environment_id)
+
+    async def select(self, environment_id: str, selector: KekSelector) -> list[KekRecord]:
+        """The existing KEKs the selector names, shredded ones left out."""
+        return [
+            r
+            for r in await self.list_keks(environment_id)
+            if r.shredded_at is None and selector.matches(r, self._rules)
+        ]
+
+    async def rotate(self, environment_id: str, selector: KekSelector) -> list[KekRecord]:
+        """A new version for each selected KEK; an item named exactly gets its first if it has
+        none. Returns the KEKs as they are afterwards."""
+        items = dict.fromkeys(
+            [
+                *((r.item_key, r.item_value) for r in await self.select(environment_id, selector)),
+                *selector.exact_items(),
+            ]
+        )
+        rotated = []
+        for key, value in items:
+            await self._keyring.rotate(environment_id, key, value)
+            rotated.append(await self._existing(environment_id, (key, value)))
+        return rotated
+
+    async def retire(self, environment_id: str, item: Item, min_version: int) -> KekRecord:
+        """Refuse entries under versions below `min_version` from now on (1: allow all)."""
+        record = await self._existing(environment_id, item)
+        if record.shredded_at is not None:
+            raise KeyShredded(f"the keys of {item[0]}={item[1]} were shredded")
+        newest = len(record.versions)
+        if not 1 <= min_version <= newest:
+            raise InvalidArgument(
+                "min_decryption_version", f"must be between 1 and the newest version, {newest}"
+            )
+        with store_errors():
+            if not await self._store.set_min_decryption_version(
+                environment_id, record.kek_id, min_version
+            ):
+                # Shredded or changed in between: report what it is now.
+                return await self._existing(environment_id, item)
+        self._keyring.forget(environment_id, record)
+        return await self._existing(environment_id, item)
+
+    async def shred(self, environment_id: str, item: Item) -> KekRecord:
+        """Destroy every version of the item's KEK, for good. Idempotent."""
+        kek_id = kek_id_for(environment_id, *item)
+        before = await self._keyring.record(environment_id, kek_id)
+        with store_errors():
+            await self._store.shred_kek(environment_id, kek_id, *item, self._clock())
+        if before is not None:
+            self._keyring.forget(environment_id, before)
+        return await self._existing(environment_id, item)
+
+    async def start_rewrap(self, environment_id: str, selector: KekSelector) -> RewrapJob:
+        """A new job, run by this process from now on."""
+        return await self.runner.start(await self._new_job(environment_id, selector))
+
+    async def queue_rewrap(self, environment_id: str, selector: KekSelector) -> RewrapJob:
+        """A new job that no process holds: the first watcher to look takes it."""
+        return await self.runner.queue(await self._new_job(environment_id, selector))
+
+    async def _new_job(self, environment_id: str, selector: KekSelector) -> RewrapJob:
+        records = await self.select(environment_id, selector)
+        now = self._clock()
+        return RewrapJob(
+            id=f"rewrap_{ULID.from_datetime(now)}",
+            environment_id=environment_id,
+            kek_ids=tuple(r.kek_id for r in records),
+            state=RewrapState.RUNNING,
+            created_at=now,
+            updated_at=now,
+        )
+
+    async def job(self, environment_id: str, job_id: str) -> RewrapJob:
+        validate_rewrap_job_id(job_id)
+        with store_errors():
+            job = await self._store.get_rewrap_job(job_id)
+        if job is None or job.environment_id != environment_id:
+            raise RewrapJobNotFound(f"no rewrap job {job_id} in this environment")
+        return job
+
+    async def jobs(self, environment_id: str) -> list[RewrapJob]:
+        with store_errors():
+            jobs = await self._store.list_rewrap_jobs()
+        return [j for j in jobs if j.environment_id == environment_id]
+
+    async def _existing(self, environment_id: str, item: Item) -> KekRecord:
+        record = await self._keyring.record(environment_id, kek_id_for(environment_id, *item))
+        if record is None:
+            raise KekNotFound(
+                f"no KEK exists for {item[0]}={item[1]} yet",
+                metadata={"item": f"{item[0]}={item[1]}"},
+            )
+        return record

@@ -1,0 +1,272 @@
+"""`vaultd kek list|rotate|rewrap|jobs|retire|shred` and `vaultd root rotate|retire`.
+
+Like `vaultd apikey`, the kek commands work straight on the configured store (--config,
+--data-dir, --redis-url, as for `serve`), with the configured providers and BYOK rules, so they
+need the same key access as the server. What they change is audited with the actor "cli".
+
+`kek rewrap --wait` runs the job here and draws its progress; without --wait the job is queued
+for a running vaultd, whose watcher takes it within half a lease. The admin RPCs
+(AdminService.StartRewrap, GetRewrapJob, ...) do the same through a server.
+
+`root rotate|retire` edit the internal provider's root key file; running servers see the change
+at their next provider call (they re-read the file when it changes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import timedelta
+
+from providers.internal import SCHEME, RootKeyFile, root_version
+from vaultd.admin_cli import iso, operator, print_table
+from vaultd.core import audit
+from vaultd.core.apikeys import DEFAULT_ENVIRONMENT
+from vaultd.core.audit import AuditLog, Origin, Subject
+from vaultd.core.cache import TtlCache
+from vaultd.core.errors import VaultError
+from vaultd.core.keyring import Keyring
+from vaultd.core.lifecycle import KekSelector, KeyLifecycle, parse_item
+from vaultd.core.objects import Actor
+from vaultd.settings import Settings
+from vaultd.storage import open_store
+from vaultd.storage.base import KekRecord, RewrapJob, RewrapState
+
+COMMANDS = ("kek", "root")
+POLL_SECONDS = 0.5
+BAR_WIDTH = 30
+
+
+def add_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    environment = argparse.ArgumentParser(add_help=False)
+    environment.add_argument(
+        "--environment", default=DEFAULT_ENVIRONMENT, help="default: %(default)s"
+    )
+    selector = argparse.ArgumentParser(add_help=False)
+    chosen = selector.add_mutually_exclusive_group(required=True)
+    chosen.add_argument(
+        "--item",
+        action="append",
+        default=[],
+        help="key=value (a value may end in *); repeatable",
+    )
+    chosen.add_argument("--key-uri-prefix", default="", help="KEKs under keys with this prefix")
+    chosen.add_argument("--all", action="store_true", help="every KEK of the environment")
+    parents = [common, environment]
+
+    kek = commands.add_parser("kek", help="key-encryption keys, on the configured store")
+    kek_commands = kek.add_subparsers(dest="kek_command", required=True)
+    kek_commands.add_parser("list", parents=parents, help="a table of KEKs, no key material")
+    kek_commands.add_parser(
+        "rotate", parents=[*parents, selector], help="a new version for each selected KEK"
+    )
+    rewrap = kek_commands.add_parser(
+        "rewrap",
+        parents=[*parents, selector],
+        help="move wrapped keys to the newest KEK versions; the data is not touched",
+    )
+    rewrap.add_argument("--wait", action="store_true", help="run it here, with a progress bar")
+    kek_commands.add_parser("jobs", parents=parents, help="the environment's rewrap jobs")
+    retire = kek_commands.add_parser(
+        "retire", parents=parents, help="refuse wrapped keys under older versions"
+    )
+    retire.add_argument("--item", required=True, help="key=value")
+    retire.add_argument("--min-version", type=int, required=True, help="oldest version allowed")
+    shred = kek_commands.add_parser(
+        "shred", parents=parents, help="destroy an item's KEK for good (crypto-shredding)"
+    )
+    shred.add_argument("--item", required=True, help="key=value")
+    shred.add_argument("--confirm", action="store_true", help="required: there is no undo")
+
+    root = commands.add_parser("root", help="the internal provider's root key file")
+    root_commands = root.add_subparsers(dest="root_command", required=True)
+    root_commands.add_parser("rotate", parents=[common], help="add a new primary root key")
+    root_retire = root_commands.add_parser(
+        "retire", parents=[common], help="delete root key versions below --below"
+    )
+    root_retire.add_argument("--below", type=int, required=True)
+    root_retire.add_argument(
+        "--force", action="store_true", help="even if KEKs in the store still need them"
+    )
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "root":
+        return await _root(args, settings)
+    from vaultd.server import key_lifecycle, load_key_config
+
+    registry, rules = load_key_config(settings)
+    store = await open_store(settings.redis_url, settings.data_dir)
+    audit_log = AuditLog(store, timedelta(days=settings.audit_retention_days))
+    # No cache: a command must see what a server just changed, and acts once.
+    keyring = Keyring(store, registry, rules, TtlCache(0, 0))
+    lifecycle = key_lifecycle(settings, store, keyring, rules, audit_log)
+    try:
+        return await _kek(args, lifecycle, audit_log, settings.kek_cache.ttl_seconds)
+    except VaultError as exc:
+        print(f"vaultd: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        await lifecycle.runner.close()
+        await store.close()
+
+
+async def _kek(
+    args: argparse.Namespace, lifecycle: KeyLifecycle, audit_log: AuditLog, settle_seconds: float
+) -> int:
+    env = args.environment
+    command = args.kek_command
+    origin = Origin(env, Actor("cli", operator()), method=f"vaultd kek {command}")
+    if command == "list":
+        print_table(_KEK_HEADER, [_kek_row(r) for r in await lifecycle.list_keks(env)])
+    elif command == "jobs":
+        print_table(_JOB_HEADER, [_job_row(j) for j in await lifecycle.jobs(env)])
+    elif command == "rotate":
+        records = await lifecycle.rotate(env, _selector(args))
+        await _audit(audit_log, audit.KEK_ROTATED, origin, records)
+        print_table(_KEK_HEADER, [_kek_row(r) for r in records])
+    elif command == "retire":
+        record = await lifecycle.retire(env, parse_item(args.item), args.min_version)
+        await _audit(audit_log, audit.KEK_RETIRED, origin, [record])
+        print_table(_KEK_HEADER, [_kek_row(record)])
+    elif command == "shred":
+        if not args.confirm:
+            print("vaultd: a shred destroys keys for good; add --confirm", file=sys.stderr)
+            return 2
+        record = await lifecycle.shred(env, parse_item(args.item))
+        await _audit(audit_log, audit.KEK_SHREDDED, origin, [record])
+        print(f"shredded {record.kek_id} ({record.item_key}={record.item_value})")
+    else:
+        return await _rewrap(args, lifecycle, audit_log, origin, settle_seconds)
+    return 0
+
+
+async def _rewrap(
+    args: argparse.Namespace,
+    lifecycle: KeyLifecycle,
+    audit_log: AuditLog,
+    origin: Origin,
+    settle_seconds: float,
+) -> int:
+    env = args.environment
+    selector = _selector(args)
+    if not args.wait:
+        job = await lifecycle.queue_rewrap(env, selector)
+        await audit_log.record(audit.REWRAP_STARTED, origin, subject=Subject(key_ids=job.kek_ids))
+        print(f"queued {job.id}: a running vaultd takes it up; follow it with `vaultd kek jobs`")
+        return 0
+    job = await lifecycle.start_rewrap(env, selector)
+    await audit_log.record(audit.REWRAP_STARTED, origin, subject=Subject(key_ids=job.kek_ids))
+    print(
+        f"{job.id}: started; objects wait until the newest KEK versions are "
+        f"{settle_seconds:g}s old (kek_cache.ttl_seconds), so no server still wraps under older",
+        file=sys.stderr,
+    )
+    waiting = asyncio.ensure_future(lifecycle.runner.wait(job.id))
+    while not waiting.done():
+        _progress(await lifecycle.job(env, job.id))
+        await asyncio.wait([waiting], timeout=POLL_SECONDS)
+    job = await lifecycle.job(env, job.id)
+    _progress(job, end=True)
+    if job.state is RewrapState.FAILED:
+        print(f"vaultd: {job.id} failed: {job.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _progress(job: RewrapJob, *, end: bool = False) -> None:
+    total = max(job.objects_total, job.objects_done, 1)
+    filled = BAR_WIDTH * job.objects_done // total
+    line = (
+        f"\r{job.id} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] "
+        f"{job.objects_done:,}/{job.objects_total:,} objects, "
+        f"{job.versions_rewrapped:,} versions and {job.keks_rewrapped:,} KEK versions rewrapped"
+        f" ({job.state.value})"
+    )
+    # A bar redrawn in place on a terminal; whole lines, only at the end, in a log.
+    if sys.stderr.isatty() or end:
+        print(line if sys.stderr.isatty() else line[1:], end="\n" if end else "", file=sys.stderr)
+
+
+async def _root(args: argparse.Namespace, settings: Settings) -> int:
+    path = settings.root_key_path
+    try:
+        if args.root_command == "rotate":
+            root = RootKeyFile.rotate(path)
+        else:
+            below = args.below
+            # The file's own refusal (the primary version) first, then the store's.
+            checked = below <= RootKeyFile.load(path).primary and not args.force
+            if checked and (still := await _wrapped_below(settings, below)):
+                raise ValueError(
+                    f"{len(still)} KEK version(s) are still wrapped by root key versions "
+                    f"below {below} (in {', '.join(sorted(set(still)))}); run `vaultd kek "
+                    "rewrap --all --wait` there first, or add --force to lose them"
+                )
+            root = RootKeyFile.retire(path, below)
+    except (OSError, ValueError) as exc:
+        print(f"vaultd: {exc}", file=sys.stderr)
+        return 1
+    print(f"{path}: versions {', '.join(map(str, sorted(root.keys)))}; primary {root.primary}")
+    return 0
+
+
+async def _wrapped_below(settings: Settings, below: int) -> list[str]:
+    """The environment of each KEK version the internal provider wrapped under a root key
+    version below `below`. Every environment that has data had an API key, and keys are never
+    deleted, so the keys name every environment."""
+    store = await open_store(settings.redis_url, settings.data_dir)
+    try:
+        environments = {k.environment_id for k in await store.list_api_keys()}
+        found = []
+        for environment_id in sorted(environments):
+            for record in await store.list_keks(environment_id):
+                for v in record.versions:
+                    version = root_version(v.wrapped_key)
+                    if v.provider_uri.startswith(f"{SCHEME}://") and (version or 0) < below:
+                        found.append(environment_id)
+        return found
+    finally:
+        await store.close()
+
+
+def _selector(args: argparse.Namespace) -> KekSelector:
+    return KekSelector.parse(args.item, args.key_uri_prefix, args.all)
+
+
+async def _audit(audit_log: AuditLog, kind: str, origin: Origin, records: list[KekRecord]) -> None:
+    for r in records:
+        subject = Subject(key_ids=(r.kek_id,), key_context={r.item_key: r.item_value})
+        await audit_log.record(kind, origin, subject=subject)
+
+
+_KEK_HEADER = ("ID", "ITEM", "VERSIONS", "MIN", "KEY URI", "SHREDDED")
+_JOB_HEADER = ("ID", "STATE", "OBJECTS", "REWRAPPED", "KEKS", "UPDATED", "ERROR")
+
+
+def _kek_row(r: KekRecord) -> tuple[str, ...]:
+    newest = r.versions[-1].provider_uri if r.versions else "-"
+    return (
+        r.kek_id,
+        f"{r.item_key}={r.item_value}",
+        str(len(r.versions)),
+        str(r.min_decryption_version),
+        newest,
+        iso(r.shredded_at) if r.shredded_at else "-",
+    )
+
+
+def _job_row(j: RewrapJob) -> tuple[str, ...]:
+    return (
+        j.id,
+        j.state.value,
+        f"{j.objects_done}/{j.objects_total}",
+        str(j.versions_rewrapped),
+        str(j.keks_rewrapped),
+        iso(j.updated_at),
+        j.error or "-",
+    )
