@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -52,3 +55,51 @@ async def test_writes_wait_for_the_replica_and_fail_without_it(tmp_path: Path) -
         with pytest.raises(StoreUnavailable, match="not confirmed by 1 replica"):
             await store.add_kek_version("default", other, _kek(1))
         await store.close()
+
+
+async def test_no_write_is_acknowledged_while_its_replica_lags(tmp_path: Path) -> None:
+    """Concurrent writes with the replica connected but stalled: none is acknowledged.
+
+    WAIT counts only its own connection's writes, so each write and its WAIT share one
+    connection (one pipeline). redis-py's pool here hands a task back the connection it just
+    used, so sending WAIT separately passed this test too; Redis's documented semantics, not
+    this test, are why the write and its WAIT now travel together."""
+    with RedisServer(tmp_path / "primary") as primary:
+        replica = RedisServer(
+            tmp_path / "replica", extra_args=["--replicaof", "127.0.0.1", str(primary.port)]
+        )
+        with replica:
+            plain, _ = wait_replicas(primary.url)
+            store = RedisStore(redis_client(plain), wait_replicas=1, replica_timeout_ms=300)
+            try:
+                for _ in range(50):  # until the replica is connected and confirms
+                    try:
+                        assert await store.add_kek_version("default", _new_kek_id(), _kek(1))
+                        break
+                    except StoreUnavailable:
+                        await asyncio.sleep(0.1)
+                else:
+                    pytest.fail("the replica never confirmed a write")
+                # Connections whose own writes the replica has confirmed: a WAIT sent down one
+                # of them returns at once, whatever another connection wrote since.
+                await asyncio.gather(
+                    *(store.add_kek_version("default", _new_kek_id(), _kek(1)) for _ in range(40))
+                )
+                os.kill(replica.pid, signal.SIGSTOP)  # connected, but acknowledging nothing
+                try:
+                    outcomes = await asyncio.gather(
+                        *(
+                            store.add_kek_version("default", _new_kek_id(), _kek(1))
+                            for _ in range(20)
+                        ),
+                        return_exceptions=True,
+                    )
+                finally:
+                    os.kill(replica.pid, signal.SIGCONT)
+                assert [type(o) for o in outcomes] == [StoreUnavailable] * 20, outcomes
+            finally:
+                await store.close()
+
+
+def _new_kek_id() -> str:
+    return "kek_" + ULID().hex[:32].lower()

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
 from redis import exceptions as redis_errors
+from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from vaultd.storage import codec
@@ -491,11 +492,33 @@ class RedisStore:
         plain_url, replicas = wait_replicas(url)
         return cls(redis_client(plain_url), wait_replicas=replicas)
 
-    async def _replicated(self) -> None:
-        """Acknowledge a write only once enough replicas hold it (see redis_urls.py)."""
+    async def _write(
+        self,
+        script: AsyncScript,
+        keys: Sequence[Any],
+        args: Sequence[Any],
+        changed: Callable[[Any], bool] = bool,
+    ) -> Any:
+        """Run a write script, and acknowledge what it changed only once enough replicas hold
+        it (see redis_urls.py).
+
+        WAIT counts the writes of its own connection, so with wait_replicas the script and its
+        WAIT go down one connection in one pipeline (and one round trip). `changed(reply)` says
+        whether the script wrote anything; a refusal needs no replica.
+        """
         if not self._wait_replicas:
-            return
-        confirmed = await self._redis.wait(self._wait_replicas, self._replica_timeout_ms)
+            return await self._script(script, keys, args)
+        assert isinstance(self._redis, Redis), "redis_urls refuses wait_replicas on a Cluster"
+        pipe = self._redis.pipeline(transaction=False)
+        # Queued, not sent; the pipeline first loads the script if the server lacks it.
+        await script(keys=keys, args=args, client=pipe)
+        pipe.wait(self._wait_replicas, self._replica_timeout_ms)
+        reply, confirmed = await pipe.execute()
+        if changed(reply):
+            self._check_replicas(confirmed)
+        return reply
+
+    def _check_replicas(self, confirmed: int) -> None:
         if confirmed < self._wait_replicas:
             raise StoreUnavailable(
                 f"write not confirmed by {self._wait_replicas} replica(s); outcome unknown"
@@ -509,11 +532,13 @@ class RedisStore:
     @_available
     async def add_kek_version(self, environment_id: str, kek_id: str, kek: KekVersion) -> bool:
         k = _KekKeys(environment_id, kek_id)
-        added = await self._add_kek(
-            keys=[k.versions, k.state, k.index],
-            args=[kek.version, codec.encode_kek(kek), kek_id, kek.item_key, kek.item_value],
+        return bool(
+            await self._write(
+                self._add_kek,
+                keys=[k.versions, k.state, k.index],
+                args=[kek.version, codec.encode_kek(kek), kek_id, kek.item_key, kek.item_value],
+            )
         )
-        return await self._done(added)
 
     @_available
     async def index_unlisted_keks(self, *, force: bool = False) -> int:
@@ -534,14 +559,15 @@ class RedisStore:
             environment_id, kek_id = found.groups()
             kek = codec.decode_kek(_bytes(first))
             k = _KekKeys(environment_id, kek_id)
-            await self._index_kek(
-                keys=[k.state, k.index], args=[kek_id, kek.item_key, kek.item_value]
+            await self._write(
+                self._index_kek,
+                keys=[k.state, k.index],
+                args=[kek_id, kek.item_key, kek.item_value],
             )
             entered += 1
         await self._redis.hset(
             _MIGRATIONS, _KEK_INDEX_MIGRATION, codec.to_micros(datetime.now(UTC))
         )
-        await self._replicated()
         return entered
 
     @_available
@@ -564,35 +590,40 @@ class RedisStore:
         new = replace(
             expected, provider_uri=rewrapped.provider_uri, wrapped_key=rewrapped.wrapped_key
         )
-        replaced = await self._rewrap_kek(
-            keys=[versions],
-            args=[expected.version, codec.encode_kek(expected), codec.encode_kek(new)],
+        return bool(
+            await self._write(
+                self._rewrap_kek,
+                keys=[versions],
+                args=[expected.version, codec.encode_kek(expected), codec.encode_kek(new)],
+            )
         )
-        return await self._done(replaced)
 
     @_available
     async def set_min_decryption_version(
         self, environment_id: str, kek_id: str, version: int
     ) -> bool:
         k = _KekKeys(environment_id, kek_id)
-        done = await self._set_min_version(keys=[k.versions, k.state], args=[version])
-        return await self._done(done)
+        return bool(
+            await self._write(self._set_min_version, keys=[k.versions, k.state], args=[version])
+        )
 
     @_available
     async def shred_kek(
         self, environment_id: str, kek_id: str, item_key: str, item_value: str, at: datetime
     ) -> bool:
         k = _KekKeys(environment_id, kek_id)
-        shredded = await self._shred_kek(
-            keys=[k.versions, k.state, k.index],
-            args=[kek_id, item_key, item_value, codec.to_micros(at)],
+        return bool(
+            await self._write(
+                self._shred_kek,
+                keys=[k.versions, k.state, k.index],
+                args=[kek_id, item_key, item_value, codec.to_micros(at)],
+            )
         )
-        return await self._done(shredded)
 
     @_available
     async def create_object(self, obj: StoredObject) -> None:
         v = obj.version
-        reply = await self._script(
+        reply = await self._write(
             self._create,
             keys=_ObjectKeys(obj.environment_id, obj.id).all(),
             args=[
@@ -605,11 +636,10 @@ class RedisStore:
                 codec.encode_version_info(v.info()),
                 codec.to_micros(v.created_at),
             ],
+            changed=lambda reply: reply == b"ok",
         )
         if reply == b"name_taken":
             raise NameTaken("name taken")
-        if reply == b"ok":
-            await self._replicated()
         if reply == b"id_taken":
             raise StoreError("object id already in use")
 
@@ -660,24 +690,25 @@ class RedisStore:
             codec.encode_version_info(version.info()),
             codec.to_micros(version.created_at),
         ]
-        reply = await self._script(
+        reply = await self._write(
             self._update,
             keys=[o.object, o.versions, o.history, o.digests],
             args=args + _expected(expected_version_id),
+            changed=_ok,
         )
         _raise_for(reply)
-        await self._replicated()
 
     @_available
     async def delete_object(
         self, environment_id: str, object_id: str, expected_version_id: str | None
     ) -> None:
-        reply = await self._delete(
+        reply = await self._write(
+            self._delete,
             keys=_ObjectKeys(environment_id, object_id).all(),
             args=[object_id, *_expected(expected_version_id)],
+            changed=_ok,
         )
         _raise_for(reply)
-        await self._replicated()
 
     @_available
     async def count_objects(self, environment_id: str) -> int:
@@ -719,7 +750,8 @@ class RedisStore:
         encrypted_keys: bytes,
         key_ids: tuple[str, ...],
     ) -> bool:
-        swapped = await self._replace_keys(
+        swapped = await self._write(
+            self._replace_keys,
             keys=[_ObjectKeys(environment_id, object_id).versions],
             args=[
                 expected.version_id,
@@ -729,7 +761,7 @@ class RedisStore:
                 codec.VERSION_FIELDS_BEFORE_KEYS,
             ],
         )
-        return await self._done(swapped)
+        return bool(swapped)
 
     @_available
     async def scan_objects(
@@ -762,16 +794,15 @@ class RedisStore:
     @_available
     async def add_api_key(self, record: ApiKeyRecord, *, only_if_none: bool = False) -> bool:
         _check_api_key(record)
-        reply = await self._add_api_key(
+        reply = await self._write(
+            self._add_api_key,
             keys=_API_KEY_KEYS[:2],
             args=[record.id, record.secret_hash, codec.encode_api_key(record), int(only_if_none)],
+            changed=lambda reply: reply == b"ok",
         )
         if reply == b"taken":
             raise StoreError("api key id or secret already in use")
-        if reply == b"exists":
-            return False
-        await self._replicated()
-        return True
+        return bool(reply == b"ok")
 
     @_available
     async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
@@ -793,12 +824,12 @@ class RedisStore:
     @_available
     async def revoke_api_key(self, key_id: str, revoked_at: datetime) -> ApiKeyRecord | None:
         check(API_KEY_ID, key_id, "api key id")
-        reply = await self._revoke_api_key(
+        reply = await self._write(
+            self._revoke_api_key,
             keys=[_API_KEY_KEYS[0], _API_KEY_KEYS[2]],
             args=[key_id, codec.to_micros(revoked_at)],
+            changed=lambda reply: reply is not None,
         )
-        if reply is not None:
-            await self._replicated()
         return _api_key(reply)
 
     async def append_audit_event(self, event: AuditEvent, keep_after: datetime) -> None:
@@ -833,8 +864,11 @@ class RedisStore:
         pipe = self._redis.pipeline(transaction=False)
         for command in commands:
             pipe.execute_command(*command)
-        await pipe.execute()
-        await self._replicated()
+        if self._wait_replicas:  # on the connection that wrote them (see _write)
+            pipe.wait(self._wait_replicas, self._replica_timeout_ms)
+            self._check_replicas((await pipe.execute())[-1])
+        else:
+            await pipe.execute()
 
     async def _script(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """One script call, auto-pipelined when that is on."""
@@ -875,7 +909,8 @@ class RedisStore:
     async def save_rewrap_job(self, job: RewrapJob, now: datetime) -> bool:
         check_rewrap_job(job)
         lease = 0 if job.lease_until is None else codec.to_micros(job.lease_until)
-        saved = await self._save_rewrap_job(
+        saved = await self._write(
+            self._save_rewrap_job,
             keys=_REWRAP_KEYS,
             args=[
                 job.id,
@@ -884,7 +919,7 @@ class RedisStore:
                 codec.to_micros(now),
             ],
         )
-        return await self._done(saved)
+        return bool(saved)
 
     @_available
     async def get_rewrap_job(self, job_id: str) -> RewrapJob | None:
@@ -904,12 +939,6 @@ class RedisStore:
 
     async def close(self) -> None:
         await self._redis.aclose()
-
-    async def _done(self, changed: int) -> bool:
-        """A script's 1 (changed) or 0 (refused) as a bool, once a change is replicated."""
-        if changed:
-            await self._replicated()
-        return bool(changed)
 
     async def _keks(self, environment_id: str, kek_ids: Sequence[str]) -> list[KekRecord]:
         """The KEKs that exist among `kek_ids`, from one snapshot, in the order given."""
@@ -998,6 +1027,11 @@ def _passes(event: AuditEvent, query: AuditQuery) -> bool:
 def _expected(expected_version_id: str | None) -> list[str | bytes | int]:
     """The optional last ARGV of the update and delete scripts."""
     return [] if expected_version_id is None else [expected_version_id]
+
+
+def _ok(reply: list[bytes]) -> bool:
+    """Whether an update or delete script made its change."""
+    return reply[0] == b"ok"
 
 
 def _raise_for(reply: list[bytes]) -> None:
