@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,30 +59,27 @@ def test_a_short_run_writes_results_with_ratios(tmp_path: Path) -> None:
     assert ratio["vs_openbao"] is None  # not asked for
 
 
-def test_a_short_local_encrypt_run_reports_a_rate_and_decrypts_its_last_blob() -> None:
+def bench_json(module: str, *args: str) -> Any:
+    """What `python -m module *args` prints on stdout, as JSON, once it exited 0."""
     run = subprocess.run(
-        [sys.executable, "-m", "bench.local_encrypt", "--seconds", "0.2", "--check", "--json"],
+        [sys.executable, "-m", module, *args],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    result = json.loads(run.stdout)
+    return json.loads(run.stdout)
+
+
+def test_a_short_local_encrypt_run_reports_a_rate_and_decrypts_its_last_blob() -> None:
+    result = bench_json("bench.local_encrypt", "--seconds", "0.2", "--check", "--json")
     assert result["checked"] is True  # the server opened what the client sealed
     assert result["messages"] >= 1000 and result["messages_per_second"] > 0
 
 
 @pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) not installed")
 def test_a_short_cpu_per_call_run_checks_its_answers_and_reports_cpu() -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.cpu_per_call", "--rpc", "Encrypt", "--calls", "200"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    result = json.loads(run.stdout)
+    result = bench_json("bench.cpu_per_call", "--rpc", "Encrypt", "--calls", "200")
     assert result["problems"] == [] and result["calls"] == 200
     assert result["vaultd_cpu_us_per_call"] > 0 and result["redis_reads_per_call"] is None
