@@ -33,8 +33,8 @@ from unittest import mock
 from vaultd.core import blob as blob_module
 from vaultd.core import envelope
 from vaultd.core.blob import LocalBlob, encode_uleb128, seal_local
-from vaultd.core.envelope import EncryptedKeys, Kek, WrappedEntry, wrap_dek
-from vaultd.core.keyring import kek_id_for, key_id_label
+from vaultd.core.envelope import EncryptedKeys, Kek, WrappedEntry, key_id, wrap_dek
+from vaultd.core.keyring import kek_id_for
 
 HERE = Path(__file__).resolve().parent
 ENVIRONMENT_ID = "env_test_vectors"
@@ -167,7 +167,7 @@ def make_positive(case: Positive, index: int) -> Made:
         "key_context": case.key_context,
         "kek_ids_derived": not case.kek_ids,
         "keks": _keks_record(keks),
-        "key_ids": [key_id_label(k) for k in keks],
+        "key_ids": [key_id(k.kek_id, k.version) for k in keks],
         "dek_id": _b64(dek_id),
         "data_key": _b64(data_key),
         "encrypted_keys": _b64(encrypted_keys),

@@ -36,6 +36,7 @@ from vaultd.api.rpcs import RPCS, UNLISTED, Rpc
 from vaultd.core import audit
 from vaultd.core.apikeys import ApiKeyRevoked, ApiKeys, actor_of, require
 from vaultd.core.audit import AuditLog, Origin, Subject
+from vaultd.core.envelope import key_id
 from vaultd.core.errors import ApiKeyMalformed, ApiKeyMissing, InvalidArgument, VaultError
 from vaultd.core.keyring import KekCreatedSink
 from vaultd.logs import REQUEST_ID
@@ -82,7 +83,7 @@ def kek_created_sink(audit_log: AuditLog) -> KekCreatedSink:
     async def kek_created(environment_id: str, kek_id: str, kek: KekVersion) -> None:
         origin = _ORIGIN.get() or Origin(environment_id, None)
         subject = Subject(
-            key_ids=(f"{kek_id}.v{kek.version}",), key_context={kek.item_key: kek.item_value}
+            key_ids=(key_id(kek_id, kek.version),), key_context={kek.item_key: kek.item_value}
         )
         await audit_log.record(audit.KEK_CREATED, origin, subject=subject)
 

@@ -60,8 +60,7 @@ def _blob_ids(message: Any) -> tuple[tuple[str, ...], str]:
             return (), ""
     except VaultError:
         return (), ""
-    labels = tuple(f"{e.kek_id}.v{e.kek_version}" for e in keys.entries)
-    return labels, str(ULID.from_bytes(keys.dek_id))
+    return keys.key_ids, str(ULID.from_bytes(keys.dek_id))
 
 
 def _data_key(request: Any, response: Any) -> Subject:

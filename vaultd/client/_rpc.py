@@ -191,7 +191,6 @@ def rekey_data_key(encrypted_keys: bytes, key_context: Mapping[str, str]) -> Cal
 def _key_ids(encrypted_keys: bytes) -> tuple[str, ...]:
     """The "kek_<hex>.v<n>" ids in encrypted_keys, read locally (DecryptDataKey omits them)."""
     try:
-        entries = EncryptedKeys.parse(encrypted_keys).entries
+        return EncryptedKeys.parse(encrypted_keys).key_ids
     except VaultError:  # the server opened it, so a newer format; the ids are only a courtesy
         return ()
-    return tuple(f"{e.kek_id}.v{e.kek_version}" for e in entries)

@@ -14,7 +14,7 @@ from ulid import ULID
 
 from vaultd.core.blob import LocalBlob, open_local, seal_local
 from vaultd.core.envelope import EncryptedKeys, new_dek, wrap_dek
-from vaultd.core.keyring import Keyring, key_id_label
+from vaultd.core.keyring import Keyring
 from vaultd.core.validation import KeyContext, validate_key_context, validate_value_size
 
 
@@ -71,10 +71,11 @@ class DataKeys:
         self, environment_id: str, dek: bytes, dek_id: bytes, context: KeyContext
     ) -> DataKey:
         keks = await self._keyring.current_keks(environment_id, context)
+        wrapped = wrap_dek(dek, dek_id, keks)
         return DataKey(
             id=str(ULID.from_bytes(dek_id)),
             key=dek,
-            encrypted_keys=wrap_dek(dek, dek_id, keks).to_bytes(),
+            encrypted_keys=wrapped.to_bytes(),
             key_context=dict(context),
-            key_ids=tuple(key_id_label(k) for k in keks),
+            key_ids=wrapped.key_ids,
         )

@@ -48,6 +48,11 @@ MAX_ENCRYPTED_KEYS_BYTES = (
 _U32 = struct.Struct(">I")
 
 
+def key_id(kek_id: str, version: int) -> str:
+    """How a KEK version is named in ObjectMetadata.key_ids and audit events: kek_<hex>.v<n>."""
+    return f"{kek_id}.v{version}"
+
+
 @dataclass(frozen=True, slots=True)
 class Kek:
     """An unwrapped key-encryption key: the newest version of one context item's KEK, or any."""
@@ -71,6 +76,11 @@ class EncryptedKeys:
 
     dek_id: bytes
     entries: tuple[WrappedEntry, ...]
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        """The KEK version of each entry, named as in key_ids."""
+        return tuple(key_id(e.kek_id, e.kek_version) for e in self.entries)
 
     def to_bytes(self) -> bytes:
         out = bytearray((FORMAT_VERSION,))

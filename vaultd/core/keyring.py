@@ -25,7 +25,7 @@ from providers import (
     needs_rewrap,
 )
 from vaultd.core.cache import TtlCache
-from vaultd.core.envelope import EncryptedKeys, Kek, new_dek, unwrap_entry
+from vaultd.core.envelope import EncryptedKeys, Kek, key_id, new_dek, unwrap_entry
 from vaultd.core.errors import (
     BackendUnavailable,
     DecryptionFailed,
@@ -59,11 +59,6 @@ def kek_id_for(environment_id: str, item_key: str, item_value: str) -> str:
     return "kek_" + hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
-def key_id_label(kek: Kek) -> str:
-    """How a KEK version appears in ObjectMetadata.key_ids."""
-    return f"{kek.kek_id}.v{kek.version}"
-
-
 @contextmanager
 def store_errors() -> Iterator[None]:
     """Storage outages become BACKEND_UNAVAILABLE for the client."""
@@ -77,7 +72,7 @@ def _binding(environment_id: str, kek_id: str, kek: KekVersion) -> Binding:
     return {
         "vaultd:environment": environment_id,
         "vaultd:item": f"{kek.item_key}={kek.item_value}",
-        "vaultd:kek": f"{kek_id}.v{kek.version}",
+        "vaultd:kek": key_id(kek_id, kek.version),
     }
 
 
@@ -135,10 +130,10 @@ class Keyring:
             raise DecryptionFailed("encrypted_keys names a key this environment does not have")
 
         async def load() -> Kek:
-            record = _live(await self.record(environment_id, kek_id))
+            record = live(await self.record(environment_id, kek_id))
             if record is not None and version < record.min_decryption_version:
                 raise KeyVersionRetired(
-                    f"{kek_id}.v{version} is retired: versions below "
+                    f"{key_id(kek_id, version)} is retired: versions below "
                     f"{record.min_decryption_version} no longer decrypt",
                     metadata={"kek_id": kek_id, "kek_version": str(version)},
                 )
@@ -156,7 +151,7 @@ class Keyring:
         """
         kek_id = kek_id_for(environment_id, item_key, item_value)
         while True:
-            record = _live(await self.record(environment_id, kek_id))
+            record = live(await self.record(environment_id, kek_id))
             next_version = 1 if record is None else len(record.versions) + 1
             added = await self._add_version(
                 environment_id, kek_id, item_key, item_value, next_version
@@ -202,7 +197,7 @@ class Keyring:
         kek_id = kek_id_for(environment_id, item_key, item_value)
 
         async def load() -> Kek:
-            record = _live(await self.record(environment_id, kek_id))
+            record = live(await self.record(environment_id, kek_id))
             versions = () if record is None else record.versions
             if not versions or self._due(versions[-1]):
                 added = await self._add_version(
@@ -211,7 +206,7 @@ class Keyring:
                 if added is not None:
                     return added[0]
                 # Another writer added it first: use theirs.
-                record = _live(await self.record(environment_id, kek_id))
+                record = live(await self.record(environment_id, kek_id))
                 assert record is not None and record.versions
                 versions = record.versions
             return await self._unwrap(environment_id, kek_id, versions[-1])
@@ -300,7 +295,10 @@ def _find(versions: Sequence[KekVersion], version: int) -> KekVersion | None:
     return next((v for v in versions if v.version == version), None)
 
 
-def _live(record: KekRecord | None) -> KekRecord | None:
+MaybeRecord = TypeVar("MaybeRecord", bound=KekRecord | None)
+
+
+def live(record: MaybeRecord) -> MaybeRecord:
     """The record, unless it is a shred's tombstone: then KEY_SHREDDED."""
     if record is not None and record.shredded_at is not None:
         raise KeyShredded(

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 
 from ulid import ULID
 
-from vaultd.core.errors import InvalidArgument, KekNotFound, KeyShredded, RewrapJobNotFound
-from vaultd.core.keyring import Keyring, kek_id_for, store_errors
+from vaultd.core.errors import InvalidArgument, KekNotFound, RewrapJobNotFound
+from vaultd.core.keyring import Keyring, kek_id_for, live, store_errors
 from vaultd.core.rewrap import RewrapRunner
 from vaultd.core.rules import KeyRules
 from vaultd.core.validation import validate_key_context, validate_rewrap_job_id
@@ -116,22 +116,19 @@ class KeyLifecycle:
 
     async def retire(self, environment_id: str, item: Item, min_version: int) -> KekRecord:
         """Refuse entries under versions below `min_version` from now on (1: allow all)."""
-        record = await self._existing(environment_id, item)
-        if record.shredded_at is not None:
-            raise KeyShredded(f"the keys of {item[0]}={item[1]} were shredded")
+        record = live(await self._existing(environment_id, item))
         newest = len(record.versions)
         if not 1 <= min_version <= newest:
             raise InvalidArgument(
                 "min_decryption_version", f"must be between 1 and the newest version, {newest}"
             )
         with store_errors():
-            if not await self._store.set_min_decryption_version(
-                environment_id, record.kek_id, min_version
-            ):
-                # Shredded or changed in between: report what it is now.
-                return await self._existing(environment_id, item)
+            await self._store.set_min_decryption_version(environment_id, record.kek_id, min_version)
+        # Versions are only ever added, so the store refuses only when a shred came in
+        # between, which reading the KEK again reports.
+        after = live(await self._existing(environment_id, item))
         self._keyring.forget(environment_id, record)
-        return await self._existing(environment_id, item)
+        return after
 
     async def shred(self, environment_id: str, item: Item) -> KekRecord:
         """Destroy every version of the item's KEK, for good. Idempotent."""

@@ -23,7 +23,7 @@ from vaultd.core.errors import (
     ObjectNotFound,
     VersionConflict,
 )
-from vaultd.core.keyring import Keyring, key_id_label, store_errors
+from vaultd.core.keyring import Keyring, store_errors
 from vaultd.core.validation import (
     OBJECT_ID,
     validate_key_context,
@@ -286,15 +286,15 @@ class ObjectVault:
         ulid = ULID.from_datetime(now)
         version_id = f"ver_{ulid}"
         dek = new_dek()
-        encrypted_keys = wrap_dek(dek, ulid.bytes, keks).to_bytes()
+        wrapped = wrap_dek(dek, ulid.bytes, keks)
         ciphertext = seal(dek, value, _value_aad(environment_id, object_id, version_id))
         return storage.StoredVersion(
             version_id=version_id,
             created_at=now,
             size=len(value),
             etag=hashlib.sha256(ciphertext).hexdigest()[:32],
-            key_ids=tuple(key_id_label(k) for k in keks),
-            encrypted_keys=encrypted_keys,
+            key_ids=wrapped.key_ids,
+            encrypted_keys=wrapped.to_bytes(),
             ciphertext=ciphertext,
             updated_by_id=actor.id,
             updated_by_name=actor.name,

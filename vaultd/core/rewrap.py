@@ -228,11 +228,10 @@ class RewrapRunner:
                 entry = wrap_dek(dek, keys.dek_id, [kek]).entries[0]
             entries.append(entry)
         moved = EncryptedKeys(keys.dek_id, tuple(entries))
-        labels = tuple(f"{e.kek_id}.v{e.kek_version}" for e in entries)
         with store_errors():
             # False: deleted, or moved by another job meanwhile. Either way nothing is left to do.
             return await self._store.replace_encrypted_keys(
-                env, object_id, version, moved.to_bytes(), labels
+                env, object_id, version, moved.to_bytes(), moved.key_ids
             )
 
     async def _save(self, job: RewrapJob) -> bool:
