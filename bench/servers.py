@@ -146,6 +146,10 @@ class FloorServer:
             child.stop()
         self._children = []
 
+    @property
+    def pids(self) -> list[int]:
+        return [child.pid for child in self._children]
+
 
 def redis_available() -> bool:
     return shutil.which("redis-server") is not None
