@@ -69,10 +69,14 @@ class WrappingRegistrar:
     def add_registered_method_handlers(
         self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler]
     ) -> None:
-        self._server.add_registered_method_handlers(
-            service,
-            {
-                name: wrap_all(self._wrappers, f"/{service}/{name}", handler)
-                for name, handler in handlers.items()
-            },
+        # Registered as a generic handler on purpose: grpc.aio's server keeps one pending
+        # "next call" task per registered method and, for every call that arrives, waits on all
+        # of them again (asyncio.wait over ~30 futures, each given and then relieved of a done
+        # callback). A generic handler is one pending task, and its lookup one dict access.
+        wrapped = {
+            name: wrap_all(self._wrappers, f"/{service}/{name}", handler)
+            for name, handler in handlers.items()
+        }
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service, wrapped),)
         )
