@@ -12,14 +12,17 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 from redis.exceptions import ResponseError
 
+from tests.faults.slow_proxy import SlowProxy
 from tests.storage.test_contract import new_env, new_event, new_object, new_version
 from tests.support.redis_server import RedisServer
 from vaultd.storage import RedisStore
+from vaultd.storage.base import StoreUnavailable
 from vaultd.storage.keys import Kind, key
 
 
@@ -133,3 +136,61 @@ async def test_a_script_the_server_forgot_is_loaded_again(
     async with Redis.from_url(redis_server.url) as raw:
         await raw.script_flush()  # as after a restart or a failover
     assert await counted.get_object(env, obj.id) == obj
+
+
+async def _client_ids(redis_server: RedisServer) -> set[str]:
+    """The ids of the clients connected now, other than the asking one."""
+    async with Redis.from_url(redis_server.url) as raw:
+        me = str(await raw.client_id())
+        return {c["id"] for c in await raw.client_list() if c["id"] != me}
+
+
+async def _kill(redis_server: RedisServer, client_id: str) -> None:
+    async with Redis.from_url(redis_server.url) as raw:
+        assert await raw.client_kill_filter(_id=client_id) == 1
+
+
+async def test_a_connection_the_server_closed_while_idle_is_replaced(
+    redis_server: RedisServer,
+) -> None:
+    others = await _client_ids(redis_server)
+    store = RedisStore(Redis.from_url(redis_server.url))
+    try:
+        env = new_env()
+        obj = new_object(env)
+        await store.create_object(obj)
+        held = await _client_ids(redis_server) - others  # the auto-pipeline's, and the pool's
+        for client_id in held:
+            await _kill(redis_server, client_id)  # as the server's idle `timeout` does
+        await asyncio.sleep(0.1)  # the close reaches the client's event loop
+        assert await store.get_object(env, obj.id) == obj  # not StoreUnavailable
+        replacements = await _client_ids(redis_server) - others
+        assert replacements and not replacements & held
+    finally:
+        await store.close()
+
+
+async def test_a_connection_lost_mid_batch_fails_its_calls_and_is_replaced(
+    redis_server: RedisServer,
+) -> None:
+    proxy = SlowProxy(redis_server.port)
+    await proxy.start()
+    others = await _client_ids(redis_server)
+    store = RedisStore(Redis.from_url(f"redis://127.0.0.1:{proxy.port}/0"))
+    try:
+        env = new_env()
+        obj = new_object(env)
+        await store.create_object(obj)
+        (held,) = await _client_ids(redis_server) - others
+        proxy.delay = 0.5  # the next read waits in the proxy, sent but not yet at Redis
+        read = asyncio.create_task(store.get_object(env, obj.id))
+        await asyncio.sleep(0.1)
+        await _kill(redis_server, held)  # the link drops with the read in flight
+        with pytest.raises(StoreUnavailable):
+            await read
+        proxy.delay = 0.0
+        assert await store.get_object(env, obj.id) == obj  # a fresh connection, in step
+        assert held not in await _client_ids(redis_server)
+    finally:
+        await store.close()
+        await proxy.close()
