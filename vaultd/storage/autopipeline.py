@@ -16,8 +16,8 @@ loads it and retries.
 On one server or a Sentinel-managed master the batches go down one connection taken from the
 client's pool and held while it works, written and read directly: redis-py's Pipeline and pool
 cost more CPU per batch than the round trip itself (a pool checkout, a retry wrapper, command
-stack bookkeeping). A connection that failed is dropped and replaced on the next batch; one the
-server closed while idle is noticed before it is used. A Cluster routes each command by its
+stack bookkeeping). A connection that failed mid-batch is closed, and the next batch
+reconnects; one the server closed while idle is noticed before it is used. A Cluster routes each command by its
 slot, so there the batches go through redis-py's cluster pipeline.
 """
 
