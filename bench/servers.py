@@ -50,6 +50,8 @@ class VaultdServer:
     redis_url: str | None = None
     config: dict[str, object] | None = None
     api_key: str | None = None
+    prefix: list[str] = field(default_factory=list)
+    """Run under this command (e.g. valgrind and its options)."""
     port: int = field(default_factory=free_port)
     _child: Child | None = None
 
@@ -60,6 +62,7 @@ class VaultdServer:
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         argv = [
+            *self.prefix,
             *vaultd_command(),
             "serve",
             "--listen", self.target,
@@ -113,6 +116,7 @@ class FloorServer:
     directory: Path
     answers_file: Path
     workers: int = 1
+    prefix: list[str] = field(default_factory=list)
     port: int = field(default_factory=free_port)
     _children: list[Child] = field(default_factory=list)
 
@@ -124,6 +128,7 @@ class FloorServer:
         for index in range(self.workers):
             child = Child(
                 [
+                    *self.prefix,
                     sys.executable, "-m", "bench.floor_server",
                     "--listen", self.target,
                     "--answers", str(self.answers_file),

@@ -59,14 +59,14 @@ def test_a_short_run_writes_results_with_ratios(tmp_path: Path) -> None:
     assert ratio["vs_openbao"] is None  # not asked for
 
 
-def bench_json(module: str, *args: str) -> Any:
+def bench_json(module: str, *args: str, timeout: float = 120) -> Any:
     """What `python -m module *args` prints on stdout, as JSON, once it exited 0."""
     run = subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return json.loads(run.stdout)
@@ -83,3 +83,20 @@ def test_a_short_cpu_per_call_run_checks_its_answers_and_reports_cpu() -> None:
     result = bench_json("bench.cpu_per_call", "--rpc", "Encrypt", "--calls", "200")
     assert result["problems"] == [] and result["calls"] == 200
     assert result["vaultd_cpu_us_per_call"] > 0 and result["redis_reads_per_call"] is None
+    # Both floors ran the same calls: the empty servicer answered, the backend did its work.
+    assert result["floor_cpu_us_per_call"] > 0 and result["floor_calls_per_second"] > 0
+    assert result["backend_floor_cpu_us_per_call"] > 0
+
+
+@pytest.mark.skipif(
+    shutil.which("h2load") is None or shutil.which("valgrind") is None,
+    reason="h2load (nghttp2-client) or valgrind not installed",
+)
+def test_a_short_instruction_count_checks_its_answers_and_counts_both_servers() -> None:
+    result = bench_json(
+        "bench.instructions", "--rpc", "Encrypt", "--calls", "20", "--warmup", "20", timeout=240
+    )
+    assert result["problems"] == [] and result["calls"] == 20
+    # Counted only while the calls ran: far more than nothing, far less than a start-up (~1e9).
+    for server in ("vaultd", "floor"):
+        assert 10_000 < result[f"{server}_instructions_per_call"] < 50_000_000
