@@ -14,8 +14,9 @@ Two floors measured the same way, to say what share of vaultd's CPU is its own:
   costs per call before any work;
 - the backend floor (bench.backend_floor, in this process, 32 tasks): the storage and crypto
   work the RPC needs at the least, without gRPC.
-vaultd on one core cannot beat 1 / (transport + backend) calls per second of CPU, so their sum
-says how close to the transport floor any implementation of the RPC on this stack could come.
+Their sum is about what any implementation of the RPC on this stack pays per call, so it says
+roughly how near the transport floor one could come. An estimate, not a bound: the backend
+floor sends each call's commands on their own, where vaultd shares round trips between calls.
 """
 
 from __future__ import annotations
