@@ -8,6 +8,7 @@ the server ran (INFO commandstats, where a script is one EVALSHA plus the comman
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -194,3 +195,32 @@ async def test_a_connection_lost_mid_batch_fails_its_calls_and_is_replaced(
     finally:
         await store.close()
         await proxy.close()
+
+
+async def test_a_failed_batch_leaves_no_unretrieved_errors(redis_server: RedisServer) -> None:
+    # Every command of a failed batch gets the error; none may be left for asyncio to report
+    # as "Future exception was never retrieved" (an ERROR line per command, with traceback).
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    proxy = SlowProxy(redis_server.port)
+    await proxy.start()
+    store = RedisStore(Redis.from_url(f"redis://127.0.0.1:{proxy.port}/0"))
+    try:
+        env = new_env()
+        events = [new_event(env) for _ in range(3)]
+        await store.append_audit_events(events, datetime.now(UTC) - timedelta(days=1))
+        await proxy.close()  # the link drops; the next batch cannot be sent or answered
+        try:
+            await store.append_audit_events(events, datetime.now(UTC) - timedelta(days=1))
+        except StoreUnavailable:
+            pass  # expected; not kept, so its traceback's frames can be collected below
+        else:
+            pytest.fail("a batch over a dropped link was reported stored")
+        for _ in range(2):  # futures report unretrieved errors when they are collected
+            await asyncio.sleep(0)
+            gc.collect()
+        assert [c.get("message") for c in reported] == []
+    finally:
+        loop.set_exception_handler(None)
+        await store.close()

@@ -17,8 +17,8 @@ On one server or a Sentinel-managed master the batches go down one connection ta
 client's pool and held while it works, written and read directly: redis-py's Pipeline and pool
 cost more CPU per batch than the round trip itself (a pool checkout, a retry wrapper, command
 stack bookkeeping). A connection that failed mid-batch is closed, and the next batch
-reconnects; one the server closed while idle is noticed before it is used. A Cluster routes each command by its
-slot, so there the batches go through redis-py's cluster pipeline.
+reconnects; one the server closed while idle is noticed before it is used. A Cluster routes
+each command by its slot, so there the batches go through redis-py's cluster pipeline.
 """
 
 from __future__ import annotations
@@ -59,8 +59,9 @@ class AutoPipeline:
         futures = [loop.create_future() for _ in commands]
         for command, future in zip(commands, futures, strict=True):
             self._enqueue(command, future)
-        # They complete together, with their batch: awaiting one by one costs no extra wait.
-        return [await future for future in futures]
+        # gather, not one await after another: when the batch fails, every future's error is
+        # retrieved (asyncio reports the others otherwise), and a cancelled caller's are cancelled.
+        return list(await asyncio.gather(*futures))
 
     def _enqueue(self, command: Command, future: asyncio.Future[Any]) -> None:
         self._queue.append((command, future))
