@@ -51,6 +51,7 @@ KEK = "kek_0123456789abcdef0123456789abcdef"
             "vaultd:{env_test-1}:kek:kek_0123456789abcdef0123456789abcdef:state",
         ),
         (Kind.KEKS, None, "vaultd:{env_test-1}:keks"),
+        (Kind.FENCE, None, "vaultd:{env_test-1}:fence"),
         (Kind.AUDIT, None, "vaultd:{env_test-1}:audit"),
     ],
 )
@@ -60,7 +61,7 @@ def test_exact_key_names(kind: Kind, ident: str | None, expected: str) -> None:
 
 def test_every_kind_is_covered_above() -> None:
     # A new kind must get its exact name pinned in test_exact_key_names.
-    assert len(Kind) == 10
+    assert len(Kind) == 11
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -90,9 +90,10 @@ class RedisSentinelSet:
 
     service = "vaultd-master"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, extra_args: Sequence[str] = ()) -> None:
         self.directory = directory
-        self.master = RedisServer(directory / "master", extra_args=_NO_SYNC_DELAY)
+        self.extra_args = [*_NO_SYNC_DELAY, *extra_args]
+        self.master = RedisServer(directory / "master", extra_args=self.extra_args)
         self.replica: RedisServer | None = None
         self.sentinel_port = 0
         self._sentinel: subprocess.Popen[bytes] | None = None
@@ -107,7 +108,7 @@ class RedisSentinelSet:
 
     def __enter__(self) -> RedisSentinelSet:
         self.master.start()
-        replica_of = ["--replicaof", "127.0.0.1", str(self.master.port), *_NO_SYNC_DELAY]
+        replica_of = ["--replicaof", "127.0.0.1", str(self.master.port), *self.extra_args]
         self.replica = RedisServer(self.directory / "replica", extra_args=replica_of)
         self.replica.start()
         replica = self.replica

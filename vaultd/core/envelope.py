@@ -60,6 +60,9 @@ class Kek:
     kek_id: str
     version: int
     key: bytes
+    stamp: str = ""
+    """The stored version's stamp (storage KekVersion.stamp): writes of DEKs wrapped under this
+    KEK carry it, so the store refuses them if it no longer holds this version as it was."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,10 +36,11 @@ from vaultd.core.errors import (
 )
 from vaultd.core.rules import KeyRules
 from vaultd.core.validation import KeyContext
-from vaultd.storage.base import KekRecord, KekVersion, Store, StoreUnavailable
+from vaultd.storage.base import KekRecord, KekStamp, KekVersion, Store, StoreUnavailable
 
 T = TypeVar("T")
 CacheKey = tuple[str, ...]
+_CURRENT_ATTEMPTS = 3
 
 ProviderCallObserver = Callable[[str, str, str, float], None]
 """Told of every provider call: (scheme, "wrap" | "unwrap", outcome, seconds), where outcome is
@@ -193,23 +194,29 @@ class Keyring:
         for v in range(1, len(record.versions) + 1):
             self.cache.discard(("version", environment_id, record.kek_id, str(v)))
 
+    def forget_changed(self, environment_id: str, kek: KekStamp) -> None:
+        """Drop a KEK version the store refused a write under (storage.KekChanged): the next
+        use reads the KEK from the store again."""
+        self.cache.discard(("current", environment_id, kek.kek_id))
+        self.cache.discard(("version", environment_id, kek.kek_id, str(kek.version)))
+
     async def _current(self, environment_id: str, item_key: str, item_value: str) -> Kek:
         kek_id = kek_id_for(environment_id, item_key, item_value)
 
         async def load() -> Kek:
-            record = live(await self.record(environment_id, kek_id))
-            versions = () if record is None else record.versions
-            if not versions or self._due(versions[-1]):
+            # Rarely more than once: only when another writer adds the same version first, or
+            # the store loses a version just made (failover) and it must be made again.
+            for _ in range(_CURRENT_ATTEMPTS):
+                record = live(await self.record(environment_id, kek_id))
+                versions = () if record is None else record.versions
+                if versions and not self._due(versions[-1]):
+                    return await self._unwrap(environment_id, kek_id, versions[-1])
                 added = await self._add_version(
                     environment_id, kek_id, item_key, item_value, len(versions) + 1
                 )
                 if added is not None:
                     return added[0]
-                # Another writer added it first: use theirs.
-                record = live(await self.record(environment_id, kek_id))
-                assert record is not None and record.versions
-                versions = record.versions
-            return await self._unwrap(environment_id, kek_id, versions[-1])
+            raise BackendUnavailable("the store's keys changed while being read; retry later")
 
         return await self.cache.get_or_load(("current", environment_id, kek_id), load)
 
@@ -229,7 +236,11 @@ class Keyring:
         self, environment_id: str, kek_id: str, item_key: str, item_value: str, version: int
     ) -> tuple[Kek, KekVersion] | None:
         """Make `version`, wrapped under the item's key URI; None when another writer made it
-        first (or the KEK was shredded meanwhile)."""
+        first (or the KEK was shredded meanwhile).
+
+        The new version is used only as the store then shows it, read back durably: that read
+        gives its stamp, and proves it survived what the add's own confirmation may have missed.
+        """
         key_uri = self._rules.key_uri(item_key, item_value)
         plain = new_dek()
         draft = KekVersion(item_key, item_value, version, key_uri, b"", self._clock())
@@ -240,9 +251,13 @@ class Keyring:
                 return None
         if self._on_kek_created is not None:
             await self._on_kek_created(environment_id, kek_id, record)
-        kek = Kek(kek_id, version, plain)
+        stored = live(await self.record(environment_id, kek_id))
+        found = None if stored is None else _find(stored.versions, version)
+        if found is None or found.wrapped_key != record.wrapped_key:
+            return None  # lost or replaced since: the caller reads what the store holds now
+        kek = Kek(kek_id, version, plain, found.stamp)
         self.cache.put(("version", environment_id, kek_id, str(version)), kek)
-        return kek, record
+        return kek, found
 
     async def _wrap(
         self, environment_id: str, kek_id: str, key_uri: str, plain: bytes, version: KekVersion
@@ -264,7 +279,7 @@ class Keyring:
                 uri, record.wrapped_key, _binding(environment_id, kek_id, record)
             ),
         )
-        return Kek(kek_id, record.version, plain)
+        return Kek(kek_id, record.version, plain, record.stamp)
 
     async def _provider_call(
         self, operation: str, key_uri: str, call: Callable[[], Awaitable[T]]

@@ -9,14 +9,15 @@ versions or objects does not open.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from ulid import ULID
 
-from vaultd.core.envelope import EncryptedKeys, new_dek, open_sealed, seal, wrap_dek
+from vaultd.core.envelope import EncryptedKeys, Kek, new_dek, open_sealed, seal, wrap_dek
 from vaultd.core.errors import (
+    BackendUnavailable,
     InvalidArgument,
     InvalidCursor,
     NameTaken,
@@ -26,6 +27,7 @@ from vaultd.core.errors import (
 from vaultd.core.keyring import Keyring, store_errors
 from vaultd.core.validation import (
     OBJECT_ID,
+    KeyContext,
     validate_key_context,
     validate_name,
     validate_object_id,
@@ -33,7 +35,15 @@ from vaultd.core.validation import (
     validate_version_id,
 )
 from vaultd.storage import base as storage
-from vaultd.storage.base import Direction, ObjectEntry, ScanFilter, Store, StoredObject
+from vaultd.storage.base import (
+    Direction,
+    KekStamp,
+    ObjectEntry,
+    ScanFilter,
+    Store,
+    StoredObject,
+    StoredVersion,
+)
 
 DEFAULT_LIST_LIMIT = 10
 MAX_LIST_LIMIT = 100
@@ -137,16 +147,19 @@ class ObjectVault:
         context = validate_key_context(key_context)
         now = self._clock()
         object_id = f"secret_{ULID.from_datetime(now)}"
-        version = await self._seal_version(environment_id, object_id, context, value, actor, now)
-        obj = StoredObject(environment_id, object_id, name, dict(context), now, version)
-        with store_errors():
+
+        async def write(version: StoredVersion, keks: Sequence[KekStamp]) -> StoredObject:
+            obj = StoredObject(environment_id, object_id, name, dict(context), now, version)
             try:
-                await self._store.create_object(obj)
+                await self._store.create_object(obj, keks)
             except storage.NameTaken:
                 raise NameTaken(
                     "an object with this name already exists in the environment"
                 ) from None
-        return _metadata(obj)
+            return obj
+
+        sealed = _Sealed(environment_id, object_id, context, value, actor, now)
+        return _metadata(await self._write_sealed(sealed, write))
 
     async def get(self, environment_id: str, object_id: str) -> VaultObject:
         return await self._open(await self._stored(environment_id, object_id))
@@ -175,26 +188,20 @@ class ObjectVault:
             validate_version_id(version_check, "version_check")
         current = await self._stored(environment_id, object_id)
         context = validate_key_context(current.key_context)
-        version = await self._seal_version(
-            environment_id, object_id, context, value, actor, self._clock()
-        )
-        with store_errors():
+
+        async def write(version: StoredVersion, keks: Sequence[KekStamp]) -> StoredObject:
             try:
-                await self._store.update_object(environment_id, object_id, version, version_check)
+                await self._store.update_object(
+                    environment_id, object_id, version, version_check, keks
+                )
             except storage.VersionMismatch as exc:
                 raise VersionConflict(object_id, exc.current_version_id) from None
             except storage.ObjectMissing:
                 raise _not_found(object_id) from None
-        return _metadata(
-            StoredObject(
-                environment_id,
-                object_id,
-                current.name,
-                current.key_context,
-                current.created_at,
-                version,
-            )
-        )
+            return replace(current, version=version)
+
+        sealed = _Sealed(environment_id, object_id, context, value, actor, self._clock())
+        return _metadata(await self._write_sealed(sealed, write))
 
     async def delete(self, environment_id: str, object_id: str, version_check: str | None) -> None:
         validate_object_id(object_id)
@@ -273,32 +280,33 @@ class ObjectVault:
             raise _not_found(object_id)
         return obj
 
-    async def _seal_version(
+    async def _write_sealed(
         self,
-        environment_id: str,
-        object_id: str,
-        context: tuple[tuple[str, str], ...],
-        value: bytes,
-        actor: Actor,
-        now: datetime,
-    ) -> storage.StoredVersion:
-        keks = await self._keyring.current_keks(environment_id, context)
-        ulid = ULID.from_datetime(now)
-        version_id = f"ver_{ulid}"
-        dek = new_dek()
-        wrapped = wrap_dek(dek, ulid.bytes, keks)
-        ciphertext = seal(dek, value, _value_aad(environment_id, object_id, version_id))
-        return storage.StoredVersion(
-            version_id=version_id,
-            created_at=now,
-            size=len(value),
-            etag=hashlib.sha256(ciphertext).hexdigest()[:32],
-            key_ids=wrapped.key_ids,
-            encrypted_keys=wrapped.to_bytes(),
-            ciphertext=ciphertext,
-            updated_by_id=actor.id,
-            updated_by_name=actor.name,
-        )
+        sealed: _Sealed,
+        write: Callable[[StoredVersion, Sequence[KekStamp]], Awaitable[StoredObject]],
+    ) -> StoredObject:
+        """Seal a new version under the context's current KEKs and `write` it.
+
+        The write carries the stamps of those KEKs, and the store refuses it if one is no longer
+        stored as it was read (lost in a failover, shredded, re-wrapped): the DEK is then wrapped
+        again under what the store holds now, once, so no acknowledged value ever depends on a
+        KEK the store does not have.
+        """
+        for attempt in range(2):
+            keks = await self._keyring.current_keks(sealed.environment_id, sealed.context)
+            version = _seal_version(sealed, keks)
+            stamps = [KekStamp(k.kek_id, k.version, k.stamp) for k in keks]
+            with store_errors():
+                try:
+                    return await write(version, stamps)
+                except storage.KekChanged as exc:
+                    changed = next(s for s in stamps if s.kek_id == exc.kek_id)
+                    self._keyring.forget_changed(sealed.environment_id, changed)
+                    if attempt:
+                        raise BackendUnavailable(
+                            "the store's keys changed while writing; retry later"
+                        ) from None
+        raise AssertionError("unreachable")
 
     async def _open(self, obj: StoredObject) -> VaultObject:
         v = obj.version
@@ -306,6 +314,39 @@ class ObjectVault:
         dek = await self._keyring.unwrap_dek(obj.environment_id, keys)
         value = open_sealed(dek, v.ciphertext, _value_aad(obj.environment_id, obj.id, v.version_id))
         return VaultObject(_metadata(obj), value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Sealed:
+    """What a new version seals: a value, for an object of a context, by an actor, at a time."""
+
+    environment_id: str
+    object_id: str
+    context: KeyContext
+    value: bytes
+    actor: Actor
+    now: datetime
+
+
+def _seal_version(sealed: _Sealed, keks: Sequence[Kek]) -> StoredVersion:
+    """The value sealed under a fresh DEK (its id the version's ULID), wrapped under `keks`."""
+    ulid = ULID.from_datetime(sealed.now)
+    version_id = f"ver_{ulid}"
+    dek = new_dek()
+    wrapped = wrap_dek(dek, ulid.bytes, keks)
+    aad = _value_aad(sealed.environment_id, sealed.object_id, version_id)
+    ciphertext = seal(dek, sealed.value, aad)
+    return StoredVersion(
+        version_id=version_id,
+        created_at=sealed.now,
+        size=len(sealed.value),
+        etag=hashlib.sha256(ciphertext).hexdigest()[:32],
+        key_ids=wrapped.key_ids,
+        encrypted_keys=wrapped.to_bytes(),
+        ciphertext=ciphertext,
+        updated_by_id=sealed.actor.id,
+        updated_by_name=sealed.actor.name,
+    )
 
 
 def _not_found(object_id: str) -> ObjectNotFound:

@@ -31,7 +31,15 @@ from datetime import UTC, datetime, timedelta
 from vaultd.core.envelope import EncryptedKeys, WrappedEntry, wrap_dek
 from vaultd.core.errors import BackendUnavailable, VaultError
 from vaultd.core.keyring import Keyring, store_errors
-from vaultd.storage.base import ObjectVersions, RewrapJob, RewrapState, Store, StoredVersion
+from vaultd.storage.base import (
+    KekChanged,
+    KekStamp,
+    ObjectVersions,
+    RewrapJob,
+    RewrapState,
+    Store,
+    StoredVersion,
+)
 
 log = logging.getLogger(__name__)
 
@@ -221,18 +229,31 @@ class RewrapRunner:
         except VaultError as exc:
             where = f"{object_id} {version.version_id}"
             raise _Unreadable(f"{exc.reason}: {where}: {exc.message}") from None
-        entries = []
-        for entry in keys.entries:
-            if _stale(entry, newest):
-                kek = await self._keyring.version(env, entry.kek_id, newest[entry.kek_id])
-                entry = wrap_dek(dek, keys.dek_id, [kek]).entries[0]
-            entries.append(entry)
-        moved = EncryptedKeys(keys.dek_id, tuple(entries))
-        with store_errors():
-            # False: deleted, or moved by another job meanwhile. Either way nothing is left to do.
-            return await self._store.replace_encrypted_keys(
-                env, object_id, version, moved.to_bytes(), moved.key_ids
-            )
+        for attempt in range(2):
+            entries, used = [], []
+            for entry in keys.entries:
+                if _stale(entry, newest):
+                    kek = await self._keyring.version(env, entry.kek_id, newest[entry.kek_id])
+                    entry = wrap_dek(dek, keys.dek_id, [kek]).entries[0]
+                    used.append(KekStamp(kek.kek_id, kek.version, kek.stamp))
+                entries.append(entry)
+            moved = EncryptedKeys(keys.dek_id, tuple(entries))
+            with store_errors():
+                try:
+                    # False: deleted, or moved by another job meanwhile: nothing is left to do.
+                    return await self._store.replace_encrypted_keys(
+                        env, object_id, version, moved.to_bytes(), moved.key_ids, used
+                    )
+                except KekChanged as exc:
+                    # Re-wrapped by this very job (rewrap_kek) since this process cached it.
+                    self._keyring.forget_changed(
+                        env, next(k for k in used if k.kek_id == exc.kek_id)
+                    )
+                    if attempt:
+                        raise BackendUnavailable(
+                            "a KEK kept changing; the job will resume"
+                        ) from None
+        raise AssertionError("unreachable")
 
     async def _save(self, job: RewrapJob) -> bool:
         """Save progress and extend the lease; False once another process owns the job."""

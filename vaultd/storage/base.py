@@ -52,6 +52,16 @@ class BadCursor(StoreError):
     """A cursor that no read of this store returned."""
 
 
+class KekChanged(StoreError):
+    """A write named a KEK version (by its stamp) that the store no longer holds as it was:
+    lost in a failover or an emptied store, shredded, or re-wrapped since it was read. Nothing
+    was written; the caller reads the KEK again and retries."""
+
+    def __init__(self, kek_id: str) -> None:
+        super().__init__(f"KEK {kek_id} changed in the store")
+        self.kek_id = kek_id
+
+
 @dataclass(frozen=True, slots=True)
 class KekVersion:
     """One version of a key-encryption key, wrapped by a provider key (never stored in clear).
@@ -66,6 +76,23 @@ class KekVersion:
     provider_uri: str
     wrapped_key: bytes
     created_at: datetime
+    stamp: str = field(default="", compare=False)
+    """Set by the store on every read: a fingerprint of the version exactly as stored. A write
+    that names it (KekStamp) is refused with KekChanged once the store holds something else."""
+
+
+@dataclass(frozen=True, slots=True)
+class KekStamp:
+    """A KEK version a write depends on, as the store showed it (KekVersion.stamp).
+
+    Object writes carry the stamps of the KEK versions that wrapped their DEK, and the store
+    checks them inside the write's atomic step: a DEK is never stored wrapped under a KEK
+    version the store does not hold exactly as it was read (docs/OPERATIONS.md).
+    """
+
+    kek_id: str
+    version: int
+    stamp: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +285,12 @@ class Store(Protocol):
     """Durable storage of objects and KEKs, namespaced by environment."""
 
     async def get_kek(self, environment_id: str, kek_id: str) -> KekRecord | None:
-        """The KEK with its versions and state; None when it does not exist yet."""
+        """The KEK with its versions and state; None when it does not exist yet.
+
+        Only what the store holds durably: under a replication rule (Redis `wait_replicas`) the
+        answer comes once enough replicas hold everything it shows, StoreUnavailable otherwise,
+        so a KEK version written but never confirmed is not put to use.
+        """
         ...
 
     async def add_kek_version(self, environment_id: str, kek_id: str, kek: KekVersion) -> bool:
@@ -306,8 +338,11 @@ class Store(Protocol):
         """
         ...
 
-    async def create_object(self, obj: StoredObject) -> None:
-        """Store a new object with its first version; NameTaken if the name is in use."""
+    async def create_object(self, obj: StoredObject, keks: Sequence[KekStamp] = ()) -> None:
+        """Store a new object with its first version; NameTaken if the name is in use.
+
+        KekChanged, writing nothing, unless every KEK version in `keks` is stored as stamped.
+        """
         ...
 
     async def get_object(self, environment_id: str, object_id: str) -> StoredObject | None:
@@ -336,8 +371,10 @@ class Store(Protocol):
         object_id: str,
         version: StoredVersion,
         expected_version_id: str | None,
+        keks: Sequence[KekStamp] = (),
     ) -> None:
-        """Make `version` current. ObjectMissing, or VersionMismatch when the check is stale."""
+        """Make `version` current. ObjectMissing, or VersionMismatch when the check is stale;
+        KekChanged as for create_object."""
         ...
 
     async def delete_object(
@@ -364,11 +401,13 @@ class Store(Protocol):
         expected: StoredVersion,
         encrypted_keys: bytes,
         key_ids: tuple[str, ...],
+        keks: Sequence[KekStamp] = (),
     ) -> bool:
         """Swap one version's encrypted_keys and key_ids, nothing else (ciphertext untouched).
 
         A compare-and-set: False, changing nothing, unless the version exists and its
         encrypted_keys still equal `expected.encrypted_keys` (deleted, or rewrapped by another).
+        KekChanged as for create_object.
         """
         ...
 

@@ -11,6 +11,7 @@ ordered the same way as the times, so stores can compare them without decoding.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from collections.abc import Iterable, Mapping
@@ -107,6 +108,17 @@ def encode_kek(kek: KekVersion) -> bytes:
     )
 
 
+def kek_stamp(record: bytes) -> str:
+    """A KEK version's stamp (KekVersion.stamp): the SHA-1 of its stored record, in hex.
+
+    SHA-1 because Redis's Lua computes it (redis.sha1hex) inside the write script that checks
+    it. It fences against a store that lost or replaced a version (failover, emptied store,
+    shred, rewrap), not against an attacker who can write the store: the record's own AEAD
+    bindings are the defence there.
+    """
+    return hashlib.sha1(record, usedforsecurity=False).hexdigest()
+
+
 def decode_kek(blob: bytes) -> KekVersion:
     item_key, item_value, version, uri, wrapped_key, created = _fields(blob, 6)
     return KekVersion(
@@ -116,6 +128,7 @@ def decode_kek(blob: bytes) -> KekVersion:
         provider_uri=uri.decode(),
         wrapped_key=wrapped_key,
         created_at=from_micros(int(created)),
+        stamp=kek_stamp(blob),
     )
 
 

@@ -15,6 +15,8 @@ Layout, where `{env}` is the environment id inside a Redis Cluster hash tag:
                                               (min_decryption_version, absent: 1), shredded
                                               (µs, set once: the KEK is a tombstone from then)
     vaultd:{env}:keks                   set   every KEK id of the environment, shredded too
+    vaultd:{env}:fence                  string  a counter, incremented by a durable KEK read so
+                                              that a WAIT after it confirms what the read saw
     vaultd:{env}:audit                  stream  the environment's audit events (codec records)
 
 API keys belong to no environment, so they live under one fixed tag, `{@auth}`; `@` is never
@@ -70,6 +72,7 @@ class Kind(Enum):
     KEK = ("kek:{}", KEK_ID)
     KEK_STATE = ("kek:{}:state", KEK_ID)
     KEKS = ("keks", None)
+    FENCE = ("fence", None)
     AUDIT = ("audit", None)
 
     def __init__(self, template: str, id_rule: re.Pattern[str] | None) -> None:

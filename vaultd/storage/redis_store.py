@@ -39,7 +39,9 @@ from vaultd.storage.base import (
     AuditQuery,
     BadCursor,
     Direction,
+    KekChanged,
     KekRecord,
+    KekStamp,
     KekVersion,
     NameTaken,
     ObjectEntry,
@@ -92,14 +94,34 @@ _UNAVAILABLE = (
     redis_errors.OutOfMemoryError,
 )
 
-_CREATE = """
--- Create an object with its first version, unless its name or id is in use.
+_KEKS_CHANGED = """
+-- Shared by the scripts that store wrapped DEKs: the first KEK version, of those the write
+-- names, that the store does not hold exactly as stamped (codec.kek_stamp), or 0 if none.
+-- KEYS[first_key..] KEK version lists (index i holds version i + 1)
+-- ARGV[first_arg..] per KEK, in the same order: its version, its stamp
+local function keks_changed(first_key, first_arg)
+  for i = first_key, #KEYS do
+    local at = first_arg + 2 * (i - first_key)
+    local record = redis.call("LINDEX", KEYS[i], tonumber(ARGV[at]) - 1)
+    if not record or redis.sha1hex(record) ~= ARGV[at + 1] then return i - first_key + 1 end
+  end
+  return 0
+end
+"""
+
+_CREATE = (
+    _KEKS_CHANGED
+    + """
+-- Create an object with its first version, unless its name or id is in use or a KEK changed.
 -- KEYS[1] object hash  KEYS[2] versions hash  KEYS[3] history list
 -- KEYS[4] names hash   KEYS[5] objects zset   KEYS[6] digests hash
+-- KEYS[7..] the version lists of the KEKs that wrapped its DEK
 -- ARGV[1] object id  ARGV[2] name  ARGV[3] key context (JSON)  ARGV[4] created_at (µs)
 -- ARGV[5] version id  ARGV[6] version record  ARGV[7] version info record
--- ARGV[8] updated_at (µs)
--- Returns "ok", "name_taken" or "id_taken".
+-- ARGV[8] updated_at (µs)  ARGV[9..] (version, stamp) per KEK of KEYS[7..]
+-- Returns "ok", "name_taken", "id_taken" or "kek_changed:<n>" (the n-th KEK named).
+local changed = keks_changed(7, 9)
+if changed > 0 then return "kek_changed:" .. changed end
 if redis.call("HEXISTS", KEYS[4], ARGV[2]) == 1 then return "name_taken" end
 if redis.call("EXISTS", KEYS[1]) == 1 then return "id_taken" end
 redis.call("HSET", KEYS[1], "name", ARGV[2], "ctx", ARGV[3], "created", ARGV[4],
@@ -111,6 +133,7 @@ redis.call("ZADD", KEYS[5], 0, ARGV[1])
 redis.call("HSET", KEYS[6], ARGV[1], ARGV[8] .. " " .. ARGV[2])
 return "ok"
 """
+)
 
 _GET = """
 -- An object with one of its versions, in one round trip.
@@ -137,15 +160,22 @@ table.insert(reply, 1, current)
 return reply
 """
 
-_UPDATE = """
--- Make a new version current, if the object exists and the check (if any) holds.
+_UPDATE = (
+    _KEKS_CHANGED
+    + """
+-- Make a new version current, if the object exists, the check (if any) holds and no KEK changed.
 -- KEYS[1] object hash  KEYS[2] versions hash  KEYS[3] history list  KEYS[4] digests hash
+-- KEYS[5..] the version lists of the KEKs that wrapped the version's DEK
 -- ARGV[1] object id  ARGV[2] version id  ARGV[3] version record  ARGV[4] version info record
--- ARGV[5] updated_at (µs)  ARGV[6] expected current version id (absent: last write wins)
--- Returns {"ok"}, {"missing"}, {"mismatch", current version id} or {"version_taken"}.
+-- ARGV[5] updated_at (µs)  ARGV[6] expected current version id ("": last write wins)
+-- ARGV[7..] (version, stamp) per KEK of KEYS[5..]
+-- Returns {"ok"}, {"missing"}, {"mismatch", current version id}, {"version_taken"} or
+-- {"kek_changed", n} (the n-th KEK named).
+local changed = keks_changed(5, 7)
+if changed > 0 then return {"kek_changed", changed} end
 local meta = redis.call("HMGET", KEYS[1], "current", "name")
 if not meta[1] then return {"missing"} end
-if ARGV[6] and ARGV[6] ~= meta[1] then return {"mismatch", meta[1]} end
+if ARGV[6] ~= "" and ARGV[6] ~= meta[1] then return {"mismatch", meta[1]} end
 if redis.call("HEXISTS", KEYS[2], ARGV[2]) == 1 then return {"version_taken"} end
 redis.call("HSET", KEYS[2], ARGV[2], ARGV[3])
 redis.call("RPUSH", KEYS[3], ARGV[4])
@@ -153,16 +183,17 @@ redis.call("HSET", KEYS[1], "current", ARGV[2])
 redis.call("HSET", KEYS[4], ARGV[1], ARGV[5] .. " " .. meta[2])
 return {"ok"}
 """
+)
 
 _DELETE = """
 -- Delete an object, its versions, its name and its place in scans, if the check (if any) holds.
 -- KEYS[1] object hash  KEYS[2] versions hash  KEYS[3] history list
 -- KEYS[4] names hash   KEYS[5] objects zset   KEYS[6] digests hash
--- ARGV[1] object id  ARGV[2] expected current version id (absent: delete whatever is current)
+-- ARGV[1] object id  ARGV[2] expected current version id ("": delete whatever is current)
 -- Returns {"ok"}, {"missing"} or {"mismatch", current version id}.
 local meta = redis.call("HMGET", KEYS[1], "current", "name")
 if not meta[1] then return {"missing"} end
-if ARGV[2] and ARGV[2] ~= meta[1] then return {"mismatch", meta[1]} end
+if ARGV[2] ~= "" and ARGV[2] ~= meta[1] then return {"mismatch", meta[1]} end
 redis.call("HDEL", KEYS[4], meta[2])
 redis.call("ZREM", KEYS[5], ARGV[1])
 redis.call("HDEL", KEYS[6], ARGV[1])
@@ -211,9 +242,16 @@ return reply
 _GET_KEKS = """
 -- Every version and the state of each KEK named, from one snapshot.
 -- KEYS[2i-1] a KEK's version list  KEYS[2i] its state hash
+-- ARGV[1] "fence": KEYS[#KEYS] is the environment's fence counter, to increment. A WAIT after
+-- this write on the same connection then confirms the replicas hold all the script read.
 -- Returns {{version record, ...}, {field, value, ...}} per KEK, in the order named.
+local last = #KEYS
+if ARGV[1] == "fence" then
+  redis.call("INCR", KEYS[last])
+  last = last - 1
+end
 local reply = {}
-for i = 1, #KEYS, 2 do
+for i = 1, last, 2 do
   table.insert(reply, {redis.call("LRANGE", KEYS[i], 0, -1), redis.call("HGETALL", KEYS[i + 1])})
 end
 return reply
@@ -295,16 +333,22 @@ end
 return reply
 """
 
-_REPLACE_KEYS = """
+_REPLACE_KEYS = (
+    _KEKS_CHANGED
+    + """
 -- Swap a version's key_ids and encrypted_keys in its record, if its encrypted_keys are still
--- the ones expected. The record is spliced in place, so every other byte of it (the ciphertext
--- above all) is kept exactly as stored and never leaves Redis.
--- KEYS[1] versions hash
+-- the ones expected and no KEK changed. The record is spliced in place, so every other byte of
+-- it (the ciphertext above all) is kept exactly as stored and never leaves Redis.
+-- KEYS[1] versions hash  KEYS[2..] the version lists of the KEKs that wrapped the new keys
 -- ARGV[1] version id  ARGV[2] expected encrypted_keys
 -- ARGV[3] the new key_ids and encrypted_keys fields, framed (codec.encode_version_keys)
 -- ARGV[4] record format byte  ARGV[5] fields before key_ids (codec.VERSION_FIELDS_BEFORE_KEYS)
+-- ARGV[6..] (version, stamp) per KEK of KEYS[2..]
 -- A record is its format byte, then per field a 4-byte big-endian length and the bytes.
--- Returns 1 if swapped, 0 if the version is gone (its object deleted) or was rewrapped.
+-- Returns 1 if swapped, 0 if the version is gone (its object deleted) or was rewrapped,
+-- "kek_changed:<n>" if the n-th KEK named changed.
+local changed = keks_changed(2, 6)
+if changed > 0 then return "kek_changed:" .. changed end
 local record = redis.call("HGET", KEYS[1], ARGV[1])
 if not record then return 0 end
 if string.byte(record, 1) ~= tonumber(ARGV[4]) then
@@ -324,6 +368,7 @@ redis.call("HSET", KEYS[1], ARGV[1],
            string.sub(record, 1, keys_at - 1) .. ARGV[3] .. string.sub(record, after_keys))
 return 1
 """
+)
 
 _SAVE_REWRAP_JOB = """
 -- Store a rewrap job unless another owner holds it under a lease not yet ended.
@@ -621,11 +666,12 @@ class RedisStore:
         )
 
     @_available
-    async def create_object(self, obj: StoredObject) -> None:
+    async def create_object(self, obj: StoredObject, keks: Sequence[KekStamp] = ()) -> None:
         v = obj.version
+        kek_keys, kek_args = _kek_checks(obj.environment_id, keks)
         reply = await self._write(
             self._create,
-            keys=_ObjectKeys(obj.environment_id, obj.id).all(),
+            keys=_ObjectKeys(obj.environment_id, obj.id).all() + kek_keys,
             args=[
                 obj.id,
                 obj.name,
@@ -635,9 +681,11 @@ class RedisStore:
                 codec.encode_version(v),
                 codec.encode_version_info(v.info()),
                 codec.to_micros(v.created_at),
+                *kek_args,
             ],
             changed=lambda reply: reply == b"ok",
         )
+        _raise_if_kek_changed(reply, keks)
         if reply == b"name_taken":
             raise NameTaken("name taken")
         if reply == b"id_taken":
@@ -681,21 +729,26 @@ class RedisStore:
         object_id: str,
         version: StoredVersion,
         expected_version_id: str | None,
+        keks: Sequence[KekStamp] = (),
     ) -> None:
         o = _ObjectKeys(environment_id, object_id)
-        args: list[str | bytes | int] = [
-            object_id,
-            version.version_id,
-            codec.encode_version(version),
-            codec.encode_version_info(version.info()),
-            codec.to_micros(version.created_at),
-        ]
+        kek_keys, kek_args = _kek_checks(environment_id, keks)
         reply = await self._write(
             self._update,
-            keys=[o.object, o.versions, o.history, o.digests],
-            args=args + _expected(expected_version_id),
+            keys=[o.object, o.versions, o.history, o.digests, *kek_keys],
+            args=[
+                object_id,
+                version.version_id,
+                codec.encode_version(version),
+                codec.encode_version_info(version.info()),
+                codec.to_micros(version.created_at),
+                expected_version_id or "",
+                *kek_args,
+            ],
             changed=_ok,
         )
+        if reply[0] == b"kek_changed":
+            raise KekChanged(keks[int(reply[1]) - 1].kek_id)
         _raise_for(reply)
 
     @_available
@@ -705,7 +758,7 @@ class RedisStore:
         reply = await self._write(
             self._delete,
             keys=_ObjectKeys(environment_id, object_id).all(),
-            args=[object_id, *_expected(expected_version_id)],
+            args=[object_id, expected_version_id or ""],
             changed=_ok,
         )
         _raise_for(reply)
@@ -749,18 +802,23 @@ class RedisStore:
         expected: StoredVersion,
         encrypted_keys: bytes,
         key_ids: tuple[str, ...],
+        keks: Sequence[KekStamp] = (),
     ) -> bool:
+        kek_keys, kek_args = _kek_checks(environment_id, keks)
         swapped = await self._write(
             self._replace_keys,
-            keys=[_ObjectKeys(environment_id, object_id).versions],
+            keys=[_ObjectKeys(environment_id, object_id).versions, *kek_keys],
             args=[
                 expected.version_id,
                 expected.encrypted_keys,
                 codec.encode_version_keys(key_ids, encrypted_keys),
                 codec.FORMAT,
                 codec.VERSION_FIELDS_BEFORE_KEYS,
+                *kek_args,
             ],
+            changed=lambda reply: reply == 1,
         )
+        _raise_if_kek_changed(swapped, keks)
         return bool(swapped)
 
     @_available
@@ -943,7 +1001,16 @@ class RedisStore:
     async def _keks(self, environment_id: str, kek_ids: Sequence[str]) -> list[KekRecord]:
         """The KEKs that exist among `kek_ids`, from one snapshot, in the order given."""
         kek_keys = [_KekKeys(environment_id, kek_id) for kek_id in kek_ids]
-        reply = await self._get_keks(keys=[n for k in kek_keys for n in (k.versions, k.state)])
+        keys = [n for k in kek_keys for n in (k.versions, k.state)]
+        if self._wait_replicas:
+            # Durable reads (Store.get_kek): a KEK version written but never confirmed by the
+            # replicas (its add timed out waiting for them) must not be put to use.
+            fence = key(environment_id, Kind.FENCE)
+            reply = await self._write(
+                self._get_keks, keys=[*keys, fence], args=["fence"], changed=lambda _: True
+            )
+        else:
+            reply = await self._get_keks(keys=keys, args=[""])
         records = (
             _kek_record(kek_id, records, fields)
             for kek_id, (records, fields) in zip(kek_ids, reply, strict=True)
@@ -1024,9 +1091,17 @@ def _passes(event: AuditEvent, query: AuditQuery) -> bool:
     )
 
 
-def _expected(expected_version_id: str | None) -> list[str | bytes | int]:
-    """The optional last ARGV of the update and delete scripts."""
-    return [] if expected_version_id is None else [expected_version_id]
+def _kek_checks(environment_id: str, keks: Sequence[KekStamp]) -> tuple[list[str], list[str | int]]:
+    """The KEYS and ARGV by which a write script checks KEK stamps (_KEKS_CHANGED)."""
+    keys = [key(environment_id, Kind.KEK, k.kek_id) for k in keks]
+    args: list[str | int] = [part for k in keks for part in (k.version, k.stamp)]
+    return keys, args
+
+
+def _raise_if_kek_changed(reply: Any, keks: Sequence[KekStamp]) -> None:
+    """KekChanged when a create or replace script said "kek_changed:<n>"."""
+    if isinstance(reply, bytes) and reply.startswith(b"kek_changed:"):
+        raise KekChanged(keks[int(reply.partition(b":")[2]) - 1].kek_id)
 
 
 def _ok(reply: list[bytes]) -> bool:

@@ -105,7 +105,7 @@ def redis_client(url: str) -> RedisClient:
     if not path:
         raise ValueError("redis+sentinel:// URLs end with /service_name (the monitored master)")
     db = int(path[1]) if len(path) > 1 else 0
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]
         _hosts(parts.netloc, scheme),
         sentinel_kwargs={"socket_timeout": SOCKET_TIMEOUT_SECONDS},
         db=db,

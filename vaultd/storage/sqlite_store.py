@@ -20,6 +20,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,7 +33,9 @@ from vaultd.storage.base import (
     AuditQuery,
     BadCursor,
     Direction,
+    KekChanged,
     KekRecord,
+    KekStamp,
     KekVersion,
     NameTaken,
     ObjectEntry,
@@ -273,9 +276,9 @@ class SqliteStore:
 
         return await self._run(shred)
 
-    async def create_object(self, obj: StoredObject) -> None:
+    async def create_object(self, obj: StoredObject, keks: Sequence[KekStamp] = ()) -> None:
         _check_ids(obj.environment_id, obj.id)
-        await self._run(lambda c: _create(c, obj))
+        await self._run(lambda c: _create(c, obj, keks))
 
     async def get_object(self, environment_id: str, object_id: str) -> StoredObject | None:
         _check_ids(environment_id, object_id)
@@ -319,10 +322,11 @@ class SqliteStore:
         object_id: str,
         version: StoredVersion,
         expected_version_id: str | None,
+        keks: Sequence[KekStamp] = (),
     ) -> None:
         _check_ids(environment_id, object_id)
         await self._run(
-            lambda c: _update(c, environment_id, object_id, version, expected_version_id)
+            lambda c: _update(c, environment_id, object_id, version, expected_version_id, keks)
         )
 
     async def delete_object(
@@ -365,9 +369,10 @@ class SqliteStore:
         expected: StoredVersion,
         encrypted_keys: bytes,
         key_ids: tuple[str, ...],
+        keks: Sequence[KekStamp] = (),
     ) -> bool:
         _check_ids(environment_id, object_id)
-        # One statement, its own transaction: the WHERE is the compare, the SET the swap. A
+        # One transaction: the KEK check, then the WHERE is the compare, the SET the swap. A
         # deleted object's versions are deleted with it, so they match nothing.
         sql = (
             "UPDATE versions SET key_ids = ?, encrypted_keys = ?"
@@ -382,7 +387,13 @@ class SqliteStore:
             expected.version_id,
             expected.encrypted_keys,
         )
-        return await self._run(lambda c: c.execute(sql, params).rowcount == 1)
+
+        def swap(conn: sqlite3.Connection) -> bool:
+            with _transaction(conn):
+                _check_keks(conn, environment_id, keks)
+                return bool(conn.execute(sql, params).rowcount == 1)
+
+        return await self._run(swap)
 
     async def scan_objects(
         self,
@@ -663,6 +674,27 @@ def _kek_row(kek: KekVersion) -> tuple[Any, ...]:
     )
 
 
+def _kek_version(columns: Sequence[Any]) -> KekVersion:
+    """A KEK version from its columns (item_key ... created_at), stamped as Redis stamps it:
+    the SHA-1 of its codec record (codec.kek_stamp)."""
+    item_key, item_value, version, uri, wrapped, created = columns
+    kek = KekVersion(item_key, item_value, version, uri, wrapped, codec.from_micros(created))
+    return replace(kek, stamp=codec.kek_stamp(codec.encode_kek(kek)))
+
+
+def _check_keks(conn: sqlite3.Connection, environment_id: str, keks: Sequence[KekStamp]) -> None:
+    """KekChanged unless every KEK version named is stored as stamped (inside the caller's
+    transaction, so the write that follows sees the same)."""
+    for k in keks:
+        row = conn.execute(
+            "SELECT item_key, item_value, version, provider_uri, wrapped_key, created_at"
+            " FROM kek_versions WHERE environment_id = ? AND kek_id = ? AND version = ?",
+            (environment_id, k.kek_id, k.version),
+        ).fetchone()
+        if row is None or _kek_version(row).stamp != k.stamp:
+            raise KekChanged(k.kek_id)
+
+
 def _keks(conn: sqlite3.Connection, environment_id: str, kek_id: str | None) -> list[KekRecord]:
     """One KEK (or all the environment's), with its versions, read in one statement (one
     snapshot), ordered as list_keks promises."""
@@ -682,19 +714,17 @@ def _keks(conn: sqlite3.Connection, environment_id: str, kek_id: str | None) -> 
     for (kid, item_key, item_value, min_version, shredded), rows in itertools.groupby(
         conn.execute(sql, params), key=lambda row: row[:5]
     ):
-        versions = tuple(
-            KekVersion(key, value, version, uri, wrapped, codec.from_micros(created))
-            for *_, key, value, version, uri, wrapped, created in rows
-            if version is not None  # the LEFT JOIN's row for a KEK without versions
-        )
+        # A KEK without versions has one LEFT JOIN row, its version columns NULL.
+        versions = tuple(_kek_version(row[5:]) for row in rows if row[7] is not None)
         shredded_at = None if shredded is None else codec.from_micros(shredded)
         records.append(KekRecord(kid, item_key, item_value, versions, min_version, shredded_at))
     return records
 
 
-def _create(conn: sqlite3.Connection, obj: StoredObject) -> None:
+def _create(conn: sqlite3.Connection, obj: StoredObject, keks: Sequence[KekStamp]) -> None:
     v = obj.version
     with _transaction(conn):
+        _check_keks(conn, obj.environment_id, keks)
         taken = conn.execute(
             "SELECT 1 FROM objects WHERE environment_id = ? AND name = ?",
             (obj.environment_id, obj.name),
@@ -722,8 +752,10 @@ def _update(
     object_id: str,
     version: StoredVersion,
     expected_version_id: str | None,
+    keks: Sequence[KekStamp],
 ) -> None:
     with _transaction(conn):
+        _check_keks(conn, environment_id, keks)
         _check_current(conn, environment_id, object_id, expected_version_id)
         _insert_version(conn, environment_id, object_id, version)
         conn.execute(
