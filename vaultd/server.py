@@ -297,6 +297,8 @@ async def start(
         AdminServicer(api_keys, audit_log, lifecycle, rules), registrar
     )
     health_servicer = health.aio.HealthServicer()
+    # grpc's servicer starts out SERVING; vaultd says so only once it is (workers: all of them).
+    await set_health(health_servicer, serving=False)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
     # What reflection.enable_server_reflection does for an aio server, through the registrar.
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(

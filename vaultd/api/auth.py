@@ -21,7 +21,8 @@ its real error even when the audit write fails too.
 Before a caller is identified, the store guard may refuse every call (a store that was emptied,
 replaced or lost its durability: UNAVAILABLE with the reason), and an API key the store does not
 know makes the guard check the store at once, so a caller of an emptied store hears
-STORE_IDENTITY_MISMATCH, not API_KEY_INVALID.
+STORE_IDENTITY_MISMATCH, not API_KEY_INVALID. Such refusals leave no audit event: the store
+they would go to is the one vaultd will not write (the guard logs the refusal instead).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ from vaultd.core.errors import (
     ApiKeyMalformed,
     ApiKeyMissing,
     InvalidArgument,
+    StoreIdentityMismatch,
+    StoreNotDurable,
     VaultError,
 )
 from vaultd.core.keyring import KekCreatedSink
@@ -168,6 +171,8 @@ class Authentication:
                 _ORIGIN.set(origin)
                 response = await behavior(request, context)
             except BaseException as exc:
+                if isinstance(exc, StoreIdentityMismatch | StoreNotDurable):
+                    raise  # no event: the guard logged it, and this store is not to be written
                 if isinstance(exc, ApiKeyRevoked):
                     key = exc.key  # refused, but the audit trail names the key
                 subject = Subject() if request is None else call.rpc.subject(request, None)

@@ -190,15 +190,15 @@ class StoreGuard:
             self._on_health(problem is None)
 
     async def _first_identity(self) -> StoreIdentity:
-        if await self._store.has_data():
-            log.info("giving the store, filled by an earlier vaultd, an identity")
-            return await self._create()
         if self._known.store_id is not None:
             raise StoreRefused(
-                f"the store is empty, but this vaultd served store {self._known.store_id}:"
+                f"the store has no identity, but this vaultd served store {self._known.store_id}:"
                 " it was emptied or replaced; restore it, or run `vaultd store init` to start"
                 " afresh"
             )
+        if await self._store.has_data():
+            log.info("giving the store, filled by an earlier vaultd, an identity")
+            return await self._create()
         if not self._known.root_key_is_new:
             raise StoreRefused(
                 "the store is empty, but the root key file is not new: if this store is meant to"
