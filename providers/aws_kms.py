@@ -20,7 +20,6 @@ backoff policy, bounded by the caller's deadline, governs every provider.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
 import re
@@ -36,7 +35,8 @@ from providers import (
     ProviderUnavailableError,
     require,
 )
-from providers._retry import with_retries
+from providers._retry import Breakers, with_retries
+from providers._threads import BlockingCalls
 
 SCHEME = "aws-kms"
 _PREFIX = f"{SCHEME}://"
@@ -186,6 +186,8 @@ class AwsKmsProvider:
             retries={"total_max_attempts": 1},
         )
         self._clients: dict[tuple[str, str | None, str | None], Any] = {}
+        self._breakers = Breakers()
+        self._threads = BlockingCalls("aws-kms")
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> AwsKmsProvider:
@@ -299,7 +301,7 @@ class AwsKmsProvider:
             # `from None` throughout: SDK exceptions can carry request parameters, and nothing
             # of a request may reach a log or a client.
             try:
-                response: dict[str, Any] = await asyncio.to_thread(
+                response: dict[str, Any] = await self._threads.run(
                     functools.partial(method, **params)
                 )
                 return response
@@ -327,7 +329,7 @@ class AwsKmsProvider:
                     f"{key_uri}: no AWS credentials are configured", denied=True
                 ) from None
 
-        return await with_retries(attempt)
+        return await with_retries(attempt, key_uri=key_uri, breakers=self._breakers)
 
 
 def _strings(settings: Mapping[str, Any]) -> dict[str, str]:

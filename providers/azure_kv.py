@@ -36,14 +36,13 @@ Where the work happens. Unwrap always runs on the service. Wrap does too when th
 not read the key (GET key -> 403); if it may, the SDK fetches the public key and wraps locally,
 which is equally sound but means a disabled key is noticed at the next unwrap, not at wrap.
 
-The SDK is the synchronous one, run with asyncio.to_thread: the async one needs aiohttp, a
-dependency nothing else in vaultd wants. Its own retries are off and its timeouts short, so
-`with_retries` and the caller's deadline decide how long a call may take.
+The SDK is the synchronous one, run on the provider's own worker threads: the async one needs
+aiohttp, a dependency nothing else in vaultd wants. Its own retries are off and its timeouts
+short, so `with_retries` and the caller's deadline decide how long a call may take.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -62,7 +61,8 @@ from providers import (
     canonical_binding,
     require,
 )
-from providers._retry import with_retries
+from providers._retry import Breakers, with_retries
+from providers._threads import BlockingCalls
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -169,6 +169,8 @@ class AzureKvProvider:
             "read_timeout": _READ_TIMEOUT_SECONDS,
         }
         self._clients: dict[str, CryptographyClient] = {}
+        self._breakers = Breakers()
+        self._threads = BlockingCalls("azure-kv")
 
     @classmethod
     def from_settings(
@@ -272,12 +274,12 @@ class AzureKvProvider:
             from azure.core.exceptions import AzureError
 
             try:
-                return await asyncio.to_thread(call)
+                return await self._threads.run(call)
             except AzureError as err:
                 # `from None`: SDK messages may quote response bodies; ours name only the URI.
                 raise _provider_error(key_uri, err) from None
 
-        return await with_retries(attempt)
+        return await with_retries(attempt, key_uri=key_uri, breakers=self._breakers)
 
 
 def _provider_error(key_uri: str, err: Exception) -> ProviderError:

@@ -22,7 +22,6 @@ provider.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -39,7 +38,8 @@ from providers import (
     canonical_binding,
     require,
 )
-from providers._retry import with_retries
+from providers._retry import Breakers, with_retries
+from providers._threads import BlockingCalls
 
 SCHEME = "gcp-kms"
 EXTRA = "gcp"
@@ -140,6 +140,8 @@ class GcpKmsProvider:
         self._call_timeout = call_timeout
         self._iam_endpoint = iam_endpoint.rstrip("/") if iam_endpoint else None
         self._client: Any = None
+        self._breakers = Breakers()
+        self._threads = BlockingCalls("gcp-kms")
         self._impersonated: dict[str, Any] = {}
         """Service account -> its impersonated credentials."""
         self._impersonating_clients: dict[str, Any] = {}
@@ -243,7 +245,7 @@ class GcpKmsProvider:
         # minted (blocking HTTP) in a worker thread when it is missing or about to expire.
         if not credentials.valid:
             request = require("google.auth.transport.requests", EXTRA).Request()
-            await asyncio.to_thread(credentials.refresh, request)
+            await self._threads.run(lambda: credentials.refresh(request))
         return self._get_client(), [("authorization", f"Bearer {credentials.token}")]
 
     async def close(self) -> None:
@@ -281,7 +283,7 @@ class GcpKmsProvider:
                 )
             return bytes(response.ciphertext)
 
-        return await with_retries(attempt)
+        return await with_retries(attempt, key_uri=key_uri, breakers=self._breakers)
 
     async def unwrap(self, key_uri: str, wrapped: bytes, binding: Binding) -> bytes:
         gcp_key = parse_key_uri(key_uri)
@@ -303,7 +305,7 @@ class GcpKmsProvider:
                 )
             return bytes(response.plaintext)
 
-        return await with_retries(attempt)
+        return await with_retries(attempt, key_uri=key_uri, breakers=self._breakers)
 
     async def verify(self, key_uri: str) -> None:
         probe = os.urandom(32)

@@ -32,7 +32,6 @@ retried by `with_retries`, bounded by the caller's deadline.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import os
@@ -53,7 +52,8 @@ from providers import (
     canonical_binding,
     require,
 )
-from providers._retry import with_retries
+from providers._retry import Breakers, with_retries
+from providers._threads import BlockingCalls
 
 SCHEME = "hcvault"
 _PREFIX = f"{SCHEME}://"
@@ -196,6 +196,8 @@ class HcVaultProvider:
         self._timeout = (connect_timeout, read_timeout)
         self._credentials_dir = Path(credentials_dir).resolve() if credentials_dir else None
         self._sessions: dict[VaultTarget, _Session] = {}
+        self._breakers = Breakers()
+        self._threads = BlockingCalls("hcvault")
         if address is not None and token is not None:
             self._sessions[_DEFAULT_TARGET] = _Session(self._client(address, None), token=token)
 
@@ -335,7 +337,7 @@ class HcVaultProvider:
             # `from None` throughout: SDK exceptions can carry request parameters, and nothing
             # of a request may reach a log or a client.
             try:
-                response: dict[str, Any] = await asyncio.to_thread(
+                response: dict[str, Any] = await self._threads.run(
                     lambda: request(session.transit(key_uri))
                 )
                 return response
@@ -349,7 +351,7 @@ class HcVaultProvider:
                     denied=isinstance(exc, self._denials),
                 ) from None
 
-        return await with_retries(attempt)
+        return await with_retries(attempt, key_uri=key_uri, breakers=self._breakers)
 
 
 class _Session:

@@ -181,6 +181,11 @@ class AwsKmsStandIn:
             }
         return boto3.client("kms", region_name=region, endpoint_url=self.url, **credentials)
 
+    def clear_faults(self) -> None:
+        """Drop every fault fail_next() armed and not yet served: the KMS is healthy again."""
+        with self._lock:
+            self._faults.clear()
+
     def fail_next(self, error_type: str, status: int, times: int = 1) -> None:
         """Answer the next `times` Encrypt / Decrypt requests with this KMS error."""
         with self._lock:

@@ -118,6 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(403, _error("Forbidden", "The user does not have keys get permission."))
             return
         if fault := vault.next_fault():
+            vault.count("faulted")  # a request that reached the vault, answered with the fault
             self._reply(fault, _error("Throttled" if fault == 429 else "ServiceError", "injected"))
             return
         op = "wrap" if match["op"] == "wrapkey" else "unwrap"
@@ -242,6 +243,10 @@ class AzureKvStandIn:
         """Answer the next authenticated wraps/unwraps with these statuses (429, 503, ...)."""
         with self._lock:
             self._faults.extend(statuses)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
 
     def next_fault(self) -> int | None:
         with self._lock:

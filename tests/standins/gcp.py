@@ -194,6 +194,9 @@ class GcpKmsStandIn:
         """Answer the next `count` requests with `code`, as an overloaded service does."""
         self._fail_next.extend([code] * count)
 
+    def clear_faults(self) -> None:
+        self._fail_next.clear()
+
     def corrupt_next(self, count: int) -> None:
         """Damage the payload of the next `count` responses after their checksum is computed,
         as a bit flip in transit would."""

@@ -141,6 +141,24 @@ class HcVaultStandIn:
         with self._lock:
             self._faults.extend([status] * times)
 
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def server_pids(self) -> list[int]:
+        """The OpenBao processes: `bao` may be a launcher whose child is the server, so the
+        launcher and its descendants (to stop them all with SIGSTOP: a hung Vault)."""
+        found, frontier = [self._process.pid], [self._process.pid]
+        while frontier:
+            parent = frontier.pop()
+            for stat in Path("/proc").glob("[0-9]*/stat"):
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                        child = int(stat.parent.name)
+                        found.append(child)
+                        frontier.append(child)
+        return found
+
     def close(self) -> None:
         self._proxy.stop()
         self._process.terminate()
