@@ -3,13 +3,13 @@ and a circuit breaker per key URI.
 
 - Each attempt gets at most ATTEMPT_TIMEOUT_SECONDS and at most what is left of the caller's
   deadline (providers/deadline.py); an attempt that runs out is an outage for that attempt
-  (ProviderUnavailableError), never a hang. The SDKs' own timeouts stay as a backstop for
-  their worker threads.
+  (ProviderUnavailableError), never a hang, and after MAX_TIMED_OUT_ATTEMPTS of them the call
+  gives up. The SDKs' own timeouts stay as a backstop for their worker threads.
 - Retries use jittered exponential backoff, at most MAX_ATTEMPTS attempts in all, and only while
   a backoff plus a useful attempt still fits in the deadline: the caller gets
   ProviderUnavailableError (with retry_after) in time to answer, not after its deadline.
 - A circuit breaker per key URI (Breakers) stops hammering a KMS that keeps failing: after
-  BREAKER_THRESHOLD failed attempts in a row it opens, and calls for that key fail at once
+  BREAKER_THRESHOLD failed attempts in a row (9) it opens, and calls for that key fail at once
   with retry_after until BREAKER_COOL_DOWN_SECONDS pass; then one probe call goes through,
   which closes it on success or reopens it on failure. Only outages count: a refusal
   (KeyUnavailableError) is the KMS answering, so it closes the breaker, and a revocation is
@@ -33,13 +33,20 @@ T = TypeVar("T")
 MAX_ATTEMPTS = 4
 BASE_DELAY_SECONDS = 0.05
 MAX_DELAY_SECONDS = 1.0
-ATTEMPT_TIMEOUT_SECONDS = 2.0
-"""A KMS answers a wrap in tens of milliseconds; two seconds is a hung one, not a slow one."""
+ATTEMPT_TIMEOUT_SECONDS = 5.0
+"""A KMS answers a wrap in tens of milliseconds; five seconds (the SDKs' read timeout too) is a
+hung one, not a slow one."""
+MAX_TIMED_OUT_ATTEMPTS = 2
+"""Attempts that ran out of time before the call gives up: a KMS that hung twice in a row will
+not answer the third time in time to matter, and each try holds a worker thread."""
 MIN_USEFUL_ATTEMPT_SECONDS = 0.05
 """No attempt is started with less than this left: it could not succeed, only waste a call."""
 RETRY_AFTER_SECONDS = 1.0
 """The retry hint after retries ran out with the breaker still closed."""
-BREAKER_THRESHOLD = 5
+BREAKER_THRESHOLD = 2 * MAX_ATTEMPTS + 1
+"""Failed attempts in a row that open a key's breaker: more than two callers' full retry
+sequences, so a blip that fails a call or two never opens it, while a real outage opens it
+within a few calls."""
 BREAKER_COOL_DOWN_SECONDS = 2.0
 
 
@@ -119,6 +126,7 @@ async def with_retries(
     """Run `call`, retrying ProviderUnavailableError up to `attempts` times in all, inside the
     caller's deadline; with `breakers`, through the breaker of `key_uri`."""
     last: ProviderUnavailableError | None = None
+    timed_out = 0
     for attempt in range(1, attempts + 1):
         left = remaining()
         if left is not None and left < MIN_USEFUL_ATTEMPT_SECONDS:
@@ -130,6 +138,7 @@ async def with_retries(
             async with asyncio.timeout(timeout):
                 result = await call()
         except TimeoutError:
+            timed_out += 1
             last = ProviderUnavailableError(f"{key_uri}: no answer within {timeout:.2f}s")
         except ProviderUnavailableError as exc:
             last = exc
@@ -149,7 +158,7 @@ async def with_retries(
         if retry_after is not None:
             last.retry_after = retry_after
             break
-        if attempt == attempts:
+        if attempt == attempts or timed_out >= MAX_TIMED_OUT_ATTEMPTS:
             break
         # Full jitter: spreads retries from many callers after a shared outage.
         delay = random.uniform(0, min(MAX_DELAY_SECONDS, base_delay * 2 ** (attempt - 1)))

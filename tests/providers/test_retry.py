@@ -12,6 +12,7 @@ from providers._retry import (
     BREAKER_COOL_DOWN_SECONDS,
     BREAKER_THRESHOLD,
     MAX_ATTEMPTS,
+    MAX_TIMED_OUT_ATTEMPTS,
     MIN_USEFUL_ATTEMPT_SECONDS,
     RETRY_AFTER_SECONDS,
     Breakers,
@@ -73,6 +74,12 @@ async def test_a_hung_attempt_ends_at_the_attempt_timeout_and_is_retried() -> No
     assert await with_retries(kms, attempt_timeout=0.05, base_delay=0) == "wrapped"
     assert kms.requests == 2
 
+    # Hung twice: the call gives up rather than spend its remaining attempts on a hung KMS.
+    kms = Kms(*["hang"] * MAX_ATTEMPTS)
+    with pytest.raises(ProviderUnavailableError, match="no answer within"):
+        await with_retries(kms, attempt_timeout=0.05, base_delay=0)
+    assert kms.requests == MAX_TIMED_OUT_ATTEMPTS < MAX_ATTEMPTS
+
 
 async def test_the_deadline_bounds_attempts_and_leaves_room_to_answer() -> None:
     kms = Kms(*["hang"] * 10)
@@ -110,12 +117,16 @@ async def test_the_breaker_opens_after_the_threshold_and_probes_after_the_cool_d
     breakers = Breakers(clock=clock)
     kms = Kms(*["down"] * 100)
 
-    # Failed attempts in a row across calls open it; further calls do not reach the KMS.
-    with pytest.raises(ProviderUnavailableError):
-        await with_retries(kms, base_delay=0, key_uri=KEY, breakers=breakers)
+    # Failed attempts in a row across calls open it (the third call's first attempt is the
+    # ninth); further calls do not reach the KMS.
+    for _ in range(2):
+        with pytest.raises(ProviderUnavailableError) as exhausted:
+            await with_retries(kms, base_delay=0, key_uri=KEY, breakers=breakers)
+        assert exhausted.value.retry_after == RETRY_AFTER_SECONDS
+    assert not breakers.is_open(KEY), "two callers' full retries alone do not open it"
     with pytest.raises(ProviderUnavailableError) as opened:
         await with_retries(kms, base_delay=0, key_uri=KEY, breakers=breakers)
-    assert kms.requests == BREAKER_THRESHOLD
+    assert kms.requests == BREAKER_THRESHOLD == 2 * MAX_ATTEMPTS + 1
     assert opened.value.retry_after == BREAKER_COOL_DOWN_SECONDS
     for _ in range(10):
         with pytest.raises(ProviderUnavailableError, match="paused") as paused:
@@ -143,10 +154,15 @@ async def test_a_refusal_closes_the_breaker_so_a_revocation_is_always_seen() -> 
     clock = Clock()
     breakers = Breakers(clock=clock)
     kms = Kms(*["down"] * (BREAKER_THRESHOLD - 1), "deny", "down")
-    with pytest.raises(ProviderUnavailableError):
-        await with_retries(kms, base_delay=0, key_uri=KEY, breakers=breakers)
+    for _ in range(2):
+        with pytest.raises(ProviderUnavailableError):
+            await with_retries(kms, base_delay=0, key_uri=KEY, breakers=breakers)
+    # One failure short of opening, the KMS answers with a refusal: counted as an answer.
     with pytest.raises(KeyUnavailableError):
         await with_retries(kms, base_delay=0, key_uri=KEY, breakers=breakers)
+    assert kms.requests == BREAKER_THRESHOLD
+    with pytest.raises(ProviderUnavailableError, match="503"):
+        await with_retries(kms, base_delay=0, attempts=1, key_uri=KEY, breakers=breakers)
     assert not breakers.is_open(KEY)
 
 
