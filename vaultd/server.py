@@ -14,7 +14,6 @@ from datetime import timedelta
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from ulid import ULID
 
 from providers import KeyProvider, ProviderRegistry, build_registry
@@ -26,6 +25,7 @@ from vaultd.api.keys import KeyServicer
 from vaultd.api.objects import ObjectServicer
 from vaultd.api.observe import Observe
 from vaultd.api.ratelimit import RateLimit
+from vaultd.api.reflection import add_reflection
 from vaultd.api.wrapping import Wrapper, WrappingRegistrar
 from vaultd.core import audit
 from vaultd.core.apikeys import DEFAULT_ENVIRONMENT, ApiKeys, check_bootstrap_secret
@@ -254,12 +254,12 @@ async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Va
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
-    # What reflection.enable_server_reflection does for an aio server, through the registrar.
-    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
-        reflection.aio.ReflectionServicer(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)
-        ),
-        registrar,
+    # Reflection without Authentication unless configured: the schema is public.
+    add_reflection(
+        registrar
+        if settings.reflection.require_api_key
+        else WrappingRegistrar(server, wrappers(settings, metrics)),
+        (*SERVICE_NAMES, health.SERVICE_NAME),
     )
     credentials = server_credentials(settings)
     if credentials is None:

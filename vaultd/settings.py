@@ -26,6 +26,15 @@ from vaultd.logs import LogFormat, LogLevel
 _FLATTENED_GROUPS = {"storage": "", "tls": "tls_"}
 
 
+class ReflectionSettings(BaseModel):
+    """Server reflection for grpcurl and `buf curl`: open by default, since the schema is
+    public; `require_api_key: true` makes it need a valid key like any call."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    require_api_key: bool = False
+
+
 class KekCacheSettings(BaseModel):
     model_config = SettingsConfigDict(extra="forbid")
 
@@ -106,6 +115,7 @@ class Settings(BaseSettings):
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
     rate_limit: RateLimitSettings = RateLimitSettings()
+    reflection: ReflectionSettings = ReflectionSettings()
 
     @model_validator(mode="before")
     @classmethod
