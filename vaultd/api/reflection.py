@@ -67,9 +67,7 @@ def _v1_handler(servicer: reflection.aio.ReflectionServicer) -> grpc.GenericRpcH
     )
 
 
-def add_reflection(
-    registrar: WrappingRegistrar, service_names: Sequence[str]
-) -> tuple[str, ...]:
+def add_reflection(registrar: WrappingRegistrar, service_names: Sequence[str]) -> tuple[str, ...]:
     """Serve reflection (v1 and v1alpha) for `service_names` through `registrar`, whose wrappers
     decide whether a key is needed; returns every service name reflection lists."""
     pool = descriptor_pool.Default()
