@@ -12,15 +12,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from providers import ProviderError
-from vaultd import admin_cli, kek_cli
-from vaultd.core.rules import RuleError
+from vaultd import admin_cli, kek_cli, startup
 from vaultd.settings import Settings, load_settings
-
-# What a bad configuration raises; the CLI prints it and exits 2 instead of a traceback.
-CONFIG_ERRORS = (ValidationError, FileNotFoundError, RuleError, ProviderError, ValueError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -136,30 +130,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    settings: Settings | None = None
     try:
         settings = _settings(args)
-        if args.command == "byok":
-            return asyncio.run(byok_verify(settings))
-        if args.command == "health":
-            return health_check(args, settings)
-        if args.command in admin_cli.COMMANDS:
-            return asyncio.run(admin_cli.run(args, settings))
-        if args.command in kek_cli.COMMANDS:
-            return asyncio.run(kek_cli.run(args, settings))
-        from vaultd import logs
+        return _run(args, settings)
+    except Exception as exc:
+        # A known start-up failure is one line (vaultd/startup.py); anything else is a bug and
+        # keeps its traceback.
+        failure = startup.describe(
+            exc,
+            listen=settings.listen if settings else None,
+            redis_url=settings.redis_url if settings else None,
+        )
+        if failure is None:
+            raise
+        print(f"vaultd: {failure.message}", file=sys.stderr)
+        return failure.exit_code
 
-        logs.configure(settings.log_format, settings.log_level)
-        if settings.workers > 1:
-            from vaultd.workers import run
 
-            return run(settings)
-        from vaultd import eventloop
-        from vaultd.server import serve
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "byok":
+        return asyncio.run(byok_verify(settings))
+    if args.command == "health":
+        return health_check(args, settings)
+    if args.command in admin_cli.COMMANDS:
+        return asyncio.run(admin_cli.run(args, settings))
+    if args.command in kek_cli.COMMANDS:
+        return asyncio.run(kek_cli.run(args, settings))
+    from vaultd import logs
 
-        eventloop.run(serve(settings))
-    except CONFIG_ERRORS as exc:
-        print(f"vaultd: bad configuration: {exc}", file=sys.stderr)
-        return 2
+    startup.check_address(settings.listen, startup.LISTEN_SETTING)
+    if settings.metrics_listen:
+        startup.check_address(settings.metrics_listen, startup.METRICS_SETTING)
+    logs.configure(settings.log_format, settings.log_level)
+    startup.check_port_free(settings.listen, shared=settings.workers > 1)
+    if settings.workers > 1:
+        from vaultd.workers import run
+
+        return run(settings)
+    from vaultd import eventloop
+    from vaultd.server import serve
+
+    eventloop.run(serve(settings))
     return 0
 
 

@@ -21,11 +21,12 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 from multiprocessing.connection import wait
 from types import FrameType
 from typing import Any
 
-from vaultd import logs
+from vaultd import logs, startup
 from vaultd.metrics import split_host_port
 from vaultd.settings import Settings
 
@@ -53,10 +54,11 @@ def check(settings: Settings) -> None:
 
 async def prepare(settings: Settings) -> None:
     """Make the root key and the store's schema once, and fail on bad configuration here."""
-    from vaultd.server import load_key_config
+    from vaultd.server import load_key_config, server_credentials
     from vaultd.storage import open_store
 
     load_key_config(settings)
+    server_credentials(settings)  # unreadable TLS files: one line here, not one per worker
     store = await open_store(settings.redis_url, settings.data_dir)
     await store.close()
 
@@ -93,7 +95,7 @@ def run(settings: Settings) -> int:
     if stopping:  # a signal came while workers were starting
         forward(signal.SIGTERM)
 
-    failed = False
+    exit_code = 0  # the first failed worker's: 2 tells a supervisor "configuration", 1 "runtime"
     running = list(workers)
     while running:
         ended = wait([worker.sentinel for worker in running])
@@ -102,7 +104,8 @@ def run(settings: Settings) -> int:
             worker.join()
             if worker.exitcode == 0:
                 continue
-            failed = True
+            code = worker.exitcode or 1
+            exit_code = exit_code or (code if code > 0 else 1)  # < 0: killed by a signal
             if not stopping:
                 log.error(
                     "worker pid %s exited with code %s; stopping the others",
@@ -111,7 +114,7 @@ def run(settings: Settings) -> int:
                 )
                 forward(signal.SIGTERM)
     log.info("all workers stopped")
-    return 1 if failed else 0
+    return exit_code
 
 
 def _worker(fields: dict[str, Any]) -> None:
@@ -120,4 +123,12 @@ def _worker(fields: dict[str, Any]) -> None:
 
     settings = Settings.model_validate(fields)
     logs.configure(settings.log_format, settings.log_level)
-    eventloop.run(serve(settings))
+    try:
+        eventloop.run(serve(settings))
+    except Exception as exc:
+        # The same one line `vaultd serve` prints, and its exit code for the parent to pass on.
+        failure = startup.describe(exc, listen=settings.listen, redis_url=settings.redis_url)
+        if failure is None:
+            raise
+        print(f"vaultd: worker {os.getpid()}: {failure.message}", file=sys.stderr, flush=True)
+        sys.exit(failure.exit_code)
