@@ -11,6 +11,7 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -180,6 +181,20 @@ def wrappers(settings: Settings, metrics: Metrics | None) -> list[Wrapper]:
     return chain
 
 
+FIRST_ADMIN_KEY_FILE = "first-admin-key"
+
+
+def write_first_admin_key(data_dir: Path, secret: str) -> Path:
+    """The generated first admin key in data_dir/first-admin-key, readable by its owner only."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / FIRST_ADMIN_KEY_FILE
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        os.fchmod(file.fileno(), 0o600)  # an older file may have had another mode
+        file.write(secret + "\n")
+    return path
+
+
 async def open_api_keys(store: Store, audit_log: AuditLog, settings: Settings) -> ApiKeys:
     """The API keys, after making the first admin key if the store has none (DESIGN.md 10)."""
     api_keys = ApiKeys(store, TtlCache(settings.api_key_cache_seconds, API_KEY_CACHE_ENTRIES))
@@ -192,9 +207,12 @@ async def open_api_keys(store: Store, audit_log: AuditLog, settings: Settings) -
         )
         if supplied is None:
             # Once, on stdout and never in a log: whoever starts a fresh store copies it now.
+            # Also in a 0600 file, so it is not lost in the scroll of an install's output.
+            path = write_first_admin_key(settings.data_dir, new.secret)
             print(
                 f"vaultd: the first admin API key (environment {DEFAULT_ENVIRONMENT!r}) is shown "
-                f"this once; vaultd keeps only its hash: {new.secret}",
+                f"this once; vaultd keeps only its hash: {new.secret} (also in {path}, mode "
+                "0600: delete it once copied)",
                 flush=True,
             )
     return api_keys

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,9 +149,11 @@ def describe(
         isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.ENOSPC, errno.EACCES)
     ):
         target = exc.filename or "the data directory"
+        uid, gid = os.getuid(), os.getgid()
         return Failure(
-            f"cannot write {target}: {exc.strerror}; make it writable by this user "
-            f"(uid of `vaultd serve`) or choose another {DATA_DIR_SETTING}",
+            f"cannot write {target}: {exc.strerror}; make it writable by uid {uid} "
+            f"(e.g. chown -R {uid}:{gid} on the directory; for a Docker volume, on the host) or "
+            f"choose another {DATA_DIR_SETTING}",
             RUNTIME,
         )
     if isinstance(exc, FileNotFoundError) and exc.filename is not None:
