@@ -20,20 +20,59 @@ from vaultd.settings import Settings, load_settings
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, help="YAML config file (env: VAULTD_CONFIG)")
-    common.add_argument("--data-dir", type=Path, help="embedded store and root key directory")
-    common.add_argument("--redis-url", help="redis:// or rediss:// URL; selects the Redis store")
+    common.add_argument(
+        "--data-dir",
+        type=Path,
+        help="embedded store and root key directory (default ./vaultd-data; env: VAULTD_DATA_DIR)",
+    )
+    common.add_argument(
+        "--redis-url",
+        help="redis://, rediss://, redis+sentinel:// or redis+cluster:// URL; selects the Redis "
+        "store (default: none, the embedded store; env: VAULTD_REDIS_URL)",
+    )
 
     parser = argparse.ArgumentParser(prog="vaultd", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"vaultd {startup.version()}")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", parents=[common], help="run the gRPC server")
-    serve.add_argument("--listen", help="HOST:PORT to listen on (default 127.0.0.1:50051)")
-    serve.add_argument("--workers", type=int, help="server processes sharing the port (default 1)")
-    serve.add_argument("--metrics-listen", help="HOST:PORT for Prometheus /metrics (default off)")
-    serve.add_argument("--log-format", choices=["json", "text"], help="stderr lines (default json)")
-    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    serve.add_argument("--tls-cert", type=Path, help="PEM certificate (chain); turns TLS on")
+    serve = commands.add_parser(
+        "serve",
+        parents=[common],
+        help="run the gRPC server",
+        description="Run the gRPC server. Options beat VAULTD_* variables, which beat --config.",
+        epilog="A fresh store's first admin API key comes from VAULTD_BOOTSTRAP_API_KEY "
+        "(sk_ + 43 base64url characters); without it one is generated, printed once and written "
+        "to DATA_DIR/first-admin-key (mode 0600). Start-up failures print one line and exit 2 "
+        "(configuration) or 1 (run time).",
+    )
+    serve.add_argument(
+        "--listen", help="HOST:PORT to listen on (default 127.0.0.1:50051; env: VAULTD_LISTEN)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="server processes sharing the port (default 1; env: VAULTD_WORKERS)",
+    )
+    serve.add_argument(
+        "--metrics-listen",
+        help="HOST:PORT for Prometheus /metrics (default off; env: VAULTD_METRICS_LISTEN)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=["json", "text"],
+        help="stderr lines (default json; env: VAULTD_LOG_FORMAT)",
+    )
+    serve.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="default info; warning drops the access lines (env: VAULTD_LOG_LEVEL)",
+    )
+    serve.add_argument(
+        "--tls-cert", type=Path, help="PEM certificate (chain); turns TLS on (default off)"
+    )
     serve.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
-    serve.add_argument("--tls-client-ca", type=Path, help="PEM CA: require client certificates")
+    serve.add_argument(
+        "--tls-client-ca", type=Path, help="PEM CA: require client certificates (mutual TLS)"
+    )
     health = commands.add_parser(
         "health", parents=[common], help="exit 0 if vaultd's health service says SERVING"
     )

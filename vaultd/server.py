@@ -19,6 +19,7 @@ from ulid import ULID
 
 from providers import KeyProvider, ProviderRegistry, build_registry
 from providers.internal import DEFAULT_URI, InternalProvider
+from vaultd import startup
 from vaultd.api.admin import AdminServicer
 from vaultd.api.auth import Authentication, kek_created_sink
 from vaultd.api.errors import ErrorMapping
@@ -170,6 +171,12 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     )
 
 
+def tls_description(settings: Settings) -> str:
+    if settings.tls_cert_file is None:
+        return "plaintext"
+    return "mutual TLS" if settings.tls_client_ca_file is not None else "TLS"
+
+
 def wrappers(settings: Settings, metrics: Metrics | None) -> list[Wrapper]:
     """Outermost first: each wraps the ones after it, so ErrorMapping maps what later
     layers raise, and Observe sees every call's final status."""
@@ -293,10 +300,16 @@ async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Va
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info(
-        "vaultd listening on %s (port %d, %s)",
-        settings.listen,
-        port,
-        "plaintext" if credentials is None else "TLS",
+        "%s",
+        startup.banner(
+            listen=settings.listen,
+            port=port,
+            tls=tls_description(settings),
+            store=startup.store_description(settings.redis_url, settings.data_dir),
+            providers=registry.schemes,
+            byok_rules=len(rules.rules),
+            metrics=settings.metrics_listen,
+        ),
     )
     watcher = asyncio.create_task(lifecycle.runner.watch(), name="rewrap watcher")
     return Vaultd(

@@ -13,9 +13,11 @@ store's guard) is already an operator's message: its text and exit code are used
 from __future__ import annotations
 
 import errno
+import importlib.metadata
 import ipaddress
 import os
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -121,6 +123,37 @@ def _yaml_line(error: yaml.YAMLError) -> str:
     if mark is not None:
         return f"{Path(mark.name).name} line {mark.line + 1} column {mark.column + 1}: {problem}"
     return problem
+
+
+def version() -> str:
+    """vaultd's installed version ("unknown" when run from a tree that was never installed)."""
+    try:
+        return importlib.metadata.version("vaultd")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def banner(
+    *,
+    listen: str,
+    port: int,
+    tls: str,
+    store: str,
+    providers: Iterable[str],
+    byok_rules: int,
+    metrics: str | None,
+) -> str:
+    """The start line: what an operator checks first (version, where, TLS, store, keys)."""
+    return (
+        f"vaultd {version()} listening on {listen} (port {port}, {tls}); store {store}; "
+        f"providers {', '.join(sorted(providers))}; {byok_rules} BYOK rule(s); "
+        f"metrics {f'http://{metrics}/metrics' if metrics else 'off'}"
+    )
+
+
+def store_description(redis_url: str | None, data_dir: Path) -> str:
+    """The store as the banner shows it: a Redis URL without its password, or the file."""
+    return f"redis {redact_url(redis_url)}" if redis_url else f"sqlite {data_dir / 'vaultd.db'}"
 
 
 def describe(
