@@ -145,7 +145,8 @@ def banner(
 ) -> str:
     """The start line: what an operator checks first (version, where, TLS, store, keys)."""
     return (
-        f"vaultd {version()} listening on {listen} (port {port}, {tls}); store {store}; "
+        # "vaultd listening on" first: scripts (bench/servers.py) wait for exactly that.
+        f"vaultd listening on {listen} (port {port}, {tls}); version {version()}; store {store}; "
         f"providers {', '.join(sorted(providers))}; {byok_rules} BYOK rule(s); "
         f"metrics {f'http://{metrics}/metrics' if metrics else 'off'}"
     )

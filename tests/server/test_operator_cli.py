@@ -61,7 +61,8 @@ async def test_the_start_banner(tmp_path: Path) -> None:
     assert process.returncode == 0
     [line] = [line for line in out.decode().splitlines() if "listening on" in line]
     for expected in [
-        f"vaultd {startup.version()} listening on 127.0.0.1:{port}",
+        f"vaultd listening on 127.0.0.1:{port}",
+        f"version {startup.version()}",
         "plaintext",
         f"store sqlite {tmp_path / 'vaultd.db'}",
         "providers ",
