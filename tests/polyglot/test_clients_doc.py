@@ -93,3 +93,9 @@ async def test_clients_doc_flow(running: Running, language: str) -> None:
         return
     for step in FLOW_STEPS:
         assert re.search(rf"^ok {step}$", output, re.M), f"{language}: no `ok {step}`:\n{output}"
+    if language == "python":
+        # The light distribution brought the client's dependencies, none of the server's.
+        installed = (REPO / ".venv-client" / "lib").glob("python3*/site-packages/*.dist-info")
+        names = {path.name.split("-")[0].lower() for path in installed}
+        assert {"grpcio", "protobuf", "cryptography", "vaultd_client"} <= names, names
+        assert not names & {"redis", "pydantic", "uvloop", "prometheus_client", "boto3"}, names
