@@ -1,7 +1,8 @@
 """docs/CLIENTS.md, run as written: the Go, Ruby, Node.js and Python flows against the
 session's vaultd on each store (embedded and Redis).
 
-Each `<!-- tested: NAME -->` block runs in bash from the repository root with VAULTD_ADDRESS,
+Each language's `<!-- tested: LANG-setup -->` block runs once per session, then its
+`<!-- tested: LANG -->` block once per store, in bash from the repository root with VAULTD_ADDRESS,
 VAULTD_API_KEY and VAULTD_SUFFIX set and tests/polyglot/node_modules/.bin (buf) on PATH. The
 Go, Ruby and Python flows print `ok <step>` per step; each expected step must be there. A tool
 that is missing skips locally and fails in CI, where .ci/run installs it.
@@ -62,8 +63,11 @@ async def run_block(script: str, env: dict[str, str]) -> tuple[int, str]:
     return process.returncode, out.decode(errors="replace")
 
 
+_SET_UP: set[str] = set()  # languages whose set-up block ran in this session
+
+
 def test_every_language_has_a_tested_block() -> None:
-    assert set(runnable_blocks(PAGE)) == set(NEEDS)
+    assert set(runnable_blocks(PAGE)) == set(NEEDS) | {f"{lang}-setup" for lang in NEEDS}
 
 
 def test_the_set_up_packages_are_the_ones_ci_installs() -> None:
@@ -85,7 +89,12 @@ async def test_clients_doc_flow(running: Running, language: str) -> None:
         "VAULTD_API_KEY": api_key_for(running),
         "VAULTD_SUFFIX": f"{running.kind}-{uuid.uuid4().hex[:12]}",
     }
-    code, output = await run_block(runnable_blocks(PAGE)[language], env)
+    blocks = runnable_blocks(PAGE)
+    if language not in _SET_UP:
+        code, output = await run_block(blocks[f"{language}-setup"], env)
+        assert code == 0, f"docs/CLIENTS.md {language}-setup exited {code}:\n{output[-3000:]}"
+        _SET_UP.add(language)
+    code, output = await run_block(blocks[language], env)
     assert code == 0, f"docs/CLIENTS.md {language} block exited {code}:\n{output[-3000:]}"
     if language == "node":
         assert re.search(r"^# pass 1$", output, re.M), output[-2000:]
