@@ -203,7 +203,8 @@ def write_first_admin_key(data_dir: Path, secret: str) -> Path:
 
 
 async def open_api_keys(store: Store, audit_log: AuditLog, settings: Settings) -> ApiKeys:
-    """The API keys, after making the first admin key if the store has none (DESIGN.md 10)."""
+    """The API keys, after making the first admin key if the store has none (docs/ARCHITECTURE.md
+    section 10)."""
     api_keys = ApiKeys(store, TtlCache(settings.api_key_cache_seconds, API_KEY_CACHE_ENTRIES))
     supplied = settings.bootstrap_api_key
     new = await api_keys.bootstrap(supplied.get_secret_value() if supplied else None)

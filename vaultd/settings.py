@@ -1,8 +1,8 @@
 """vaultd's settings: command-line options over VAULTD_* variables over the YAML config file.
 
 The YAML file may group storage options as `storage: {redis_url: ..., data_dir: ...}`
-(DESIGN.md section 10); they land on the same fields as --redis-url and --data-dir. Likewise
-`tls: {cert_file, key_file, client_ca_file}` lands on tls_cert_file, ... (--tls-cert, ...).
+(docs/ARCHITECTURE.md section 10); they land on the same fields as --redis-url and --data-dir.
+Likewise `tls: {cert_file, key_file, client_ca_file}` lands on tls_cert_file, ... (--tls-cert, ...).
 """
 
 from __future__ import annotations
