@@ -7,6 +7,7 @@ environment and a root key made beforehand (so no "generated a root key" line pr
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -199,3 +200,14 @@ def test_redact_url() -> None:
     assert startup.redact_url("redis://:pw@h:1/0") == "redis://:***@h:1/0"
     assert startup.redact_url("rediss://u:pw@h:1/0") == "rediss://u:***@h:1/0"
     assert startup.redact_url("redis://h:1/0") == "redis://h:1/0"
+
+
+def test_permission_denied_names_the_uid_and_the_fix() -> None:
+    """What a Docker volume not writable by uid 10001 raises (root cannot be refused here)."""
+    denied = PermissionError(13, "Permission denied", "/var/lib/vaultd/root.key")
+    failure = startup.describe(denied)
+    assert failure is not None and failure.exit_code == 1
+    uid = os.getuid()
+    assert failure.message.startswith("cannot write /var/lib/vaultd/root.key: Permission denied")
+    assert f"writable by uid {uid}" in failure.message and "chown -R" in failure.message
+    assert "--data-dir" in failure.message
