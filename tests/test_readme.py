@@ -29,7 +29,7 @@ import pytest
 
 from tests.support.buf import buf as find_buf
 from tests.support.docblocks import runnable_blocks
-from tests.support.serving import clean_env, free_port
+from tests.support.serving import VAULTD, clean_env, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -134,11 +134,40 @@ def test_grpcurl_as_written(quickstart: tuple[str, str]) -> None:
     assert "vaultd.v1.ObjectService" in result.stdout
 
 
-def test_docker_block() -> None:
+def test_docker_block(tmp_path: Path) -> None:
+    """Where a Docker daemon runs: the README's build, the image serving, and a host directory
+    uid 10001 cannot write refused in one line that names the fix."""
     docker = shutil.which("docker")
     daemon = docker and subprocess.run([docker, "info"], capture_output=True).returncode == 0
-    if not daemon:
+    if not docker or not daemon:
         pytest.skip("no Docker daemon here; the Dockerfile's shape is tested in test_dockerfile.py")
     build = runnable_blocks(README)["docker"].splitlines()[0].split("#")[0]
-    result = subprocess.run(["bash", "-c", build], cwd=REPO, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    built = subprocess.run(["bash", "-c", build], cwd=REPO, capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+
+    port = free_port()
+    started = subprocess.run(
+        [docker, "run", "-d", "--rm", "-p", f"127.0.0.1:{port}:50051", "vaultd"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    container = started.stdout.strip()
+    try:
+        deadline = time.monotonic() + 60
+        health = [str(VAULTD), "health", "--address", f"127.0.0.1:{port}"]
+        while subprocess.run(health, capture_output=True, env=clean_env()).returncode != 0:
+            assert time.monotonic() < deadline, "the container never said SERVING"
+            time.sleep(0.5)
+    finally:
+        subprocess.run([docker, "stop", container], capture_output=True)
+
+    host_dir = tmp_path / "not-10001s"
+    host_dir.mkdir(mode=0o755)  # owned by whoever runs the tests, not uid 10001
+    refused = subprocess.run(
+        [docker, "run", "--rm", "-v", f"{host_dir}:/var/lib/vaultd", "vaultd"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    if os.getuid() == 10001:
+        pytest.skip("the tests run as uid 10001, who may write the directory")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    [line] = refused.stderr.splitlines()
+    assert "cannot write /var/lib/vaultd" in line and "uid 10001" in line and "chown" in line
