@@ -264,7 +264,6 @@ async def test_keys_in_two_vaults_through_one_provider(
     provider: AzureKvProvider,
     key_uri: str,
     azure_kv_standin: AzureKvStandIn,
-    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     # The customer's own vault: another server, same trust anchor (the session certificate).
     second = AzureKvStandIn(*azure_kv_standin.tls_files)
