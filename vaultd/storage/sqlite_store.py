@@ -62,6 +62,8 @@ from vaultd.storage.keys import (
 )
 
 BUSY_TIMEOUT_MS = 5000
+# The largest rowid SQLite hands out (a signed 64-bit INTEGER): audit cursors stop there.
+_MAX_SEQ = 2**63 - 1
 
 # The object's primary key (environment_id, id) is also the scan index: ids sort in creation
 # order. versions.seq records insertion order, so versions list oldest first.
@@ -494,7 +496,10 @@ class SqliteStore:
     async def read_audit_events(self, environment_id: str, query: AuditQuery) -> AuditPage:
         if environment_id:
             check(ENVIRONMENT_ID, environment_id, "environment id")
-        if query.after and not (query.after.isascii() and query.after.isdigit()):
+        # A sequence number SQLite could never have handed out (past INTEGER) is no cursor.
+        if query.after and not (
+            query.after.isascii() and query.after.isdigit() and int(query.after) <= _MAX_SEQ
+        ):
             raise BadCursor("not a cursor from a previous read")
         if query.limit < 1:
             return AuditPage([], query.after)
