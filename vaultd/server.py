@@ -19,6 +19,7 @@ from ulid import ULID
 
 from providers import KeyProvider, ProviderRegistry, build_registry
 from providers.internal import DEFAULT_URI, InternalProvider
+from vaultd import securefiles
 from vaultd.api.admin import AdminServicer
 from vaultd.api.auth import Authentication, kek_created_sink
 from vaultd.api.errors import ErrorMapping
@@ -41,7 +42,7 @@ from vaultd.core.rewrap import JobFinishedSink, RewrapRunner
 from vaultd.core.rules import KeyRules
 from vaultd.metrics import Metrics, MetricsServer
 from vaultd.settings import Settings
-from vaultd.storage import Store, open_store
+from vaultd.storage import SQLITE_FILE_NAME, Store, open_store
 from vaultd.storage.base import RewrapJob, RewrapState
 from vaultd.v1 import (
     admin_service_pb2,
@@ -77,6 +78,16 @@ def internal_provider(settings: Settings) -> InternalProvider:
             path,
         )
     return provider
+
+
+def check_file_permissions(settings: Settings) -> None:
+    """Refuse to start (InsecurePath, one line) when another account on the host could read a
+    key or the embedded store, or plant files where vaultd writes them."""
+    securefiles.check_private_file(settings.root_key_path, "root key file")
+    securefiles.check_private_dir(settings.root_key_path.parent, "root key directory")
+    if settings.redis_url is None:
+        securefiles.check_private_dir(settings.data_dir, "data directory")
+        securefiles.check_private_file(settings.data_dir / SQLITE_FILE_NAME, "store file")
 
 
 def load_key_config(
@@ -203,6 +214,7 @@ async def open_api_keys(store: Store, audit_log: AuditLog, settings: Settings) -
 async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Vaultd:
     """Build every part from settings (plus injected providers) and start serving."""
     # Configuration first: a bad rule or provider fails the start, not the first request.
+    check_file_permissions(settings)
     registry, rules = load_key_config(settings, providers)
     if settings.bootstrap_api_key is not None:
         check_bootstrap_secret(settings.bootstrap_api_key.get_secret_value())

@@ -17,8 +17,6 @@ from vaultd.v1 import admin_service_pb2 as apb
 from vaultd.v1 import admin_service_pb2_grpc as apb_grpc
 from vaultd.v1 import object_service_pb2 as opb
 
-pytestmark = pytest.mark.asyncio
-
 # Past SQLite's INTEGER (2**63 - 1) and Redis's stream-id halves (2**64 - 1).
 HUGE_CURSORS = [
     "9" * 19,

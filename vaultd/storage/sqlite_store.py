@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from vaultd import securefiles
 from vaultd.storage import codec
 from vaultd.storage.base import (
     ApiKeyRecord,
@@ -598,10 +599,10 @@ class SqliteStore:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    securefiles.private_dir(path.parent)
     # Create the file owner-only before SQLite does (it would use 0644); SQLite gives the WAL
-    # and shared-memory files the same mode as the database.
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    # and shared-memory files the same mode as the database. Never through a planted symlink.
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
     conn = sqlite3.connect(path, isolation_level=None)  # transactions are explicit
     try:
         if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
