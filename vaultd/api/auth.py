@@ -34,7 +34,7 @@ from vaultd.api.errors import to_status
 from vaultd.api.observe import request_id_from
 from vaultd.api.rpcs import RPCS, UNLISTED, Rpc
 from vaultd.core import audit
-from vaultd.core.apikeys import ApiKeyRevoked, ApiKeys, actor_of, require
+from vaultd.core.apikeys import ApiKeyRevoked, ApiKeys, Permission, actor_of, require
 from vaultd.core.audit import AuditLog, Origin, Subject
 from vaultd.core.envelope import key_id
 from vaultd.core.errors import ApiKeyMalformed, ApiKeyMissing, InvalidArgument, VaultError
@@ -139,6 +139,12 @@ class Authentication:
                     key = exc.key  # refused, but the audit trail names the key
                 subject = Subject() if request is None else call.rpc.subject(request, None)
                 await self._record_failure(call, key, exc, context, subject)
+                if isinstance(exc, VaultError) and not _is_admin(key):
+                    shown = exc.for_non_admin()
+                    if shown is not exc:
+                        # The operator still learns which key failed; the caller does not.
+                        log.warning("%s: %s (%s)", call.method, exc.message, exc.metadata)
+                        raise shown from None
                 raise
             try:
                 await self._audit.record(
@@ -202,6 +208,10 @@ class Authentication:
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+def _is_admin(key: ApiKeyRecord | None) -> bool:
+    return key is not None and Permission.ADMIN.value in key.permissions
 
 
 @dataclass(frozen=True, slots=True)
