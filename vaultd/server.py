@@ -22,6 +22,7 @@ from providers.internal import DEFAULT_URI, InternalProvider
 from vaultd import securefiles
 from vaultd.api.admin import AdminServicer
 from vaultd.api.auth import Authentication, kek_created_sink
+from vaultd.api.authlimit import FailedAuthentications
 from vaultd.api.errors import ErrorMapping
 from vaultd.api.keys import KeyServicer
 from vaultd.api.objects import ObjectServicer
@@ -191,6 +192,16 @@ def wrappers(settings: Settings, metrics: Metrics | None) -> list[Wrapper]:
     return chain
 
 
+def failed_auth(settings: Settings) -> FailedAuthentications | None:
+    """The per-peer budget of failed authentications, unless turned off."""
+    limit = settings.rate_limit
+    if not limit.failed_auth_per_second:
+        return None
+    return FailedAuthentications(
+        TokenBuckets(limit.failed_auth_per_second, limit.failed_auth_burst)
+    )
+
+
 async def open_api_keys(store: Store, audit_log: AuditLog, settings: Settings) -> ApiKeys:
     """The API keys, after making the first admin key if the store has none (DESIGN.md 10)."""
     api_keys = ApiKeys(store, TtlCache(settings.api_key_cache_seconds, API_KEY_CACHE_ENTRIES))
@@ -253,7 +264,8 @@ async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Va
     # what it raises is mapped by ErrorMapping, and a call refused by the rate limit never
     # costs a key lookup.
     registrar = WrappingRegistrar(
-        server, [*wrappers(settings, metrics), Authentication(api_keys, audit_log)]
+        server,
+        [*wrappers(settings, metrics), Authentication(api_keys, audit_log, failed_auth(settings))],
     )
     object_service_pb2_grpc.add_ObjectServiceServicer_to_server(  # type: ignore[no-untyped-call]
         ObjectServicer(vault), registrar

@@ -40,6 +40,11 @@ class RateLimitSettings(BaseModel):
 
     requests_per_second: float = Field(0.0, ge=0)
     burst: int | None = Field(None, ge=1)
+    # Failed authentications per peer address (on by default): past `failed_auth_burst`, at
+    # `failed_auth_per_second` on average, a peer's calls are refused before any key lookup or
+    # audit write, whatever token they carry (docs/SECURITY.md section 5). 0: no limit.
+    failed_auth_per_second: float = Field(5.0, ge=0)
+    failed_auth_burst: int = Field(100, ge=1)
 
     @property
     def enabled(self) -> bool:

@@ -29,15 +29,30 @@ from typing import Any
 
 import grpc
 
+from vaultd.api.authlimit import FailedAuthentications
 from vaultd.api.caller import CALLER, Caller
 from vaultd.api.errors import to_status
 from vaultd.api.observe import request_id_from
 from vaultd.api.rpcs import RPCS, UNLISTED, Rpc
 from vaultd.core import audit
-from vaultd.core.apikeys import ApiKeyRevoked, ApiKeys, Permission, actor_of, require
+from vaultd.core.apikeys import (
+    ApiKeyRevoked,
+    ApiKeys,
+    Permission,
+    actor_of,
+    require,
+    secret_hash,
+)
 from vaultd.core.audit import AuditLog, Origin, Subject
 from vaultd.core.envelope import key_id
-from vaultd.core.errors import ApiKeyMalformed, ApiKeyMissing, InvalidArgument, VaultError
+from vaultd.core.errors import (
+    ApiKeyMalformed,
+    ApiKeyMissing,
+    InvalidArgument,
+    RateLimited,
+    Unauthenticated,
+    VaultError,
+)
 from vaultd.core.keyring import KekCreatedSink
 from vaultd.logs import REQUEST_ID
 from vaultd.storage.base import ApiKeyRecord, KekVersion
@@ -91,9 +106,15 @@ def kek_created_sink(audit_log: AuditLog) -> KekCreatedSink:
 
 
 class Authentication:
-    def __init__(self, api_keys: ApiKeys, audit_log: AuditLog) -> None:
+    def __init__(
+        self,
+        api_keys: ApiKeys,
+        audit_log: AuditLog,
+        failures: FailedAuthentications | None = None,
+    ) -> None:
         self._keys = api_keys
         self._audit = audit_log
+        self._failures = failures
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         if method.startswith(HEALTH_PREFIX):
@@ -112,6 +133,27 @@ class Authentication:
         """The caller's key; Unauthenticated if there is no valid one."""
         return await self._keys.authenticate(bearer_token(context.invocation_metadata()))
 
+    def _over_failure_budget(self, context: grpc.aio.ServicerContext) -> RateLimited | None:
+        """The refusal for a peer that spent its failed-authentication budget, unless the call
+        presents a key this process already knows to be valid (a known key costs no lookup)."""
+        if self._failures is None:
+            return None
+        wait = self._failures.wait(context.peer())
+        if not wait:
+            return None
+        try:
+            known = self._keys.cache.get(secret_hash(bearer_token(context.invocation_metadata())))
+        except Unauthenticated:
+            known = None
+        if known is not None and known.revoked_at is None:
+            return None
+        self._failures.refused(context.peer())
+        return RateLimited(wait)
+
+    def _failed(self, error: BaseException, context: grpc.aio.ServicerContext) -> None:
+        if self._failures is not None and isinstance(error, Unauthenticated):
+            self._failures.failed(context.peer())
+
     def _audited(
         self, handler: grpc.RpcMethodHandler, call: _Call
     ) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[Any]]:
@@ -121,6 +163,8 @@ class Authentication:
         async def audited(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
             key: ApiKeyRecord | None = None
             request: Any = None
+            if (refused := self._over_failure_budget(context)) is not None:
+                raise refused  # no lookup, no audit event: counted and logged in aggregate
             try:
                 key = await self._identify(context)
                 with contextlib.suppress(Exception):
@@ -137,6 +181,7 @@ class Authentication:
             except BaseException as exc:
                 if isinstance(exc, ApiKeyRevoked):
                     key = exc.key  # refused, but the audit trail names the key
+                self._failed(exc, context)
                 subject = Subject() if request is None else call.rpc.subject(request, None)
                 await self._record_failure(call, key, exc, context, subject)
                 if isinstance(exc, VaultError) and not _is_admin(key):
@@ -186,12 +231,16 @@ class Authentication:
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             key: ApiKeyRecord | None = None
             try:
+                if (refused := self._over_failure_budget(context)) is not None:
+                    status = to_status(refused)
+                    await context.abort(status.code, status.details, status.trailing_metadata)
                 key = await self._identify(context)
                 if call.rpc.permission is not None:
                     require(key, call.rpc.permission)
             except VaultError as exc:
                 if isinstance(exc, ApiKeyRevoked):
                     key = exc.key
+                self._failed(exc, context)
                 await self._record_failure(call, key, exc, context, Subject())
                 status = to_status(exc)
                 await context.abort(status.code, status.details, status.trailing_metadata)

@@ -23,6 +23,12 @@ from vaultd.core.errors import InvalidArgument, InvalidCursor
 from vaultd.core.groupcommit import GroupCommit
 from vaultd.core.keyring import store_errors
 from vaultd.core.objects import Actor
+from vaultd.core.validation import (
+    MAX_CONTEXT_ITEMS,
+    MAX_CONTEXT_KEY_CHARS,
+    MAX_CONTEXT_VALUE_CHARS,
+    MAX_NAME_CHARS,
+)
 from vaultd.storage.base import AuditEvent, AuditPage, AuditQuery, BadCursor, Store
 
 DATA_CREATED = "vault.data.created"
@@ -54,6 +60,32 @@ DEFAULT_READ_LIMIT = 100
 MAX_READ_LIMIT = 1000
 UNAUTHENTICATED_ENVIRONMENT = ""
 """Where events of calls that failed authentication go: they belong to no environment."""
+
+
+# What an event keeps of the request's fields, whatever the request held (a refused call's
+# fields were never validated): at most the largest valid context, name and id, so one event
+# stays a few KiB and ListAuditEvents always pages (SECURITY.md section 5).
+MAX_KEY_IDS = 32
+MAX_FIELD_CHARS = 128
+TRUNCATED = "…"
+"""Ends a field that was cut short; a dropped context item's place is taken by the item
+`{TRUNCATED: "<number of items dropped>"}`."""
+
+
+def _clip(text: str, limit: int = MAX_FIELD_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + TRUNCATED
+
+
+def bounded_context(context: Mapping[str, str] | None) -> dict[str, str]:
+    """At most MAX_CONTEXT_ITEMS items, keys and values clipped to their valid lengths."""
+    items = list((context or {}).items())
+    kept = {
+        _clip(k, MAX_CONTEXT_KEY_CHARS): _clip(v, MAX_CONTEXT_VALUE_CHARS)
+        for k, v in items[:MAX_CONTEXT_ITEMS]
+    }
+    if len(items) > MAX_CONTEXT_ITEMS:
+        kept[TRUNCATED] = str(len(items) - MAX_CONTEXT_ITEMS)
+    return kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,15 +137,15 @@ class AuditLog:
             actor_id=actor.id,
             actor_name=actor.name,
             outcome=outcome,
-            request_id=origin.request_id,
-            method=origin.method,
-            peer=origin.peer,
-            object_id=subject.object_id,
-            object_name=subject.object_name,
-            key_ids=tuple(subject.key_ids),
-            key_context=dict(subject.key_context or {}),
-            data_key_id=subject.data_key_id,
-            api_key_id=subject.api_key_id,
+            request_id=_clip(origin.request_id),
+            method=_clip(origin.method),
+            peer=_clip(origin.peer),
+            object_id=_clip(subject.object_id),
+            object_name=_clip(subject.object_name, MAX_NAME_CHARS),
+            key_ids=tuple(_clip(k) for k in list(subject.key_ids)[:MAX_KEY_IDS]),
+            key_context=bounded_context(subject.key_context),
+            data_key_id=_clip(subject.data_key_id),
+            api_key_id=_clip(subject.api_key_id),
         )
         with store_errors():
             await self._batches.add(event)
