@@ -21,7 +21,7 @@ from providers import KeyProvider, ProviderRegistry, build_registry
 from providers.internal import DEFAULT_URI, InternalProvider
 from vaultd import securefiles
 from vaultd.api.admin import AdminServicer
-from vaultd.api.auth import Authentication, kek_created_sink
+from vaultd.api.auth import Authentication, BodyGate, kek_admission, kek_created_sink
 from vaultd.api.authlimit import FailedAuthentications
 from vaultd.api.errors import ErrorMapping
 from vaultd.api.keys import KeyServicer
@@ -38,11 +38,12 @@ from vaultd.core.envelope import Kek
 from vaultd.core.keyring import CacheKey, Keyring
 from vaultd.core.lifecycle import KeyLifecycle
 from vaultd.core.objects import Actor, ObjectVault
+from vaultd.core.quota import KekQuota, KekQuotaLimits
 from vaultd.core.ratelimit import TokenBuckets
 from vaultd.core.rewrap import JobFinishedSink, RewrapRunner
 from vaultd.core.rules import KeyRules
 from vaultd.metrics import Metrics, MetricsServer
-from vaultd.settings import Settings
+from vaultd.settings import Settings, TransportSettings
 from vaultd.storage import SQLITE_FILE_NAME, Store, open_store
 from vaultd.storage.base import RewrapJob, RewrapState
 from vaultd.v1 import (
@@ -169,6 +170,29 @@ def key_lifecycle(
     return KeyLifecycle(store, keyring, rules, runner)
 
 
+def transport_options(transport: TransportSettings) -> list[tuple[str, int]]:
+    """gRPC core channel arguments for the HTTP/2 limits; a 0 setting adds none."""
+
+    def ms(seconds: float) -> int:
+        return max(1, round(seconds * 1000))
+
+    wanted: list[tuple[str, float, int]] = [
+        ("grpc.max_concurrent_streams", transport.max_concurrent_streams, 0),
+        ("grpc.http2.lookahead_bytes", transport.stream_window_bytes, 0),
+        ("grpc.keepalive_time_ms", transport.keepalive_time_seconds, 1),
+        ("grpc.keepalive_timeout_ms", transport.keepalive_timeout_seconds, 1),
+        ("grpc.max_connection_idle_ms", transport.max_connection_idle_seconds, 1),
+        ("grpc.max_connection_age_ms", transport.max_connection_age_seconds, 1),
+        ("grpc.max_connection_age_grace_ms", transport.max_connection_age_grace_seconds, 1),
+        ("grpc.max_metadata_size", transport.max_metadata_bytes, 0),
+    ]
+    options = [(name, ms(value) if in_ms else int(value)) for name, value, in_ms in wanted if value]
+    if transport.stream_window_bytes:
+        # Otherwise bandwidth-delay probing grows the window past the setting.
+        options.append(("grpc.http2.bdp_probe", 0))
+    return options
+
+
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     """TLS credentials when a certificate is configured; with a client CA, mutual TLS."""
     if settings.tls_cert_file is None or settings.tls_key_file is None:
@@ -246,6 +270,9 @@ async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Va
         on_provider_call=metrics.provider_call if metrics else None,
         on_kek_created=kek_created_sink(audit_log),
         rotation_period=settings.keys.rotation_period,
+        admit_kek=kek_admission(
+            KekQuota(observed_store, KekQuotaLimits(**settings.kek_quota.model_dump()))
+        ),
     )
     lifecycle = key_lifecycle(settings, observed_store, keyring, rules, audit_log)
     vault = ObjectVault(observed_store, keyring, settings.max_value_bytes)
@@ -258,14 +285,16 @@ async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Va
             # Workers share the port on purpose; a lone server must not silently share it
             # with a second one started by mistake (gRPC turns SO_REUSEPORT on by default).
             ("grpc.so_reuseport", int(settings.workers > 1)),
+            *transport_options(settings.transport),
         ],
     )
     # Every handler is wrapped once here, not intercepted per call. Authentication innermost:
     # what it raises is mapped by ErrorMapping, and a call refused by the rate limit never
     # costs a key lookup.
+    authentication = Authentication(api_keys, audit_log, failed_auth(settings))
+    # BodyGate outermost: no layer reads a request's bytes before its caller is known.
     registrar = WrappingRegistrar(
-        server,
-        [*wrappers(settings, metrics), Authentication(api_keys, audit_log, failed_auth(settings))],
+        server, [BodyGate(), *wrappers(settings, metrics), authentication]
     )
     object_service_pb2_grpc.add_ObjectServiceServicer_to_server(  # type: ignore[no-untyped-call]
         ObjectServicer(vault), registrar

@@ -56,6 +56,40 @@ class RateLimitSettings(BaseModel):
         return self.burst or max(1, math.ceil(self.requests_per_second))
 
 
+class TransportSettings(BaseModel):
+    """HTTP/2 limits per connection and stream (docs/SECURITY.md section 5); 0 leaves gRPC's
+    own default (mostly: no limit)."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    # Streams (calls) one connection may have open at once.
+    max_concurrent_streams: int = Field(100, ge=0)
+    # Flow-control credit per stream before the server has read what was sent; BDP probing,
+    # which grows it, is off while this is set.
+    stream_window_bytes: int = Field(64 * 1024, ge=0)
+    # The server pings a connection quiet for this long, and drops it if no answer in timeout.
+    keepalive_time_seconds: float = Field(60.0, ge=0)
+    keepalive_timeout_seconds: float = Field(20.0, ge=0)
+    # A connection with no call for this long is closed (GOAWAY).
+    max_connection_idle_seconds: float = Field(300.0, ge=0)
+    # Every connection is closed after this long (clients reconnect, and rebalance), after
+    # letting its calls finish for the grace period.
+    max_connection_age_seconds: float = Field(3600.0, ge=0)
+    max_connection_age_grace_seconds: float = Field(30.0, ge=0)
+    # Request metadata (headers) larger than this is refused.
+    max_metadata_bytes: int = Field(16 * 1024, ge=0)
+
+
+class KekQuotaSettings(BaseModel):
+    """New KEKs (one per new context item) a caller may cause; 0 turns a quota off."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    per_key_per_minute: int = Field(600, ge=0)
+    per_environment_per_minute: int = Field(6000, ge=0)
+    per_environment_total: int = Field(1_000_000, ge=0)
+
+
 class KeyLifecycleSettings(BaseModel):
     """Automatic KEK rotation, and how rewrap jobs run (docs/KEYS.md)."""
 
@@ -111,6 +145,8 @@ class Settings(BaseSettings):
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
     rate_limit: RateLimitSettings = RateLimitSettings()
+    transport: TransportSettings = TransportSettings()
+    kek_quota: KekQuotaSettings = KekQuotaSettings()
 
     @model_validator(mode="before")
     @classmethod

@@ -54,6 +54,7 @@ from vaultd.core.errors import (
     VaultError,
 )
 from vaultd.core.keyring import KekCreatedSink
+from vaultd.core.quota import KekQuota
 from vaultd.logs import REQUEST_ID
 from vaultd.storage.base import ApiKeyRecord, KekVersion
 
@@ -103,6 +104,17 @@ def kek_created_sink(audit_log: AuditLog) -> KekCreatedSink:
         await audit_log.record(audit.KEK_CREATED, origin, subject=subject)
 
     return kek_created
+
+
+def kek_admission(quota: KekQuota) -> Callable[[str], Awaitable[None]]:
+    """For the Keyring: admit a new KEK against the quotas of the call being served."""
+
+    async def admit(environment_id: str) -> None:
+        origin = _ORIGIN.get()
+        actor = origin.actor if origin is not None else None
+        await quota.admit(environment_id, actor.id if actor is not None else None)
+
+    return admit
 
 
 class Authentication:
@@ -167,6 +179,8 @@ class Authentication:
                 raise refused  # no lookup, no audit event: counted and logged in aggregate
             try:
                 key = await self._identify(context)
+                if isinstance(raw, _LazyBody):  # BodyGate: read only now the caller is known
+                    raw = await raw.read()
                 with contextlib.suppress(Exception):
                     request = parse(raw)
                 if call.rpc.permission is not None:
@@ -261,6 +275,46 @@ class Authentication:
 
 def _is_admin(key: ApiKeyRecord | None) -> bool:
     return key is not None and Permission.ADMIN.value in key.permissions
+
+
+class BodyGate:
+    """Outermost wrapper: a unary call's request bytes are read only once its metadata has
+    authenticated it (SECURITY.md section 5).
+
+    grpc reads a unary request in full before its handler runs, granting flow-control credit
+    up to the message size limit, so a caller without a key could make the server buffer
+    megabytes per stream. Here each unary method is served as client-streaming: the handler
+    runs at the headers, authenticates, and pulls the one message only for a known caller. A
+    refused call is answered at once; what the client sent beyond the stream window is never
+    buffered. The layers between (Observe, ErrorMapping, RateLimit) see every call as before.
+    """
+
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        # Only what Authentication serves takes raw bytes (no deserializer): it reads the body.
+        if handler.unary_unary is None or handler.request_deserializer is not None:
+            return handler
+        behavior = handler.unary_unary
+
+        async def gated(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Any:
+            return await behavior(_LazyBody(requests), context)
+
+        return grpc.stream_unary_rpc_method_handler(
+            gated,
+            request_deserializer=None,
+            response_serializer=handler.response_serializer,
+        )
+
+
+class _LazyBody:
+    """A unary request's bytes, not read until Authentication asks for them."""
+
+    def __init__(self, requests: AsyncIterator[bytes]) -> None:
+        self._requests = requests
+
+    async def read(self) -> bytes:
+        async for message in self._requests:
+            return message
+        return b""
 
 
 @dataclass(frozen=True, slots=True)

@@ -231,6 +231,20 @@ class ResourceExhausted(VaultError):
     reason = "RESOURCE_EXHAUSTED"
 
 
+class KekQuotaExceeded(ResourceExhausted):
+    """A new KEK would pass a quota (quota.py); `retry_delay` is set when waiting helps."""
+
+    reason = "KEK_QUOTA_EXCEEDED"
+
+    def __init__(self, quota: str, limit: int, retry_delay: float | None) -> None:
+        super().__init__(
+            f"no new KEK: the {quota.replace('_', ' ')} quota ({limit}) is spent"
+            + (f"; retry in {retry_delay:.1f}s" if retry_delay else ""),
+            metadata={"quota": quota, "limit": str(limit)},
+        )
+        self.retry_delay = retry_delay
+
+
 class RateLimited(ResourceExhausted):
     """The caller spent its rate limit; `retry_delay` says when its next call may go ahead."""
 
