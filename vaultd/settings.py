@@ -62,8 +62,9 @@ class TransportSettings(BaseModel):
 
     model_config = SettingsConfigDict(extra="forbid")
 
-    # Streams (calls) one connection may have open at once.
-    max_concurrent_streams: int = Field(100, ge=0)
+    # Streams (calls) one connection may have open at once. A client that opens more before
+    # the server's SETTINGS reach it sees the extra ones refused (UNAVAILABLE, retryable).
+    max_concurrent_streams: int = Field(1000, ge=0)
     # Flow-control credit per stream before the server has read what was sent; BDP probing,
     # which grows it, is off while this is set.
     stream_window_bytes: int = Field(64 * 1024, ge=0)

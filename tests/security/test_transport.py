@@ -53,7 +53,7 @@ async def test_the_server_advertises_bounded_streams_and_window(default_vaultd: 
         settings = await asyncio.to_thread(conn.handshake)
     finally:
         conn.close()
-    assert settings.get(MAX_CONCURRENT_STREAMS) == 100
+    assert settings.get(MAX_CONCURRENT_STREAMS) == 1000
     assert settings.get(INITIAL_WINDOW_SIZE) == 64 * 1024
 
 

@@ -312,8 +312,13 @@ class _LazyBody:
         self._requests = requests
 
     async def read(self) -> bytes:
-        async for message in self._requests:
-            return message
+        try:
+            async for message in self._requests:
+                return message
+        except Exception:
+            # The call ended while its body was awaited (client gone, server stopping): it is
+            # cancelled, not an internal error.
+            raise asyncio.CancelledError() from None
         return b""
 
 
