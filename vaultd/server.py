@@ -32,6 +32,7 @@ from vaultd.api.wrapping import Wrapper, WrappingRegistrar
 from vaultd.core import audit
 from vaultd.core.apikeys import DEFAULT_ENVIRONMENT, ApiKeys, check_bootstrap_secret
 from vaultd.core.audit import AuditLog, Origin, Subject
+from vaultd.core.auditchain import AuditKeys
 from vaultd.core.cache import TtlCache
 from vaultd.core.datakeys import DataKeys
 from vaultd.core.envelope import Kek
@@ -87,6 +88,7 @@ def check_file_permissions(settings: Settings) -> None:
     key or the embedded store, or plant files where vaultd writes them."""
     securefiles.check_private_file(settings.root_key_path, "root key file")
     securefiles.check_private_dir(settings.root_key_path.parent, "root key directory")
+    securefiles.check_private_file(settings.audit_key_path, "audit key file")
     if settings.redis_url is None:
         securefiles.check_private_dir(settings.data_dir, "data directory")
         securefiles.check_private_file(settings.data_dir / SQLITE_FILE_NAME, "store file")
@@ -260,7 +262,11 @@ async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Va
     # Metrics cost nothing unless asked for: no timing proxy, no observer, no HTTP server.
     metrics = Metrics() if settings.metrics_listen else None
     observed_store = metrics.timed_store(store) if metrics else store
-    audit_log = AuditLog(observed_store, timedelta(days=settings.audit_retention_days))
+    audit_log = AuditLog(
+        observed_store,
+        timedelta(days=settings.audit_retention_days),
+        keys=AuditKeys.load_or_create(settings.audit_key_path),
+    )
     api_keys = await open_api_keys(observed_store, audit_log, settings)
     keyring = Keyring(
         observed_store,

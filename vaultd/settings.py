@@ -124,6 +124,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("vaultd-data")
     redis_url: str | None = None
     root_key_file: Path | None = None
+    audit_key_file: Path | None = None
     max_value_bytes: int = Field(1024 * 1024, ge=1)
     kek_cache: KekCacheSettings = KekCacheSettings()
     keys: KeyLifecycleSettings = KeyLifecycleSettings()
@@ -172,6 +173,12 @@ class Settings(BaseSettings):
     @property
     def root_key_path(self) -> Path:
         return self.root_key_file or self.data_dir / "root.key"
+
+    @property
+    def audit_key_path(self) -> Path:
+        """The secret that chains audit events and hashes their context values; every
+        process writing one store must share it (docs/SECURITY.md section 7)."""
+        return self.audit_key_file or self.data_dir / "audit.key"
 
     @classmethod
     def settings_customise_sources(

@@ -40,6 +40,7 @@ async def test_a_permissive_umask_leaves_no_file_or_directory_open(tmp_path: Pat
         assert mode(tmp_path / "deep") == 0o700, "a parent made on the way is private too"
         assert mode(data / "root.key") == 0o600
         assert mode(data / "vaultd.db") == 0o600
+        assert mode(data / "audit.key") == 0o600
     finally:
         await vaultd.stop(None)
 

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from ulid import ULID
 
+from vaultd.core.auditchain import AuditKeys, Chain
 from vaultd.core.errors import InvalidArgument, InvalidCursor
 from vaultd.core.groupcommit import GroupCommit
 from vaultd.core.keyring import store_errors
@@ -76,11 +77,16 @@ def _clip(text: str, limit: int = MAX_FIELD_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + TRUNCATED
 
 
-def bounded_context(context: Mapping[str, str] | None) -> dict[str, str]:
-    """At most MAX_CONTEXT_ITEMS items, keys and values clipped to their valid lengths."""
+def bounded_context(
+    context: Mapping[str, str] | None, hash_value: Callable[[str], str] | None = None
+) -> dict[str, str]:
+    """At most MAX_CONTEXT_ITEMS items, keys clipped to their valid length, values hashed
+    (`hash_value`, fixed size, the whole value) or else clipped."""
     items = list((context or {}).items())
     kept = {
-        _clip(k, MAX_CONTEXT_KEY_CHARS): _clip(v, MAX_CONTEXT_VALUE_CHARS)
+        _clip(k, MAX_CONTEXT_KEY_CHARS): (
+            hash_value(v) if hash_value else _clip(v, MAX_CONTEXT_VALUE_CHARS)
+        )
         for k, v in items[:MAX_CONTEXT_ITEMS]
     }
     if len(items) > MAX_CONTEXT_ITEMS:
@@ -117,10 +123,15 @@ class AuditLog:
         store: Store,
         retention: timedelta = timedelta(days=DEFAULT_RETENTION_DAYS),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        keys: AuditKeys | None = None,
     ) -> None:
         self._store = store
         self._retention = retention
         self._clock = clock
+        # With keys, events are chained and context values stored as keyed hashes
+        # (auditchain.py); every vaultd process and CLI passes them.
+        self.keys = keys
+        self._chain = Chain(keys) if keys is not None else None
         self._batches: GroupCommit[AuditEvent] = GroupCommit(self._write)
 
     async def record(
@@ -143,10 +154,14 @@ class AuditLog:
             object_id=_clip(subject.object_id),
             object_name=_clip(subject.object_name, MAX_NAME_CHARS),
             key_ids=tuple(_clip(k) for k in list(subject.key_ids)[:MAX_KEY_IDS]),
-            key_context=bounded_context(subject.key_context),
+            key_context=bounded_context(
+                subject.key_context, self.keys.field_hash if self.keys else None
+            ),
             data_key_id=_clip(subject.data_key_id),
             api_key_id=_clip(subject.api_key_id),
         )
+        if self._chain is not None:
+            event = self._chain.link(event)  # no await since the chain's last link: in order
         with store_errors():
             await self._batches.add(event)
         return event
