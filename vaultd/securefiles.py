@@ -46,6 +46,18 @@ def write_new(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+def create_complete(path: Path, data: bytes) -> None:
+    """Like write_new, but whoever sees `path` sees all of `data`: written under a fresh name,
+    then hard-linked into place (FileExistsError if `path` exists, atomically), so a process
+    starting at the same moment never reads a half-written file."""
+    temporary = temporary_beside(path)
+    write_new(temporary, data)
+    try:
+        os.link(temporary, path, follow_symlinks=False)
+    finally:
+        temporary.unlink()
+
+
 def replace(path: Path, data: bytes) -> None:
     """Atomically make `path` hold `data` (mode 0600): written under a fresh, unpredictable
     name beside it, then renamed over it, and the directory synced."""

@@ -56,7 +56,8 @@ class AuditKeys:
         """The keys of the file at `path`, made (0600, never through a symlink) if missing."""
         try:
             securefiles.private_dir(path.parent)
-            securefiles.write_new(path, secrets.token_bytes(_SECRET_BYTES).hex().encode())
+            # Complete or absent: a server and a CLI starting together read the same key.
+            securefiles.create_complete(path, secrets.token_bytes(_SECRET_BYTES).hex().encode())
         except FileExistsError:
             pass
         text = path.read_text().strip()
