@@ -105,7 +105,9 @@ async def test_the_refused_probes_leave_the_trail_as_it_was_plus_their_own_event
         pytest.skip("covered on sqlite and redis")
     admin = apb_grpc.AdminServiceStub(running.channel)
     before = await _audit_count(running)
-    for after in HUGE_CURSORS[:3]:
+    # The cursors each store once failed INTERNAL on: numbers (SQLite), stream ids (Redis).
+    probes = HUGE_CURSORS[:3] if running.kind == "sqlite" else HUGE_CURSORS[5:8]
+    for after in probes:
         try:
             await admin.ListAuditEvents(apb.ListAuditEventsRequest(after=after))
         except grpc.aio.AioRpcError as error:
