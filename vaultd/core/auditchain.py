@@ -149,7 +149,10 @@ def _walk(keys: AuditKeys, chain: list[tuple[int, AuditEvent]]) -> Break | None:
     position, first = ordered[0]
     # The first kept event links to a mac only a trimmed event had, unless it is the first.
     if first.seq == 1 and not hmac.compare_digest(first.mac, keys.mac("", first)):
-        return Break(position, first.id, first.chain, "its mac does not verify (edited)")
+        return Break(
+            position, first.id, first.chain,
+            "its mac does not verify (edited, or its writer used another audit key)",
+        )  # fmt: skip
     previous = first
     for position, event in ordered[1:]:
         if event.seq == previous.seq:
