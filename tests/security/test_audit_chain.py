@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 
 from tests.server.conftest import settings_for
 from tests.support.auth import channel
@@ -29,7 +28,6 @@ from vaultd.storage.keys import audit_key
 from vaultd.v1 import object_service_pb2 as opb
 from vaultd.v1 import object_service_pb2_grpc as opb_grpc
 
-CHAIN_REDIS_DB = 12
 ORG = f"org_chain_{uuid.uuid4().hex[:8]}"
 
 
@@ -37,13 +35,10 @@ ORG = f"org_chain_{uuid.uuid4().hex[:8]}"
 async def audited(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[Vaultd, list[str], str]]:
-    redis_url = None
-    if request.param == "redis":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        redis_url = server.url.rsplit("/", 1)[0] + f"/{CHAIN_REDIS_DB}"
-        client = aioredis.from_url(redis_url)
-        await client.flushdb()
-        await client.aclose()
+    # A redis-server of its own: each test's vaultd has its own audit key, and a trail mixed
+    # with another test's events would not verify.
+    redis = RedisServer(tmp_path / "redis") if request.param == "redis" else None
+    redis_url = redis.__enter__().url if redis is not None else None
     data = tmp_path / "data"
     vaultd = await start(settings_for(data, redis_url))
     async with channel(f"127.0.0.1:{vaultd.port}") as admin:
@@ -61,6 +56,8 @@ async def audited(
     args = ["--data-dir", str(data)] + (["--redis-url", redis_url] if redis_url else [])
     yield vaultd, args, request.param
     await vaultd.stop(None)
+    if redis is not None:
+        redis.__exit__(None, None, None)
 
 
 async def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
