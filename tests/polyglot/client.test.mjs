@@ -93,7 +93,8 @@ function parseEncryptedKeys(bytes) {
     at += n;
     return out;
   };
-  if (take(1)[0] !== 1) refuse(step, 'unknown format version');
+  const formatVersion = take(1)[0];
+  if (formatVersion !== 1 && formatVersion !== 2) refuse(step, 'unknown format version');
   const dekId = take(16);
   const count = take(1)[0];
   if (count < 1 || count > 10) refuse(step, `entry count ${count}`);
@@ -108,15 +109,16 @@ function parseEncryptedKeys(bytes) {
     entries.push({ kekId: id.toString('latin1'), version, nonce: take(12), wrapped: take(48) });
   }
   if (at !== bytes.length) refuse(step, 'trailing bytes');
-  return { dekId, entries };
+  return { formatVersion, dekId, entries };
 }
 
-// FORMAT.md 3.2.
-function entryAad(dekId, kekId, version) {
+// FORMAT.md 3.2: a client only ever holds data keys, so format 2 means the data-key label.
+function entryAad(formatVersion, dekId, kekId, version) {
   const v = Buffer.alloc(4);
   v.writeUInt32BE(version);
+  const label = formatVersion === 1 ? 'vaultd/dek/v1\0' : 'vaultd/data-key/v2\0';
   return Buffer.concat([
-    Buffer.from('vaultd/dek/v1\0', 'latin1'), dekId,
+    Buffer.from(label, 'latin1'), dekId,
     Buffer.from(kekId, 'latin1'), Buffer.from([0]), v,
   ]);
 }
@@ -142,7 +144,7 @@ function gcmSeal(key, iv, plaintext, aad) {
 function unwrapEntry(keys, entry, kek) {
   const { wrapped } = entry;
   return gcmOpen(kek, entry.nonce, wrapped.subarray(0, DEK_BYTES), wrapped.subarray(DEK_BYTES),
-    entryAad(keys.dekId, entry.kekId, entry.version));
+    entryAad(keys.formatVersion, keys.dekId, entry.kekId, entry.version));
 }
 
 // FORMAT.md 4.1: what a client writes after CreateDataKey.

@@ -33,7 +33,7 @@ from unittest import mock
 from vaultd.core import blob as blob_module
 from vaultd.core import envelope
 from vaultd.core.blob import LocalBlob, encode_uleb128, seal_local
-from vaultd.core.envelope import EncryptedKeys, Kek, WrappedEntry, key_id, wrap_dek
+from vaultd.core.envelope import EncryptedKeys, Kek, Purpose, WrappedEntry, key_id, wrap_dek
 from vaultd.core.keyring import kek_id_for
 
 HERE = Path(__file__).resolve().parent
@@ -153,7 +153,7 @@ def make_positive(case: Positive, index: int) -> Made:
     data_key = derive(f"{case.name}/data_key", 32)
     dek_id = (_DEK_ID_EPOCH_MS + index).to_bytes(6, "big") + derive(f"{case.name}/dek_id", 10)
     with _fixed_randomness(case.name):
-        encrypted_keys = wrap_dek(data_key, dek_id, keks).to_bytes()
+        encrypted_keys = wrap_dek(data_key, dek_id, keks, Purpose.LEGACY_V1).to_bytes()
         sealed = seal_local(data_key, encrypted_keys, case.plaintext, case.associated_data or b"")
     plaintext: Any = _b64(case.plaintext)
     if case.repeat_hex is not None:
@@ -401,7 +401,7 @@ def _boundaries(encrypted_keys: bytes) -> list[tuple[int, str]]:
 
 
 def _with_entries(base: Made, *entries: WrappedEntry, dek_id: bytes | None = None) -> bytes:
-    keys = EncryptedKeys(base.dek_id if dek_id is None else dek_id, entries)
+    keys = EncryptedKeys(base.dek_id if dek_id is None else dek_id, entries, 1)
     return keys.to_bytes()
 
 
@@ -577,7 +577,7 @@ def make_negative(made: dict[str, Made]) -> list[Vector]:
     version_at = _entry_field_offset(ek, 0, "kek_version")
     for name, description, broken in (
         ("encrypted-keys-version-0", "Format version 0x00.", set_byte(ek, 0, 0)),
-        ("encrypted-keys-version-2", "Format version 0x02: unknown.", set_byte(ek, 0, 2)),
+        ("encrypted-keys-version-3", "Format version 0x03: unknown.", set_byte(ek, 0, 3)),
         ("encrypted-keys-count-0", "Entry count 0.", set_byte(ek, 17, 0)),
         ("encrypted-keys-count-11", "Entry count 11, over the maximum of 10.",
          set_byte(ek, 17, 11)),

@@ -25,7 +25,7 @@ from providers import (
     needs_rewrap,
 )
 from vaultd.core.cache import TtlCache
-from vaultd.core.envelope import EncryptedKeys, Kek, key_id, new_dek, unwrap_entry
+from vaultd.core.envelope import EncryptedKeys, Kek, Purpose, key_id, new_dek, unwrap_entry
 from vaultd.core.errors import (
     BackendUnavailable,
     DecryptionFailed,
@@ -107,13 +107,14 @@ class Keyring:
             for key, value in self._rules.items_to_wrap(context)
         ]
 
-    async def unwrap_dek(self, environment_id: str, keys: EncryptedKeys) -> bytes:
-        """The DEK from the first entry whose KEK can be had; errors only if none can."""
+    async def unwrap_dek(self, environment_id: str, keys: EncryptedKeys, purpose: Purpose) -> bytes:
+        """The DEK from the first entry whose KEK can be had and that authenticates as made for
+        `purpose`; errors only if none does."""
         errors: list[VaultError] = []
         for entry in keys.entries:
             try:
                 kek = await self.version(environment_id, entry.kek_id, entry.kek_version)
-                return unwrap_entry(keys, entry, kek.key)
+                return unwrap_entry(keys, entry, kek.key, purpose)
             except VaultError as exc:
                 errors.append(exc)
         # An unavailable, shredded or retired key says what to fix; prefer it over "does not

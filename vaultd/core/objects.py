@@ -1,7 +1,9 @@
 """The object vault: named values, each version encrypted under a fresh DEK.
 
 A version's DEK is wrapped under the KEK of every context item (section 4), and its id is the
-version's ULID, so a wrapped DEK is bound to exactly one version. The value is sealed with
+version's ULID, so a wrapped DEK is bound to exactly one version: a reader checks the id against
+the version. Its entries are labelled Purpose.OBJECT_VERSION, so no data key can stand in for it
+and DecryptDataKey does not unwrap it. The value is sealed with
 associated data naming the environment, object and version, so ciphertext moved between
 versions or objects does not open.
 """
@@ -15,9 +17,18 @@ from datetime import UTC, datetime
 
 from ulid import ULID
 
-from vaultd.core.envelope import EncryptedKeys, Kek, new_dek, open_sealed, seal, wrap_dek
+from vaultd.core.envelope import (
+    EncryptedKeys,
+    Kek,
+    Purpose,
+    new_dek,
+    open_sealed,
+    seal,
+    wrap_dek,
+)
 from vaultd.core.errors import (
     BackendUnavailable,
+    DecryptionFailed,
     InvalidArgument,
     InvalidCursor,
     NameTaken,
@@ -310,8 +321,8 @@ class ObjectVault:
 
     async def _open(self, obj: StoredObject) -> VaultObject:
         v = obj.version
-        keys = EncryptedKeys.parse(v.encrypted_keys)
-        dek = await self._keyring.unwrap_dek(obj.environment_id, keys)
+        keys = version_keys(v)
+        dek = await self._keyring.unwrap_dek(obj.environment_id, keys, Purpose.OBJECT_VERSION)
         value = open_sealed(dek, v.ciphertext, _value_aad(obj.environment_id, obj.id, v.version_id))
         return VaultObject(_metadata(obj), value)
 
@@ -333,7 +344,7 @@ def _seal_version(sealed: _Sealed, keks: Sequence[Kek]) -> StoredVersion:
     ulid = ULID.from_datetime(sealed.now)
     version_id = f"ver_{ulid}"
     dek = new_dek()
-    wrapped = wrap_dek(dek, ulid.bytes, keks)
+    wrapped = wrap_dek(dek, ulid.bytes, keks, Purpose.OBJECT_VERSION)
     aad = _value_aad(sealed.environment_id, sealed.object_id, version_id)
     ciphertext = seal(dek, sealed.value, aad)
     return StoredVersion(
@@ -347,6 +358,15 @@ def _seal_version(sealed: _Sealed, keks: Sequence[Kek]) -> StoredVersion:
         updated_by_id=sealed.actor.id,
         updated_by_name=sealed.actor.name,
     )
+
+
+def version_keys(version: StoredVersion) -> EncryptedKeys:
+    """A stored version's encrypted_keys, refused unless its DEK id is the version's own ULID:
+    a wrapped DEK copied from another version (or a data key) does not stand in for it."""
+    keys = EncryptedKeys.parse(version.encrypted_keys)
+    if keys.dek_id != ULID.from_str(version.version_id.removeprefix("ver_")).bytes:
+        raise DecryptionFailed("the stored version's key does not belong to it")
+    return keys
 
 
 def _not_found(object_id: str) -> ObjectNotFound:
