@@ -67,6 +67,7 @@ class DataKeys:
     ) -> bytes:
         validate_value_size(plaintext, self._max_plaintext_bytes, "plaintext")
         data_key = await self.create(environment_id, key_context)
+        # Key-committing (docs/FORMAT.md section 4.4): the blob opens under this data key only.
         return seal_local(data_key.key, data_key.encrypted_keys, plaintext, associated_data)
 
     async def decrypt_blob(
