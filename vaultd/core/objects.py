@@ -39,6 +39,7 @@ from vaultd.core.keyring import Keyring, store_errors
 from vaultd.core.validation import (
     OBJECT_ID,
     KeyContext,
+    stored_key_context,
     validate_key_context,
     validate_name,
     validate_object_id,
@@ -153,7 +154,7 @@ class ObjectVault:
         value: bytes,
         key_context: Mapping[str, str],
     ) -> ObjectMetadata:
-        validate_name(name)
+        name = validate_name(name)
         validate_value_size(value, self._max_value_bytes)
         context = validate_key_context(key_context)
         now = self._clock()
@@ -176,9 +177,12 @@ class ObjectVault:
         return await self._open(await self._stored(environment_id, object_id))
 
     async def get_by_name(self, environment_id: str, name: str) -> VaultObject:
-        validate_name(name)
+        normalised = validate_name(name)
         with store_errors():
-            obj = await self._store.get_object_by_name(environment_id, name)
+            obj = await self._store.get_object_by_name(environment_id, normalised)
+            if obj is None and normalised != name:
+                # Stored before names were NFC-normalised, under the caller's very spelling.
+                obj = await self._store.get_object_by_name(environment_id, name)
         if obj is None:
             raise ObjectNotFound("no object with this name in the environment")
         return await self._open(obj)
@@ -198,7 +202,9 @@ class ObjectVault:
         if version_check is not None:
             validate_version_id(version_check, "version_check")
         current = await self._stored(environment_id, object_id)
-        context = validate_key_context(current.key_context)
+        # As stored: the same items, so the same KEKs, even for a context accepted before
+        # today's character rules and normalisation.
+        context = stored_key_context(current.key_context)
 
         async def write(version: StoredVersion, keks: Sequence[KekStamp]) -> StoredObject:
             try:
