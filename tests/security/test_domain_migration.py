@@ -5,12 +5,16 @@ section 1, docs/FORMAT.md section 3)."""
 
 from __future__ import annotations
 
+import hashlib
+from datetime import UTC, datetime
+
 import grpc
+from ulid import ULID
 
 from tests.lifecycle.conftest import Lifecycle, item, lifecycle, new_org, wait_job
 from tests.security.crypto_support import refused
-from vaultd.core.envelope import EncryptedKeys, Purpose, unwrap_entry, wrap_dek
-from vaultd.storage.base import StoredVersion
+from vaultd.core.envelope import EncryptedKeys, Purpose, new_dek, seal, wrap_dek
+from vaultd.storage.base import KekStamp, StoredVersion
 from vaultd.v1 import admin_service_pb2 as apb
 from vaultd.v1 import key_service_pb2 as kpb
 from vaultd.v1 import object_service_pb2 as opb
@@ -25,17 +29,32 @@ async def _stored(lc: Lifecycle, object_id: str, version_id: str) -> StoredVersi
     return found.version
 
 
-async def _as_format_1(lc: Lifecycle, object_id: str, version: StoredVersion) -> StoredVersion:
-    """Rewrite a version's encrypted_keys as a vaultd before domain separation wrote it: the
-    same DEK, DEK id and KEK versions, format 1 and the one shared label."""
-    keys = EncryptedKeys.parse(version.encrypted_keys)
-    keks = [await lc.vaultd.keyring.version(ENV, e.kek_id, e.kek_version) for e in keys.entries]
-    dek = unwrap_entry(keys, keys.entries[0], keks[0].key, Purpose.OBJECT_VERSION)
-    legacy = wrap_dek(dek, keys.dek_id, keks, Purpose.LEGACY_V1)
-    assert await lc.vaultd.store.replace_encrypted_keys(
-        ENV, object_id, version, legacy.to_bytes(), legacy.key_ids
+async def _as_format_1(lc: Lifecycle, object_id: str, context: dict[str, str]) -> StoredVersion:
+    """A new current version written as a vaultd before domain separation wrote it: format-1
+    encrypted_keys with the one shared label, the value sealed with the ids-only associated
+    data."""
+    keks = await lc.vaultd.keyring.current_keks(ENV, tuple(sorted(context.items())))
+    now = datetime.now(UTC)
+    ulid = ULID.from_datetime(now)
+    version_id = f"ver_{ulid}"
+    dek = new_dek()
+    legacy = wrap_dek(dek, ulid.bytes, keks, Purpose.LEGACY_V1)
+    aad = "\0".join(("vaultd/object/v1", ENV, object_id, version_id)).encode()
+    ciphertext = seal(dek, b"v1", aad)
+    version = StoredVersion(
+        version_id=version_id,
+        created_at=now,
+        size=2,
+        etag=hashlib.sha256(ciphertext).hexdigest()[:32],
+        key_ids=legacy.key_ids,
+        encrypted_keys=legacy.to_bytes(),
+        ciphertext=ciphertext,
+        updated_by_id="key_old",
+        updated_by_name="an older vaultd",
     )
-    return await _stored(lc, object_id, version.version_id)
+    stamps = [KekStamp(k.kek_id, k.version, k.stamp) for k in keks]
+    await lc.vaultd.store.update_object(ENV, object_id, version, None, stamps)
+    return await _stored(lc, object_id, version_id)
 
 
 async def test_format_1_objects_read_and_migrate_without_touching_data(
@@ -48,10 +67,9 @@ async def test_format_1_objects_read_and_migrate_without_touching_data(
         )
     )
     meta = made.metadata
-    legacy = await _as_format_1(
-        lifecycle, meta.id, await _stored(lifecycle, meta.id, meta.version_id)
-    )
+    legacy = await _as_format_1(lifecycle, meta.id, org)
     assert legacy.encrypted_keys[0] == 1
+    version_id = legacy.version_id
 
     # An upgraded vaultd reads what an older one wrote.
     got = await lifecycle.objects.GetObject(opb.GetObjectRequest(id=meta.id))
@@ -66,7 +84,7 @@ async def test_format_1_objects_read_and_migrate_without_touching_data(
     assert done.state == apb.REWRAP_STATE_DONE, done.error
     assert done.versions_rewrapped >= 1
 
-    migrated = await _stored(lifecycle, meta.id, meta.version_id)
+    migrated = await _stored(lifecycle, meta.id, version_id)
     keys = EncryptedKeys.parse(migrated.encrypted_keys)
     assert keys.format_version == 2
     assert keys.dek_id == EncryptedKeys.parse(legacy.encrypted_keys).dek_id
@@ -95,6 +113,6 @@ async def test_format_1_objects_read_and_migrate_without_touching_data(
         )
     ).job
     assert (await wait_job(lifecycle.admin, again.id)).state == apb.REWRAP_STATE_DONE
-    assert (await _stored(lifecycle, meta.id, meta.version_id)).encrypted_keys == (
+    assert (await _stored(lifecycle, meta.id, version_id)).encrypted_keys == (
         migrated.encrypted_keys
     )

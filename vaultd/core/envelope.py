@@ -62,7 +62,12 @@ class Purpose(Enum):
     DATA_KEY = b"vaultd/data-key/v2"
     """CreateDataKey / RekeyDataKey / Encrypt: a key the caller (or Encrypt) holds."""
     OBJECT_VERSION = b"vaultd/object-dek/v2"
-    """The DEK of one object version; never leaves vaultd."""
+    """The DEK of one object version; never leaves vaultd. Its value's associated data binds
+    the object's name and key context too (objects.py, docs/FORMAT.md section 3.2)."""
+    MIGRATED_OBJECT_VERSION = b"vaultd/object-dek/v2-migrated"
+    """The DEK of an object version written before domain separation and moved to format 2 by
+    a rewrap job: its value was sealed with the older associated data (ids only), which the
+    label tells the reader to use, since the data is never re-encrypted."""
     LEGACY_V1 = b"vaultd/dek/v1"
     """Format version 1, written by vaultd before domain separation for both purposes; read
     only (and written only by the test vectors that show it)."""

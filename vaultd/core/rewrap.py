@@ -8,8 +8,9 @@ A job works on some KEKs of one environment, in two steps:
    version of those KEKs is re-wrapped under the newest. Only that entry changes: the DEK, its
    id, the version id and the ciphertext stay as they are, byte for byte. A version still in
    format 1 (one entry label for data keys and objects alike) has every entry re-wrapped, at
-   its own KEK version unless that is one being moved, into format 2 labelled as an object
-   version's DEK: the migration to domain-separated keys, again without touching the data.
+   its own KEK version unless that is one being moved, into format 2 labelled as a migrated
+   object version's DEK: the migration to domain-separated keys, again without touching the
+   data (whose associated data stays the older one, which that label tells readers).
 
 Every write is a compare-and-set, so updates, deletes and other jobs may run at the same time.
 The job's cursor and counts are saved after each batch, under a lease: a job whose process died
@@ -40,7 +41,7 @@ from vaultd.core.envelope import (
 )
 from vaultd.core.errors import BackendUnavailable, VaultError
 from vaultd.core.keyring import Keyring, store_errors
-from vaultd.core.objects import version_keys
+from vaultd.core.objects import object_dek, version_keys
 from vaultd.storage.base import (
     KekChanged,
     KekStamp,
@@ -240,7 +241,10 @@ class RewrapRunner:
             return False
         for attempt in range(2):
             try:
-                dek = await self._keyring.unwrap_dek(env, keys, Purpose.OBJECT_VERSION)
+                dek, purpose = await object_dek(self._keyring, env, keys)
+                # A format-1 version keeps its value's older associated data: the label says so.
+                if purpose is Purpose.LEGACY_V1:
+                    purpose = Purpose.MIGRATED_OBJECT_VERSION
                 entries, used = [], []
                 for entry in keys.entries:
                     if _stale(entry, newest) or legacy:
@@ -248,7 +252,7 @@ class RewrapRunner:
                             newest[entry.kek_id] if _stale(entry, newest) else entry.kek_version
                         )
                         kek = await self._keyring.version(env, entry.kek_id, target)
-                        entry = wrap_dek(dek, keys.dek_id, [kek], Purpose.OBJECT_VERSION).entries[0]
+                        entry = wrap_dek(dek, keys.dek_id, [kek], purpose).entries[0]
                         used.append(KekStamp(kek.kek_id, kek.version, kek.stamp))
                     entries.append(entry)
             except BackendUnavailable:
