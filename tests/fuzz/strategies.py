@@ -361,15 +361,18 @@ def join_keys(header: bytes, entries: Sequence[bytes], count: int | None = None)
 
 
 def split_sealed(blob: bytes) -> tuple[bytes, bytes, bytes]:
-    """A local-encryption blob as (IV || tag, encrypted_keys, ciphertext)."""
-    at, length, shift = BLOB_HEADER, 0, 0
+    """A local-encryption blob as (IV || tag, encrypted_keys, ciphertext); for the committing
+    variant (docs/FORMAT.md section 4.4), (IV || tag || 0x00 0x43, encrypted_keys, commitment
+    || ciphertext), so the mutations target its length prefix just the same."""
+    head = BLOB_HEADER + 2 if blob[BLOB_HEADER : BLOB_HEADER + 2] == b"\x00C" else BLOB_HEADER
+    at, length, shift = head, 0, 0
     while True:
         byte = blob[at]
         length |= (byte & 0x7F) << shift
         shift, at = shift + 7, at + 1
         if not byte & 0x80:
             break
-    return blob[:BLOB_HEADER], blob[at : at + length], blob[at + length :]
+    return blob[:head], blob[at : at + length], blob[at + length :]
 
 
 @st.composite
