@@ -15,6 +15,7 @@ import pytest
 
 from tests.security.crypto_support import ENV, STORES, RawStore, refused
 from tests.server.conftest import Running
+from vaultd.client import AsyncVaultClient, IntegrityViolation
 from vaultd.storage.keys import Kind, key
 from vaultd.v1 import admin_service_pb2 as apb
 from vaultd.v1 import admin_service_pb2_grpc as apb_grpc
@@ -136,6 +137,9 @@ async def test_rolled_back_current_pointer_is_refused(
         ):
             assert await refused(call, request) == INTEGRITY_VIOLATION
         assert any("current-version pointer" in m for m in _errors(caplog))
+        async with AsyncVaultClient(running.target, running.api_key) as client:
+            with pytest.raises(IntegrityViolation):
+                await client.get_object(first.id)
         # The refused update wrote nothing; put back, the newest value reads.
         versions = await running.objects.ListObjectVersions(
             opb.ListObjectVersionsRequest(id=first.id)
