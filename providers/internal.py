@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -29,6 +31,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from providers import Binding, KeyUnavailableError, canonical_binding
+from vaultd import securefiles
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,7 @@ FORMAT = "vaultd-root-key/v1"
 _WRAP_FORMAT = 1
 _HEADER = struct.Struct(">BI")
 _NONCE_BYTES = 12
+_FINGERPRINT_LABEL = b"vaultd/root-key-fingerprint/v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,20 +70,13 @@ class RootKeyFile:
     @classmethod
     def create(cls, path: Path) -> RootKeyFile:
         """Write a new file with one random version, readable by its owner only."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        securefiles.private_dir(path.parent)
         root = cls(1, {1: AESGCM.generate_key(bit_length=256)}, {1: _now()})
         # O_EXCL: two processes starting at once must not each write a different root key.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, securefiles.NEW_FILE_FLAGS, 0o600)
         with os.fdopen(fd, "w") as f:
             root._dump(f)
         return root
-
-    @classmethod
-    def load_or_create(cls, path: Path) -> RootKeyFile:
-        try:
-            return cls.create(path)
-        except FileExistsError:
-            return cls.load(path)
 
     @classmethod
     def rotate(cls, path: Path) -> RootKeyFile:
@@ -127,8 +124,9 @@ class RootKeyFile:
     def _replace(self, path: Path) -> None:
         """Write beside the file, then rename over it: a crash leaves the old file or the new
         one, never half of one (and the directory entry is synced too)."""
-        temporary = path.with_name(path.name + ".new")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # A fresh name, created exclusively and never through a symlink (securefiles.py).
+        temporary = securefiles.temporary_beside(path)
+        fd = os.open(temporary, securefiles.NEW_FILE_FLAGS, 0o600)
         with os.fdopen(fd, "w") as f:
             self._dump(f)
         os.replace(temporary, path)
@@ -174,7 +172,11 @@ class InternalProvider:
 
     @classmethod
     def from_file(cls, path: Path) -> InternalProvider:
-        return cls(RootKeyFile.load_or_create(path), path)
+        """The provider of the root key file at `path`, which is made if it does not exist."""
+        try:
+            return cls(RootKeyFile.create(path), path)
+        except FileExistsError:
+            return cls(RootKeyFile.load(path), path)
 
     def _use(self, root: RootKeyFile) -> None:
         self._root = root
@@ -208,6 +210,15 @@ class InternalProvider:
             return aead.decrypt(nonce, sealed, canonical_binding(binding))
         except InvalidTag:
             raise KeyUnavailableError(f"{key_uri}: wrapped key does not authenticate") from None
+
+    def fingerprints(self) -> frozenset[str]:
+        """One fingerprint per root key version: an HMAC of a fixed label under the key, which
+        names the key without revealing anything of it. A store records those that served it."""
+        self._refresh()
+        return frozenset(
+            hmac.new(key, _FINGERPRINT_LABEL, hashlib.sha256).hexdigest()[:32]
+            for key in self._root.keys.values()
+        )
 
     def needs_rewrap(self, key_uri: str, wrapped: bytes) -> bool:
         """True when `wrapped` is under an older root key version than the primary one."""

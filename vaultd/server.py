@@ -8,40 +8,48 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from ulid import ULID
 
 from providers import KeyProvider, ProviderRegistry, build_registry
 from providers.internal import DEFAULT_URI, InternalProvider
+from vaultd import securefiles, startup
 from vaultd.api.admin import AdminServicer
-from vaultd.api.auth import Authentication, kek_created_sink
+from vaultd.api.auth import Authentication, BodyGate, kek_admission, kek_created_sink
+from vaultd.api.authlimit import FailedAuthentications
 from vaultd.api.errors import ErrorMapping
 from vaultd.api.keys import KeyServicer
 from vaultd.api.objects import ObjectServicer
 from vaultd.api.observe import Observe
 from vaultd.api.ratelimit import RateLimit
+from vaultd.api.reflection import add_reflection
 from vaultd.api.wrapping import Wrapper, WrappingRegistrar
 from vaultd.core import audit
 from vaultd.core.apikeys import DEFAULT_ENVIRONMENT, ApiKeys, check_bootstrap_secret
 from vaultd.core.audit import AuditLog, Origin, Subject
+from vaultd.core.auditchain import AuditKeys
 from vaultd.core.cache import TtlCache
 from vaultd.core.datakeys import DataKeys
 from vaultd.core.envelope import Kek
 from vaultd.core.keyring import CacheKey, Keyring
 from vaultd.core.lifecycle import KeyLifecycle
 from vaultd.core.objects import Actor, ObjectVault
+from vaultd.core.quota import KekQuota, KekQuotaLimits
 from vaultd.core.ratelimit import TokenBuckets
 from vaultd.core.rewrap import JobFinishedSink, RewrapRunner
 from vaultd.core.rules import KeyRules
+from vaultd.core.storeguard import StoreGuard
+from vaultd.known_store import known_store
 from vaultd.metrics import Metrics, MetricsServer
-from vaultd.settings import Settings
-from vaultd.storage import Store, open_store
+from vaultd.settings import Settings, TransportSettings
+from vaultd.storage import SQLITE_FILE_NAME, Store, open_store
 from vaultd.storage.base import RewrapJob, RewrapState
 from vaultd.v1 import (
     admin_service_pb2,
@@ -79,18 +87,50 @@ def internal_provider(settings: Settings) -> InternalProvider:
     return provider
 
 
+def check_file_permissions(settings: Settings) -> None:
+    """Refuse to start (InsecurePath, one line) when another account on the host could read a
+    key or the embedded store, or plant files where vaultd writes them."""
+    securefiles.check_private_file(settings.root_key_path, "root key file")
+    securefiles.check_private_dir(settings.root_key_path.parent, "root key directory")
+    securefiles.check_private_file(settings.audit_key_path, "audit key file")
+    if settings.redis_url is None:
+        securefiles.check_private_dir(settings.data_dir, "data directory")
+        securefiles.check_private_file(settings.data_dir / SQLITE_FILE_NAME, "store file")
+
+
 def load_key_config(
-    settings: Settings, injected: Iterable[KeyProvider] = ()
+    settings: Settings,
+    injected: Iterable[KeyProvider] = (),
+    internal: InternalProvider | None = None,
 ) -> tuple[ProviderRegistry, KeyRules]:
     """The providers and BYOK rules the settings name; raises on any bad rule or provider.
 
     `injected` providers are used as built (e.g. with credentials a config file cannot hold).
     """
-    providers = build_registry(settings.providers, [internal_provider(settings), *injected])
+    internal = internal or internal_provider(settings)
+    providers = build_registry(settings.providers, [internal, *injected])
     rules = KeyRules.from_config(
         DEFAULT_URI, [(rule.match, rule.key) for rule in settings.byok], providers.schemes
     )
     return providers, rules
+
+
+async def open_guarded_store(settings: Settings, internal: InternalProvider) -> StoreGuard:
+    """The store, once its guard found it durable and this deployment's (StoreRefused if not)."""
+    store = await open_store(settings.redis_url, settings.data_dir, settings.store_timeout_seconds)
+    guard = StoreGuard(
+        store,
+        internal.fingerprints(),
+        known_store(settings.root_key_path.parent),
+        allow_volatile=settings.allow_volatile_redis,
+        check_seconds=settings.store_check_seconds,
+    )
+    try:
+        await guard.open()
+    except BaseException:
+        await store.close()
+        raise
+    return guard
 
 
 @dataclass
@@ -104,6 +144,7 @@ class Vaultd:
     lifecycle: KeyLifecycle
     health: health.aio.HealthServicer
     rewrap_watcher: asyncio.Task[None]
+    store_watcher: asyncio.Task[None]
     metrics_server: MetricsServer | None = None
     audit_log: AuditLog | None = None
 
@@ -112,6 +153,7 @@ class Vaultd:
         await self.server.stop(grace)
         # Rewrap jobs stop where they are; their lease runs out and a process resumes them.
         self.rewrap_watcher.cancel()
+        self.store_watcher.cancel()
         await self.lifecycle.runner.close()
         if self.audit_log is not None:
             await self.audit_log.flush()  # events of calls cancelled while theirs was written
@@ -157,6 +199,29 @@ def key_lifecycle(
     return KeyLifecycle(store, keyring, rules, runner)
 
 
+def transport_options(transport: TransportSettings) -> list[tuple[str, int]]:
+    """gRPC core channel arguments for the HTTP/2 limits; a 0 setting adds none."""
+
+    def ms(seconds: float) -> int:
+        return max(1, round(seconds * 1000))
+
+    wanted: list[tuple[str, float, int]] = [
+        ("grpc.max_concurrent_streams", transport.max_concurrent_streams, 0),
+        ("grpc.http2.lookahead_bytes", transport.stream_window_bytes, 0),
+        ("grpc.keepalive_time_ms", transport.keepalive_time_seconds, 1),
+        ("grpc.keepalive_timeout_ms", transport.keepalive_timeout_seconds, 1),
+        ("grpc.max_connection_idle_ms", transport.max_connection_idle_seconds, 1),
+        ("grpc.max_connection_age_ms", transport.max_connection_age_seconds, 1),
+        ("grpc.max_connection_age_grace_ms", transport.max_connection_age_grace_seconds, 1),
+        ("grpc.max_metadata_size", transport.max_metadata_bytes, 0),
+    ]
+    options = [(name, ms(value) if in_ms else int(value)) for name, value, in_ms in wanted if value]
+    if transport.stream_window_bytes:
+        # Otherwise bandwidth-delay probing grows the window past the setting.
+        options.append(("grpc.http2.bdp_probe", 0))
+    return options
+
+
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     """TLS credentials when a certificate is configured; with a client CA, mutual TLS."""
     if settings.tls_cert_file is None or settings.tls_key_file is None:
@@ -169,10 +234,19 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     )
 
 
+def tls_description(settings: Settings) -> str:
+    if settings.tls_cert_file is None:
+        return "plaintext"
+    return "mutual TLS" if settings.tls_client_ca_file is not None else "TLS"
+
+
 def wrappers(settings: Settings, metrics: Metrics | None) -> list[Wrapper]:
     """Outermost first: each wraps the ones after it, so ErrorMapping maps what later
     layers raise, and Observe sees every call's final status."""
-    chain: list[Wrapper] = [Observe(metrics, settings.access_log), ErrorMapping()]
+    chain: list[Wrapper] = [
+        Observe(metrics, settings.access_log),
+        ErrorMapping(settings.default_deadline_seconds),
+    ]
     limit = settings.rate_limit
     if limit.enabled:
         buckets: TokenBuckets[bytes] = TokenBuckets(limit.requests_per_second, limit.bucket_size)
@@ -180,8 +254,31 @@ def wrappers(settings: Settings, metrics: Metrics | None) -> list[Wrapper]:
     return chain
 
 
+def failed_auth(settings: Settings) -> FailedAuthentications | None:
+    """The per-peer budget of failed authentications, unless turned off."""
+    limit = settings.rate_limit
+    if not limit.failed_auth_per_second:
+        return None
+    return FailedAuthentications(
+        TokenBuckets(limit.failed_auth_per_second, limit.failed_auth_burst)
+    )
+
+
+FIRST_ADMIN_KEY_FILE = "first-admin-key"
+
+
+def write_first_admin_key(data_dir: Path, secret: str) -> Path:
+    """The generated first admin key in data_dir/first-admin-key, readable by its owner only."""
+    securefiles.private_dir(data_dir)
+    path = data_dir / FIRST_ADMIN_KEY_FILE
+    # A fresh 0600 file renamed over any older one: never written through a planted symlink.
+    securefiles.replace(path, (secret + "\n").encode())
+    return path
+
+
 async def open_api_keys(store: Store, audit_log: AuditLog, settings: Settings) -> ApiKeys:
-    """The API keys, after making the first admin key if the store has none (DESIGN.md 10)."""
+    """The API keys, after making the first admin key if the store has none (docs/ARCHITECTURE.md
+    section 10)."""
     api_keys = ApiKeys(store, TtlCache(settings.api_key_cache_seconds, API_KEY_CACHE_ENTRIES))
     supplied = settings.bootstrap_api_key
     new = await api_keys.bootstrap(supplied.get_secret_value() if supplied else None)
@@ -192,28 +289,45 @@ async def open_api_keys(store: Store, audit_log: AuditLog, settings: Settings) -
         )
         if supplied is None:
             # Once, on stdout and never in a log: whoever starts a fresh store copies it now.
+            # Also in a 0600 file, so it is not lost in the scroll of an install's output.
+            path = write_first_admin_key(settings.data_dir, new.secret)
             print(
                 f"vaultd: the first admin API key (environment {DEFAULT_ENVIRONMENT!r}) is shown "
-                f"this once; vaultd keeps only its hash: {new.secret}",
+                f"this once; vaultd keeps only its hash: {new.secret} (also in {path}, mode "
+                "0600: delete it once copied)",
                 flush=True,
             )
     return api_keys
 
 
-async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Vaultd:
+ReadyGate = Callable[[], Awaitable[None]]
+"""Awaited once the server listens, before health says SERVING (workers: until all listen)."""
+
+
+async def start(
+    settings: Settings, providers: Iterable[KeyProvider] = (), ready: ReadyGate | None = None
+) -> Vaultd:
     """Build every part from settings (plus injected providers) and start serving."""
     # Configuration first: a bad rule or provider fails the start, not the first request.
-    registry, rules = load_key_config(settings, providers)
+    check_file_permissions(settings)
+    internal = internal_provider(settings)
+    registry, rules = load_key_config(settings, providers, internal)
     if settings.bootstrap_api_key is not None:
         check_bootstrap_secret(settings.bootstrap_api_key.get_secret_value())
-    store = await open_store(settings.redis_url, settings.data_dir)
+    # Before anything is bootstrapped: an emptied or foreign store is refused, not refilled.
+    guard = await open_guarded_store(settings, internal)
+    store = guard.store
     cache: TtlCache[CacheKey, Kek] = TtlCache(
         settings.kek_cache.ttl_seconds, settings.kek_cache.max_entries
     )
     # Metrics cost nothing unless asked for: no timing proxy, no observer, no HTTP server.
     metrics = Metrics() if settings.metrics_listen else None
     observed_store = metrics.timed_store(store) if metrics else store
-    audit_log = AuditLog(observed_store, timedelta(days=settings.audit_retention_days))
+    audit_log = AuditLog(
+        observed_store,
+        timedelta(days=settings.audit_retention_days),
+        keys=AuditKeys.load_or_create(settings.audit_key_path),
+    )
     api_keys = await open_api_keys(observed_store, audit_log, settings)
     keyring = Keyring(
         observed_store,
@@ -223,6 +337,9 @@ async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Va
         on_provider_call=metrics.provider_call if metrics else None,
         on_kek_created=kek_created_sink(audit_log),
         rotation_period=settings.keys.rotation_period,
+        admit_kek=kek_admission(
+            KekQuota(observed_store, KekQuotaLimits(**settings.kek_quota.model_dump()))
+        ),
     )
     lifecycle = key_lifecycle(settings, observed_store, keyring, rules, audit_log)
     vault = ObjectVault(observed_store, keyring, settings.max_value_bytes)
@@ -235,13 +352,26 @@ async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Va
             # Workers share the port on purpose; a lone server must not silently share it
             # with a second one started by mistake (gRPC turns SO_REUSEPORT on by default).
             ("grpc.so_reuseport", int(settings.workers > 1)),
+            *transport_options(settings.transport),
         ],
     )
     # Every handler is wrapped once here, not intercepted per call. Authentication innermost:
     # what it raises is mapped by ErrorMapping, and a call refused by the rate limit never
     # costs a key lookup.
+    # BodyGate outermost: no layer reads a request's bytes before its caller is known.
     registrar = WrappingRegistrar(
-        server, [*wrappers(settings, metrics), Authentication(api_keys, audit_log)]
+        server,
+        [
+            BodyGate(),
+            *wrappers(settings, metrics),
+            Authentication(
+                api_keys,
+                audit_log,
+                guard,
+                reads_best_effort=settings.audit_reads == "best_effort",
+                failures=failed_auth(settings),
+            ),
+        ],
     )
     object_service_pb2_grpc.add_ObjectServiceServicer_to_server(  # type: ignore[no-untyped-call]
         ObjectServicer(vault), registrar
@@ -253,13 +383,15 @@ async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Va
         AdminServicer(api_keys, audit_log, lifecycle, rules), registrar
     )
     health_servicer = health.aio.HealthServicer()
+    # grpc's servicer starts out SERVING; vaultd says so only once it is (workers: all of them).
+    await set_health(health_servicer, serving=False)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
-    # What reflection.enable_server_reflection does for an aio server, through the registrar.
-    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
-        reflection.aio.ReflectionServicer(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)
-        ),
-        registrar,
+    # Reflection without Authentication unless configured: the schema is public.
+    add_reflection(
+        registrar
+        if settings.reflection.require_api_key
+        else WrappingRegistrar(server, wrappers(settings, metrics)),
+        (*SERVICE_NAMES, health.SERVICE_NAME),
     )
     credentials = server_credentials(settings)
     if credentials is None:
@@ -272,15 +404,26 @@ async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Va
         metrics_server = metrics.serve(settings.metrics_listen)
         log.info("metrics on http://%s/metrics", settings.metrics_listen)
     await server.start()
-    for name in ("", *SERVICE_NAMES):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    if ready is not None:
+        await ready()
+    await set_health(health_servicer, serving=True)
     log.info(
-        "vaultd listening on %s (port %d, %s)",
-        settings.listen,
-        port,
-        "plaintext" if credentials is None else "TLS",
+        "%s",
+        startup.banner(
+            listen=settings.listen,
+            port=port,
+            tls=tls_description(settings),
+            store=startup.store_description(settings.redis_url, settings.data_dir),
+            providers=registry.schemes,
+            byok_rules=len(rules.rules),
+            metrics=settings.metrics_listen,
+        ),
     )
     watcher = asyncio.create_task(lifecycle.runner.watch(), name="rewrap watcher")
+    store_watcher = asyncio.create_task(
+        guard.watch(lambda serving: _spawn(set_health(health_servicer, serving=serving))),
+        name="store watcher",
+    )
     return Vaultd(
         server,
         port,
@@ -289,14 +432,35 @@ async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Va
         lifecycle,
         health_servicer,
         watcher,
+        store_watcher,
         metrics_server,
         audit_log,
     )
 
 
-async def serve(settings: Settings) -> None:
+async def set_health(servicer: health.aio.HealthServicer, *, serving: bool) -> None:
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for name in ("", *SERVICE_NAMES):
+        await servicer.set(name, status)
+
+
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+def _spawn(work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` on its own; the set keeps the task referenced until it ends."""
+    task = asyncio.get_running_loop().create_task(work)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+
+
+async def serve(settings: Settings, ready: ReadyGate | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then let in-flight calls finish and return."""
-    vaultd = await start(settings)
+    vaultd = await start(settings, ready=ready)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

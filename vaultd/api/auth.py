@@ -13,8 +13,16 @@ Each unary call leaves exactly one audit event: its type, actor, environment, wh
 and its outcome ("success" or the error reason), failed and refused calls included. A call's
 success is reported only once its event is stored: if the audit store cannot take it, the
 caller gets UNAVAILABLE instead of the result, so no value is handed out unrecorded. (A change
-the call made stays made: retry it with version_check.) A failed call's event is written on a
-best-effort basis: the caller gets its real error even when the audit write fails too.
+the call made stays made: retry it with version_check.) With `audit_reads: best_effort` an
+objects:read call is answered all the same, and the lost event logged. A failed call's event is
+written on a best-effort basis, waited for at most FAILURE_AUDIT_WAIT_SECONDS: the caller gets
+its real error even when the audit write fails too.
+
+Before a caller is identified, the store guard may refuse every call (a store that was emptied,
+replaced or lost its durability: UNAVAILABLE with the reason), and an API key the store does not
+know makes the guard check the store at once, so a caller of an emptied store hears
+STORE_IDENTITY_MISMATCH, not API_KEY_INVALID. Such refusals leave no audit event: the store
+they would go to is the one vaultd will not write (the guard logs the refusal instead).
 """
 
 from __future__ import annotations
@@ -29,22 +37,44 @@ from typing import Any
 
 import grpc
 
+from vaultd.api.authlimit import FailedAuthentications
 from vaultd.api.caller import CALLER, Caller
 from vaultd.api.errors import to_status
 from vaultd.api.observe import request_id_from
 from vaultd.api.rpcs import RPCS, UNLISTED, Rpc
 from vaultd.core import audit
-from vaultd.core.apikeys import ApiKeyRevoked, ApiKeys, actor_of, require
+from vaultd.core.apikeys import (
+    ApiKeyRevoked,
+    ApiKeys,
+    Permission,
+    actor_of,
+    require,
+    secret_hash,
+)
 from vaultd.core.audit import AuditLog, Origin, Subject
 from vaultd.core.envelope import key_id
-from vaultd.core.errors import ApiKeyMalformed, ApiKeyMissing, InvalidArgument, VaultError
+from vaultd.core.errors import (
+    ApiKeyInvalid,
+    ApiKeyMalformed,
+    ApiKeyMissing,
+    InvalidArgument,
+    RateLimited,
+    StoreIdentityMismatch,
+    StoreNotDurable,
+    Unauthenticated,
+    VaultError,
+)
 from vaultd.core.keyring import KekCreatedSink
+from vaultd.core.quota import KekQuota
+from vaultd.core.storeguard import StoreGuard
 from vaultd.logs import REQUEST_ID
 from vaultd.storage.base import ApiKeyRecord, KekVersion
 
 log = logging.getLogger(__name__)
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
+FAILURE_AUDIT_WAIT_SECONDS = 1.0
+"""How long a failed call waits for its audit event before answering; the write goes on."""
 AUTHORIZATION = "authorization"
 _BEARER = "bearer"
 
@@ -90,10 +120,32 @@ def kek_created_sink(audit_log: AuditLog) -> KekCreatedSink:
     return kek_created
 
 
+def kek_admission(quota: KekQuota) -> Callable[[str], Awaitable[None]]:
+    """For the Keyring: admit a new KEK against the quotas of the call being served."""
+
+    async def admit(environment_id: str) -> None:
+        origin = _ORIGIN.get()
+        actor = origin.actor if origin is not None else None
+        await quota.admit(environment_id, actor.id if actor is not None else None)
+
+    return admit
+
+
 class Authentication:
-    def __init__(self, api_keys: ApiKeys, audit_log: AuditLog) -> None:
+    def __init__(
+        self,
+        api_keys: ApiKeys,
+        audit_log: AuditLog,
+        guard: StoreGuard | None = None,
+        *,
+        reads_best_effort: bool = False,
+        failures: FailedAuthentications | None = None,
+    ) -> None:
         self._keys = api_keys
         self._audit = audit_log
+        self._guard = guard
+        self._reads_best_effort = reads_best_effort
+        self._failures = failures
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         if method.startswith(HEALTH_PREFIX):
@@ -110,7 +162,36 @@ class Authentication:
 
     async def _identify(self, context: grpc.aio.ServicerContext) -> ApiKeyRecord:
         """The caller's key; Unauthenticated if there is no valid one."""
-        return await self._keys.authenticate(bearer_token(context.invocation_metadata()))
+        token = bearer_token(context.invocation_metadata())
+        if self._guard is None:
+            return await self._keys.authenticate(token)
+        self._guard.check_serving()
+        try:
+            return await self._keys.authenticate(token)
+        except ApiKeyInvalid:
+            await self._guard.suspect()  # an emptied store forgets every key: say that instead
+            raise
+
+    def _over_failure_budget(self, context: grpc.aio.ServicerContext) -> RateLimited | None:
+        """The refusal for a peer that spent its failed-authentication budget, unless the call
+        presents a key this process already knows to be valid (a known key costs no lookup)."""
+        if self._failures is None:
+            return None
+        wait = self._failures.wait(context.peer())
+        if not wait:
+            return None
+        try:
+            known = self._keys.cache.get(secret_hash(bearer_token(context.invocation_metadata())))
+        except Unauthenticated:
+            known = None
+        if known is not None and known.revoked_at is None:
+            return None
+        self._failures.refused(context.peer())
+        return RateLimited(wait)
+
+    def _failed(self, error: BaseException, context: grpc.aio.ServicerContext) -> None:
+        if self._failures is not None and isinstance(error, Unauthenticated):
+            self._failures.failed(context.peer())
 
     def _audited(
         self, handler: grpc.RpcMethodHandler, call: _Call
@@ -121,8 +202,12 @@ class Authentication:
         async def audited(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
             key: ApiKeyRecord | None = None
             request: Any = None
+            if (refused := self._over_failure_budget(context)) is not None:
+                raise refused  # no lookup, no audit event: counted and logged in aggregate
             try:
                 key = await self._identify(context)
+                if isinstance(raw, _LazyBody):  # BodyGate: read only now the caller is known
+                    raw = await raw.read()
                 with contextlib.suppress(Exception):
                     request = parse(raw)
                 if call.rpc.permission is not None:
@@ -135,16 +220,32 @@ class Authentication:
                 _ORIGIN.set(origin)
                 response = await behavior(request, context)
             except BaseException as exc:
+                if isinstance(exc, StoreIdentityMismatch | StoreNotDurable):
+                    raise  # no event: the guard logged it, and this store is not to be written
                 if isinstance(exc, ApiKeyRevoked):
                     key = exc.key  # refused, but the audit trail names the key
+                self._failed(exc, context)
                 subject = Subject() if request is None else call.rpc.subject(request, None)
                 await self._record_failure(call, key, exc, context, subject)
+                if isinstance(exc, VaultError) and not _is_admin(key):
+                    shown = exc.for_non_admin()
+                    if shown is not exc:
+                        # The operator still learns which key failed; the caller does not.
+                        log.warning("%s: %s (%s)", call.method, exc.message, exc.metadata)
+                        raise shown from None
                 raise
             try:
                 await self._audit.record(
                     call.rpc.event, origin, subject=call.rpc.subject(request, response)
                 )
             except VaultError:
+                if self._reads_best_effort and call.rpc.permission is Permission.OBJECTS_READ:
+                    log.error(
+                        "answered %s without its audit event (audit_reads: best_effort): the"
+                        " event could not be stored",
+                        call.method,
+                    )
+                    return response
                 log.error(
                     "withheld the result of %s: its audit event could not be stored", call.method
                 )
@@ -167,7 +268,9 @@ class Authentication:
             call.rpc.event, _origin(call, key, context), outcome_of(error, context), subject
         )
         try:
-            await asyncio.shield(event)
+            await asyncio.wait_for(asyncio.shield(event), FAILURE_AUDIT_WAIT_SECONDS)
+        except TimeoutError:
+            log.warning("answering a failed %s call before its audit event is stored", call.method)
         except (VaultError, asyncio.CancelledError):
             log.error("could not store the audit event of a failed %s call", call.method)
 
@@ -180,12 +283,16 @@ class Authentication:
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             key: ApiKeyRecord | None = None
             try:
+                if (refused := self._over_failure_budget(context)) is not None:
+                    status = to_status(refused)
+                    await context.abort(status.code, status.details, status.trailing_metadata)
                 key = await self._identify(context)
                 if call.rpc.permission is not None:
                     require(key, call.rpc.permission)
             except VaultError as exc:
                 if isinstance(exc, ApiKeyRevoked):
                     key = exc.key
+                self._failed(exc, context)
                 await self._record_failure(call, key, exc, context, Subject())
                 status = to_status(exc)
                 await context.abort(status.code, status.details, status.trailing_metadata)
@@ -202,6 +309,55 @@ class Authentication:
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+def _is_admin(key: ApiKeyRecord | None) -> bool:
+    return key is not None and Permission.ADMIN.value in key.permissions
+
+
+class BodyGate:
+    """Outermost wrapper: a unary call's request bytes are read only once its metadata has
+    authenticated it (SECURITY.md section 5).
+
+    grpc reads a unary request in full before its handler runs, granting flow-control credit
+    up to the message size limit, so a caller without a key could make the server buffer
+    megabytes per stream. Here each unary method is served as client-streaming: the handler
+    runs at the headers, authenticates, and pulls the one message only for a known caller. A
+    refused call is answered at once; what the client sent beyond the stream window is never
+    buffered. The layers between (Observe, ErrorMapping, RateLimit) see every call as before.
+    """
+
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        # Only what Authentication serves takes raw bytes (no deserializer): it reads the body.
+        if handler.unary_unary is None or handler.request_deserializer is not None:
+            return handler
+        behavior = handler.unary_unary
+
+        async def gated(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Any:
+            return await behavior(_LazyBody(requests), context)
+
+        return grpc.stream_unary_rpc_method_handler(
+            gated,
+            request_deserializer=None,
+            response_serializer=handler.response_serializer,
+        )
+
+
+class _LazyBody:
+    """A unary request's bytes, not read until Authentication asks for them."""
+
+    def __init__(self, requests: AsyncIterator[bytes]) -> None:
+        self._requests = requests
+
+    async def read(self) -> bytes:
+        try:
+            async for message in self._requests:
+                return message
+        except Exception:
+            # The call ended while its body was awaited (client gone, server stopping): it is
+            # cancelled, not an internal error.
+            raise asyncio.CancelledError() from None
+        return b""
 
 
 @dataclass(frozen=True, slots=True)

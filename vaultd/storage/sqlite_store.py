@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -25,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from vaultd import securefiles
 from vaultd.storage import codec
 from vaultd.storage.base import (
     ApiKeyRecord,
@@ -33,6 +35,7 @@ from vaultd.storage.base import (
     AuditQuery,
     BadCursor,
     Direction,
+    Durability,
     KekChanged,
     KekRecord,
     KekStamp,
@@ -46,6 +49,7 @@ from vaultd.storage.base import (
     StoredObject,
     StoredVersion,
     StoreError,
+    StoreIdentity,
     StoreUnavailable,
     VersionInfo,
     VersionMismatch,
@@ -61,7 +65,11 @@ from vaultd.storage.keys import (
     check_rewrap_job,
 )
 
+log = logging.getLogger(__name__)
+
 BUSY_TIMEOUT_MS = 5000
+# The largest rowid SQLite hands out (a signed 64-bit INTEGER): audit cursors stop there.
+_MAX_SEQ = 2**63 - 1
 
 # The object's primary key (environment_id, id) is also the scan index: ids sort in creation
 # order. versions.seq records insertion order, so versions list oldest first.
@@ -150,6 +158,14 @@ CREATE TABLE IF NOT EXISTS audit_events (
 );
 CREATE INDEX IF NOT EXISTS audit_events_by_environment ON audit_events (environment_id, seq);
 CREATE INDEX IF NOT EXISTS audit_events_by_time ON audit_events (time);
+CREATE TABLE IF NOT EXISTS store_identity (
+    singleton   INTEGER NOT NULL PRIMARY KEY CHECK (singleton = 1),
+    id          TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS store_root_keys (
+    fingerprint TEXT    NOT NULL PRIMARY KEY
+) WITHOUT ROWID;
 COMMIT;
 """
 
@@ -180,6 +196,7 @@ class SqliteStore:
     """A Store in one SQLite file, created (owner-only) with its schema if missing."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vaultd-sqlite")
         # Point reads (an object, an API key, a KEK's versions) on a connection and thread of
         # their own: in WAL mode they read the last commit without waiting for a write's
@@ -496,7 +513,10 @@ class SqliteStore:
     async def read_audit_events(self, environment_id: str, query: AuditQuery) -> AuditPage:
         if environment_id:
             check(ENVIRONMENT_ID, environment_id, "environment id")
-        if query.after and not (query.after.isascii() and query.after.isdigit()):
+        # A sequence number SQLite could never have handed out (past INTEGER) is no cursor.
+        if query.after and not (
+            query.after.isascii() and query.after.isdigit() and int(query.after) <= _MAX_SEQ
+        ):
             raise BadCursor("not a cursor from a previous read")
         if query.limit < 1:
             return AuditPage([], query.after)
@@ -551,6 +571,48 @@ class SqliteStore:
     async def ping(self) -> None:
         await self._run(lambda c: c.execute("SELECT 1").fetchone())
 
+    async def durability(self) -> Durability:
+        # Every commit is fsynced before the call returns (_connect).
+        return Durability(True, f"sqlite: WAL with synchronous=FULL ({self.path})")
+
+    async def get_identity(self) -> StoreIdentity | None:
+        def read(conn: sqlite3.Connection) -> StoreIdentity | None:
+            row = conn.execute("SELECT id, created_at FROM store_identity").fetchone()
+            if row is None:
+                return None
+            roots = conn.execute("SELECT fingerprint FROM store_root_keys").fetchall()
+            return StoreIdentity(row[0], codec.from_micros(row[1]), frozenset(r[0] for r in roots))
+
+        return await self._run(read)
+
+    async def create_identity(self, identity: StoreIdentity) -> bool:
+        def create(conn: sqlite3.Connection) -> bool:
+            with _transaction(conn):
+                if conn.execute("SELECT 1 FROM store_identity").fetchone():
+                    return False
+                conn.execute(
+                    "INSERT INTO store_identity VALUES (1, ?, ?)",
+                    (identity.store_id, codec.to_micros(identity.created_at)),
+                )
+                _add_roots(conn, identity.root_fingerprints)
+                return True
+
+        return await self._run(create)
+
+    async def add_root_fingerprints(self, fingerprints: frozenset[str]) -> None:
+        def add(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                if not conn.execute("SELECT 1 FROM store_identity").fetchone():
+                    raise StoreError("the store has no identity to add root key fingerprints to")
+                _add_roots(conn, fingerprints)
+
+        await self._run(add)
+
+    async def has_data(self) -> bool:
+        tables = ("store_identity", "api_keys", "keks", "objects", "audit_events", "rewrap_jobs")
+        sql = "SELECT " + " OR ".join(f"EXISTS (SELECT 1 FROM {t})" for t in tables)
+        return bool(await self._run(lambda c: c.execute(sql).fetchone()[0]))
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -588,17 +650,20 @@ class SqliteStore:
             return await loop.run_in_executor(executor, work, conn)
         except sqlite3.OperationalError as exc:
             # Locked, disk full, I/O error: the error code, never the statement's values.
-            raise StoreUnavailable(f"sqlite is unavailable ({exc.sqlite_errorname})") from exc
+            cause = exc.sqlite_errorname
+            if cause == "SQLITE_FULL":
+                log.error("the sqlite store's disk is full (SQLITE_FULL, ENOSPC): %s", self.path)
+            raise StoreUnavailable(f"sqlite is unavailable ({cause})", cause) from exc
         except sqlite3.IntegrityError as exc:
             # The explicit checks come first; this is an id collision, which ULIDs make absurd.
             raise StoreError("record id already in use") from exc
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    securefiles.private_dir(path.parent)
     # Create the file owner-only before SQLite does (it would use 0644); SQLite gives the WAL
-    # and shared-memory files the same mode as the database.
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    # and shared-memory files the same mode as the database. Never through a planted symlink.
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
     conn = sqlite3.connect(path, isolation_level=None)  # transactions are explicit
     try:
         if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
@@ -626,6 +691,12 @@ def _connect_reader(path: Path) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _add_roots(conn: sqlite3.Connection, fingerprints: frozenset[str]) -> None:
+    conn.executemany(
+        "INSERT OR IGNORE INTO store_root_keys VALUES (?)", [(f,) for f in sorted(fingerprints)]
+    )
 
 
 @contextmanager
