@@ -21,6 +21,7 @@ from tests.support.grpc_errors import details_of
 from vaultd.storage import codec
 from vaultd.storage.base import StoredVersion
 from vaultd.storage.keys import Kind, key
+from vaultd.v1 import admin_service_pb2 as apb
 
 ENV = "default"
 
@@ -97,6 +98,18 @@ class RawStore:
     def redis(self) -> redis.Redis:
         assert self._redis is not None
         return self._redis
+
+
+async def all_keks(admin: Any) -> list[Any]:
+    """Every KEK of the caller's environment, through every page of ListKeks."""
+    found: list[Any] = []
+    after = ""
+    while True:
+        page = await admin.ListKeks(apb.ListKeksRequest(limit=1000, after=after))
+        found.extend(page.keks)
+        after = page.list_metadata.after
+        if not after:
+            return found
 
 
 async def refused(call: Any, request: Any, api_key: str | None = None) -> tuple[Any, str]:

@@ -15,7 +15,7 @@ import uuid
 import grpc
 import pytest
 
-from tests.security.crypto_support import refused
+from tests.security.crypto_support import all_keks, refused
 from tests.server.conftest import Running
 from vaultd.core.keyring import kek_id_for
 from vaultd.v1 import admin_service_pb2 as apb
@@ -48,7 +48,7 @@ def _unique() -> str:
 
 async def _kek_items(running: Running) -> set[tuple[str, str, bool]]:
     admin = apb_grpc.AdminServiceStub(running.channel)
-    keks = (await admin.ListKeks(apb.ListKeksRequest())).keks
+    keks = await all_keks(admin)
     return {(k.item_key, k.item_value, k.HasField("shredded_at")) for k in keks}
 
 

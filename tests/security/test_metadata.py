@@ -13,11 +13,10 @@ import uuid
 import grpc
 import pytest
 
-from tests.security.crypto_support import ENV, STORES, RawStore, refused
+from tests.security.crypto_support import ENV, STORES, RawStore, all_keks, refused
 from tests.server.conftest import Running
 from vaultd.client import AsyncVaultClient, IntegrityViolation
 from vaultd.storage.keys import Kind, key
-from vaultd.v1 import admin_service_pb2 as apb
 from vaultd.v1 import admin_service_pb2_grpc as apb_grpc
 from vaultd.v1 import object_service_pb2 as opb
 
@@ -172,7 +171,7 @@ async def test_relabelled_key_context_is_refused(
             assert await refused(call, request) == DECRYPTION_FAILED
         assert any("does not authenticate" in m for m in _errors(caplog))
         # Nothing was wrapped for the attacker's item, and no version was written.
-        keks = (await admin.ListKeks(apb.ListKeksRequest())).keks
+        keks = await all_keks(admin)
         assert not [k for k in keks if k.item_value == theirs]
         versions = await running.objects.ListObjectVersions(
             opb.ListObjectVersionsRequest(id=meta.id)
