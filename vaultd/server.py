@@ -22,6 +22,7 @@ from providers.internal import DEFAULT_URI, InternalProvider
 from vaultd.api.admin import AdminServicer
 from vaultd.api.auth import Authentication, kek_created_sink
 from vaultd.api.errors import ErrorMapping
+from vaultd.api.http import HttpListener, start_http
 from vaultd.api.keys import KeyServicer
 from vaultd.api.objects import ObjectServicer
 from vaultd.api.observe import Observe
@@ -106,9 +107,12 @@ class Vaultd:
     rewrap_watcher: asyncio.Task[None]
     metrics_server: MetricsServer | None = None
     audit_log: AuditLog | None = None
+    http: HttpListener | None = None
 
     async def stop(self, grace: float | None) -> None:
         await self.health.enter_graceful_shutdown()
+        if self.http is not None:
+            await self.http.stop()
         await self.server.stop(grace)
         # Rewrap jobs stop where they are; their lease runs out and a process resumes them.
         self.rewrap_watcher.cancel()
@@ -272,6 +276,12 @@ async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Va
         metrics_server = metrics.serve(settings.metrics_listen)
         log.info("metrics on http://%s/metrics", settings.metrics_listen)
     await server.start()
+    # The WorkOS-compatible HTTP API runs the handlers just wrapped, so it shares every layer.
+    try:
+        http = await start_http(settings, registrar.handlers)
+    except BaseException:
+        await server.stop(None)
+        raise
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info(
@@ -291,6 +301,7 @@ async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Va
         watcher,
         metrics_server,
         audit_log,
+        http,
     )
 
 
