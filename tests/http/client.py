@@ -22,7 +22,7 @@ class Reply:
         return json.loads(self.raw)
 
 
-def _send(
+def send(
     url: str,
     method: str,
     data: bytes | None,
@@ -57,4 +57,4 @@ async def call(
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     if data is not None:
         sent.setdefault("Content-Type", "application/json")
-    return await asyncio.to_thread(_send, base_url + path, method, data, sent, context)
+    return await asyncio.to_thread(send, base_url + path, method, data, sent, context)

@@ -62,9 +62,9 @@ def redis_url_for(server_url: str, db: int) -> str:
 async def http_vaultd(
     kind: str, data_dir: Path, redis_url: str | None = None, **extra: object
 ) -> AsyncIterator[HttpVaultd]:
+    extra.setdefault("http_listen", "127.0.0.1:0")
     settings = Settings(
         listen="127.0.0.1:0",
-        http_listen="127.0.0.1:0",
         data_dir=data_dir,
         redis_url=redis_url,
         bootstrap_api_key=BOOTSTRAP_API_KEY,

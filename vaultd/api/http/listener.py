@@ -55,7 +55,8 @@ def bind(address: str, reuse_port: bool) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise OSError(f"cannot listen for HTTP on {address}: {exc.strerror}") from None
+        # A ValueError: `vaultd serve` reports it in one line, as it does bad configuration.
+        raise ValueError(f"cannot listen for HTTP on {address}: {exc.strerror}") from None
     sock.listen(1024)
     sock.setblocking(False)
     return sock
