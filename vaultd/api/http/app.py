@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -85,7 +86,16 @@ class HttpApp:
             return
         if scope["type"] != "http":
             return
-        response = await self._respond(scope, receive)
+        try:
+            response = await self._respond(scope, receive)
+        except Exception:
+            # A bug, not the client's doing: logged with an id, answered without details, in
+            # the JSON shape the SDKs parse (uvicorn's own 500 is plain text).
+            error_id = uuid.uuid4().hex
+            log.exception(
+                "unhandled error serving HTTP %s (error id %s)", scope["method"], error_id
+            )
+            response = _error(HttpError(500, "INTERNAL", f"internal error (error id {error_id})"))
         await response.send(send)
 
     async def _respond(self, scope: Scope, receive: Receive) -> Response:
