@@ -136,5 +136,12 @@ const stranger = new WorkOS('sk_notakeyvaultdknowsxxxxxxxxxxxxxxxxxxxxxxxxxx', {
   https: false,
 });
 await rejects(stranger.vault.listObjects(), UnauthorizedException);
+const reader = new WorkOS(env.READER_API_KEY, {
+  apiHostname: '127.0.0.1',
+  port: Number(env.VAULTD_HTTP_PORT),
+  https: false,
+});
+const denied = await rejects(reader.vault.createDataKey({ context }), 'GenericServerException');
+assert.equal(denied.status, 403);
 
 console.log(JSON.stringify({ sdkBlob, fromServer, updatedId: created.id, listed }));

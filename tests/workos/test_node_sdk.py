@@ -43,6 +43,7 @@ def node_or_skip() -> str:
 
 
 async def run_flows(server: HttpVaultd, api_key: str, run_id: str, server_blob: str) -> dict:
+    reader_key = await server.new_key(permissions=["objects:read"])
     node = node_or_skip()
     process = await asyncio.create_subprocess_exec(
         node,
@@ -54,6 +55,7 @@ async def run_flows(server: HttpVaultd, api_key: str, run_id: str, server_blob: 
             "VAULTD_HTTP_PORT": str(server.http_port),
             "RUN_ID": run_id,
             "SERVER_BLOB": server_blob,
+            "READER_API_KEY": reader_key,
         },
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -19,10 +20,11 @@ from workos._errors import (
     AuthorizationError,
     ConflictError,
     NotFoundError,
+    RateLimitExceededError,
     UnprocessableEntityError,
 )
 
-from tests.http.support import HttpVaultd
+from tests.http.support import HttpVaultd, http_vaultd
 from tests.support.auth import bearer
 from vaultd.v1 import key_service_pb2 as kpb
 from vaultd.v1 import key_service_pb2_grpc as kpb_grpc
@@ -197,3 +199,18 @@ async def test_errors_as_the_sdk_raises_them(
     assert denied.value.status_code == 403
     assert denied.value.code == "PERMISSION_DENIED"
     await reader.close()
+
+
+async def test_rate_limit_as_the_sdk_raises_it(tmp_path: Path) -> None:
+    async with http_vaultd(
+        "sqlite", tmp_path, rate_limit={"requests_per_second": 0.2, "burst": 1}
+    ) as server:
+        workos = AsyncWorkOSClient(
+            api_key=await server.new_key(), base_url=server.base_url, max_retries=0
+        )
+        await workos.vault.list_kv()
+        with pytest.raises(RateLimitExceededError) as limited:
+            await workos.vault.list_kv()
+        assert limited.value.code == "RATE_LIMITED"
+        assert limited.value.retry_after is not None and limited.value.retry_after >= 1
+        await workos.close()

@@ -6,7 +6,7 @@ NotFound, 409 Conflict, 422 UnprocessableEntity, 429 RateLimitExceeded with Retr
 and `errors` from a JSON body. The body is:
 
     {"code": "<vaultd reason, e.g. VERSION_CONFLICT>", "message": "...",
-     "errors": [{"field": "...", "code": "...", "message": "..."}]}
+     "errors": [{"field": "...", "code": "...", "message": "..."}]}   (errors: only when any)
 
 `code` is the ErrorInfo reason the gRPC status carries, so a client sees the same stable
 reason over both transports. No `error` field: the Node SDK would take the body for an OAuth
@@ -59,7 +59,12 @@ class HttpError:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def body(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "errors": self.errors, **self.extra}
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        # Only when there are some: the Node SDK takes any other status whose body has `code`
+        # and `errors` (even empty) for a 400 BadRequestException.
+        if self.errors:
+            body["errors"] = self.errors
+        return {**body, **self.extra}
 
 
 class BadRequest(Exception):
