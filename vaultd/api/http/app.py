@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from vaultd.api.http import routes
+from vaultd.api.http import openapi, routes
 from vaultd.api.http.calls import MALFORMED, CallContext, Calls, Metadata
 from vaultd.api.http.errors import BadRequest, HttpError, from_aborted
 from vaultd.api.http.idempotency import IdempotencyKeys, Replay
@@ -76,6 +76,7 @@ class HttpApp:
         self._calls = calls
         self._max_body = max_body_bytes
         self._idempotency = idempotency
+        self._openapi = openapi.document()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -102,6 +103,8 @@ class HttpApp:
         raw_path = scope.get("raw_path") or scope["path"].encode()
         path = raw_path.decode("latin-1").split("?", 1)[0]
         method = scope["method"]
+        if path == "/openapi.json" and method == "GET":  # public, like the SDKs' docs
+            return Response(200, self._openapi)
         found = routes.match(method, path)
         if found is None:
             return _error(HttpError(404, "ROUTE_NOT_FOUND", f"no route {path}"))

@@ -145,7 +145,7 @@ ROUTES: dict[tuple[str, tuple[str, ...]], Route] = {
     ("POST", ("keys", "rekey")): Route(_KEYS + "RekeyDataKey", _rekey, shapes.data_key),
 }
 
-_BY_NAME = Route(
+BY_NAME = Route(
     _OBJECTS + "GetObjectByName",
     lambda params, query, body: opb.GetObjectByNameRequest(name=params[0]),
     lambda r: shapes.with_value(r.object),
@@ -165,7 +165,7 @@ def match(http_method: str, raw_path: str) -> Match | None:
     """The route for a request, None when no route has this path."""
     if raw_path.startswith(_NAME_PREFIX):
         name = unquote(raw_path[len(_NAME_PREFIX) :])
-        return Match(_BY_NAME if http_method == "GET" else None, [name])
+        return Match(BY_NAME if http_method == "GET" else None, [name])
     if not raw_path.startswith(PREFIX):
         return None
     segments = [unquote(s) for s in raw_path[len(PREFIX) :].split("/")]
