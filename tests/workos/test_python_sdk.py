@@ -7,6 +7,7 @@ What the SDK wrote is checked over gRPC too, and local encryption is proven both
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from workos import AsyncWorkOSClient
+from workos import AsyncWorkOSClient, WorkOSClient
 from workos._errors import (
     AuthenticationError,
     AuthorizationError,
@@ -214,3 +215,25 @@ async def test_rate_limit_as_the_sdk_raises_it(tmp_path: Path) -> None:
         assert limited.value.code == "RATE_LIMITED"
         assert limited.value.retry_after is not None and limited.value.retry_after >= 1
         await workos.close()
+
+
+async def test_the_sync_client_as_the_quick_start_writes_it(http_server: HttpVaultd) -> None:
+    """The documented (synchronous) WorkOSClient, in a thread so this loop keeps serving."""
+    api_key = await http_server.new_key()
+    base_url = http_server.base_url
+
+    def quick_start() -> tuple[str, str, str]:
+        workos = WorkOSClient(api_key=api_key, base_url=base_url)
+        context = {"organization_id": "org_123"}
+        created = workos.vault.create_kv(
+            name="api_key_stripe", value="sk_live_quickstart", key_context=context
+        )
+        read = workos.vault.get_name("api_key_stripe")
+        encrypted = workos.vault.encrypt(data="data", key_context=context, associated_data="aad")
+        decrypted = workos.vault.decrypt(encrypted_data=encrypted, associated_data="aad")
+        workos.close()
+        return created.id, read.value, decrypted
+
+    object_id, value, decrypted = await asyncio.to_thread(quick_start)
+    assert object_id.startswith("secret_")
+    assert (value, decrypted) == ("sk_live_quickstart", "data")
