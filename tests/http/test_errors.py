@@ -187,6 +187,10 @@ async def test_400_for_requests_this_layer_cannot_read(http_server: HttpVaultd) 
         ("POST", "/vault/v1/keys/decrypt", b'{"keys": "not base64!"}', "keys"),
         ("POST", "/vault/v1/keys/rekey", b'{"context": {"a": "b"}}', "encrypted_keys"),
         ("POST", "/vault/v1/keys/data-key", b'{"context": ["a"]}', "context"),
+        ("POST", "/vault/v1/kv", b'{"name": "\\udc00", "value": "v"}', "name"),
+        ("POST", "/vault/v1/keys/data-key", b'{"context": {"\\ud800": "x"}}', "context"),
+        ("POST", "/vault/v1/kv", b"[" * 100_000, "body"),
+        ("POST", "/vault/v1/kv", b'{"name": "\xff"}', "body"),
     ]
     for method, path, raw, field in bad_bodies:
         body = assert_error(

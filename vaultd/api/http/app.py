@@ -158,14 +158,18 @@ class HttpApp:
         assert route is not None
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         bad: BadRequest | None = None
-        request: Any
+        request: Any = MALFORMED
         try:
+            # JSONDecodeError and UnicodeDecodeError are ValueErrors; RecursionError is what
+            # a deeply nested document costs Python's parser.
             parsed = json.loads(body) if body else None
-            request = route.build(found.params, query, parsed)
-        except BadRequest as exc:
-            bad, request = exc, MALFORMED
-        except (ValueError, UnicodeDecodeError):  # json.JSONDecodeError is a ValueError
-            bad, request = BadRequest("body", "is not valid JSON"), MALFORMED
+        except (ValueError, RecursionError):
+            bad = BadRequest("body", "is not valid JSON")
+        else:
+            try:
+                request = route.build(found.params, query, parsed)
+            except BadRequest as exc:
+                bad = exc
         outcome = await self._calls.call(route.method, request, CallContext(metadata, _peer(scope)))
         request_id = outcome.trailing.get(REQUEST_ID_HEADER)
         if outcome.error is not None:

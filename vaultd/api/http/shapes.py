@@ -48,17 +48,23 @@ def string(body: Json, field: str, *, required: bool = True) -> str | None:
         return None
     if not isinstance(value, str):
         raise BadRequest(field, "must be a string")
+    _unicode(field, value)
     return value
 
 
-def text_bytes(body: Json, field: str) -> bytes:
-    """A text field as its UTF-8 bytes (a lone surrogate has none: a bad request)."""
-    value = string(body, field)
-    assert value is not None
+def _unicode(field: str, value: str) -> None:
+    """JSON may spell lone surrogates (\\ud800); they are not text, and protobuf refuses them."""
     try:
-        return value.encode("utf-8")
+        value.encode("utf-8")
     except UnicodeEncodeError:
         raise BadRequest(field, "must be valid Unicode text") from None
+
+
+def text_bytes(body: Json, field: str) -> bytes:
+    """A text field as its UTF-8 bytes."""
+    value = string(body, field)
+    assert value is not None
+    return value.encode("utf-8")
 
 
 def context(body: Json, field: str) -> dict[str, str]:
@@ -68,6 +74,9 @@ def context(body: Json, field: str) -> dict[str, str]:
         return {}
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise BadRequest(field, "must be an object whose values are strings")
+    for key, item in value.items():
+        _unicode(field, key)
+        _unicode(field, item)
     return value
 
 
