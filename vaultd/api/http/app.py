@@ -9,6 +9,7 @@ MALFORMED, so it is authenticated, limited and audited like any call before it i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -33,6 +34,11 @@ Send = Callable[[Message], Awaitable[None]]
 # Headers passed to the call as its gRPC metadata; nothing else of the request is.
 _FORWARDED = {b"authorization", REQUEST_ID_HEADER.encode()}
 _JSON = (b"content-type", b"application/json")
+
+
+# The whole body must arrive within this long of its headers: a client trickling it would
+# otherwise hold a connection and its buffered bytes for ever.
+BODY_TIMEOUT_SECONDS = 30.0
 
 
 class TooLarge(Exception):
@@ -111,7 +117,12 @@ class HttpApp:
         if found.route is None:
             return _error(HttpError(405, "METHOD_NOT_ALLOWED", f"{method} is not served here"))
         try:
-            body = await self._read_body(receive)
+            async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+                body = await self._read_body(receive)
+        except TimeoutError:
+            return _error(
+                HttpError(408, "REQUEST_TIMEOUT", "the body did not arrive in time; send it again")
+            )
         except TooLarge:
             return _error(
                 HttpError(413, "REQUEST_TOO_LARGE", f"the body exceeds {self._max_body} bytes")

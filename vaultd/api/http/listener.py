@@ -1,7 +1,7 @@
 """The HTTP listener: uvicorn serving HttpApp on vaultd's own event loop, beside gRPC.
 
-Why uvicorn: it is a small, widely used HTTP/1.1 server whose parser (h11, or httptools when
-installed) has been hardened by years of exposure; a hand-written parser in vaultd would be
+Why uvicorn: it is a small, widely used HTTP/1.1 server whose parser (h11) has been hardened
+by years of exposure; a hand-written parser in vaultd would be
 new attack surface for no gain. Why not uvicorn.run: that owns the event loop and the signal
 handlers. Here vaultd's start() binds the socket, and uvicorn's Server.startup/shutdown serve
 it on the running loop, so one process and one loop serve both protocols, and vaultd's own
@@ -14,6 +14,7 @@ client certificates are required (mutual TLS).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import socket
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 
 import grpc
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from vaultd.api.http.app import HttpApp
 from vaultd.api.http.calls import Calls
@@ -62,6 +64,34 @@ def bind(address: str, reuse_port: bool) -> socket.socket:
     return sock
 
 
+# A client must send each request's headers within this long of connecting or of its previous
+# answer, or its connection is closed. uvicorn times out only silent keep-alive connections: a
+# client trickling a byte at a time would otherwise hold a connection, and a file descriptor,
+# for ever.
+HEADER_TIMEOUT_SECONDS = 10.0
+
+
+class _TimedH11(H11Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._expect_headers()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._expect_headers()
+
+    def _expect_headers(self) -> None:
+        answered = self.cycle  # None on a new connection; else the request just answered
+
+        def expire() -> None:
+            # Still no new request (a pipelined one already running has a cycle of its own).
+            idle = answered is None or answered.response_complete
+            if self.cycle is answered and idle and not self.transport.is_closing():
+                self.transport.close()
+
+        self.loop.call_later(HEADER_TIMEOUT_SECONDS, expire)
+
+
 @dataclass
 class HttpListener:
     server: uvicorn.Server
@@ -86,6 +116,7 @@ async def start_http(
     config = uvicorn.Config(
         app,
         lifespan="off",
+        http="h11",  # pure Python, the parser named above; _TimedH11 builds on it
         log_config=None,
         access_log=False,
         server_header=False,
@@ -98,6 +129,7 @@ async def start_http(
         ssl_cert_reqs=ssl.CERT_REQUIRED if settings.tls_client_ca_file else ssl.CERT_NONE,
     )
     config.load()
+    config.http_protocol_class = _TimedH11
     server = uvicorn.Server(config)
     # What Server.serve sets before startup; with lifespan "off" it does nothing.
     server.lifespan = config.lifespan_class(config)

@@ -150,6 +150,7 @@ _ERRORS = {
     "403": "The API key lacks the permission",
     "404": "No such object, version or route",
     "405": "A path that exists, with another method",
+    "408": "The body did not arrive in time",
     "409": "Name taken, stale version_check, or a key revoked or shredded",
     "413": "The body is too large",
     "422": "The request breaks a rule (key context, name, size, cursor, id, blob)",
