@@ -1,7 +1,12 @@
 """Soak a running vaultd: every RPC at high concurrency for a while, then prove nothing was lost.
 
     python -m bench.soak --target 127.0.0.1:50051 [--api-key sk_...] --duration 300 \\
-        --concurrency 64 [--check-store redis://127.0.0.1:6379/0 | --check-data-dir DIR]
+        --concurrency 64 [--check-store redis://127.0.0.1:6379/0 | --check-data-dir DIR] \\
+        [--failover-sentinel 127.0.0.1:26379 --failover-service NAME --failover-every 30]
+
+With --failover-sentinel, the soak also forces a Sentinel failover (SENTINEL FAILOVER) every
+--failover-every seconds while the load runs: on a vaultd with `?wait_replicas=1`, every write
+acknowledged across the failovers must still read back afterwards.
 
 A real client: the generated stubs (vaultd.v1) over grpc.aio, nothing from inside vaultd. While
 the load runs it records every write it sends. An acknowledged write is known exactly (its value
@@ -59,6 +64,8 @@ UNKNOWN_OUTCOME = frozenset(
 )
 # Refusals a healthy server may give any call under load; they are counted, never violations.
 TRANSIENT = frozenset({C.UNAVAILABLE, C.DEADLINE_EXCEEDED, C.CANCELLED, C.RESOURCE_EXHAUSTED})
+FAILOVER_SETTLE_SECONDS = 5.0
+"""A Sentinel failover (demote, promote, reconnect) is over well within this on one host."""
 # "No client input ever yields INTERNAL or UNKNOWN" (DESIGN.md section 7).
 FATAL = frozenset({C.INTERNAL, C.UNKNOWN})
 
@@ -86,6 +93,9 @@ class Config:
     max_value_bytes: int
     shared_objects: int
     json_out: Path | None
+    failover_sentinel: str | None = None
+    failover_service: str = "mymaster"
+    failover_every: float = 30.0
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
@@ -109,6 +119,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         "--shared-objects", type=int, help="objects all workers update (default concurrency/4)"
     )
     parser.add_argument("--json-out", type=Path, help="also write the summary here as JSON")
+    parser.add_argument("--failover-sentinel", help="HOST:PORT of a Sentinel to fail over")
+    parser.add_argument("--failover-service", default="mymaster", help="its master's name")
+    parser.add_argument(
+        "--failover-every", type=float, default=30.0, help="seconds between failovers (30)"
+    )
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.concurrency < 1 or args.max_value_bytes < 64:
         parser.error("--duration must be > 0, --concurrency >= 1, --max-value-bytes >= 64")
@@ -124,6 +139,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         max_value_bytes=args.max_value_bytes,
         shared_objects=args.shared_objects or max(2, args.concurrency // 4),
         json_out=args.json_out,
+        failover_sentinel=args.failover_sentinel,
+        failover_service=args.failover_service,
+        failover_every=args.failover_every,
     )
 
 
@@ -1115,6 +1133,7 @@ class Summary:
     verify: Stats
     verified: Verified
     violations: Violations
+    failovers: Counter[str] = field(default_factory=Counter)
 
     @property
     def failed(self) -> bool:
@@ -1132,6 +1151,7 @@ class Summary:
             "verified": vars(self.verified),
             "violations": len(self.violations.items),
             "violations_by_kind": dict(self.violations.by_kind()),
+            "failovers": dict(self.failovers),
             "failed": self.failed,
         }
 
@@ -1161,8 +1181,16 @@ async def soak(config: Config) -> Summary:
             for _ in range(config.concurrency)
         ]
         started = time.monotonic()
+        failovers = Counter[str]()
+        failing_over = (
+            asyncio.create_task(fail_over(config, started + config.duration, failovers))
+            if config.failover_sentinel
+            else None
+        )
         await asyncio.gather(*(w.run(started + config.duration) for w in workers))
         elapsed = time.monotonic() - started
+        if failing_over is not None:
+            await failing_over
         if any(s.errors.keys() & {c.name for c in UNKNOWN_OUTCOME} for s in load.rpcs.values()):
             await asyncio.sleep(2.0)  # let calls the client gave up on finish on the server
         verifier = Verifier(Client(config, channels, verify), ledger, violations)
@@ -1171,7 +1199,35 @@ async def soak(config: Config) -> Summary:
     finally:
         for channel in channels:
             await channel.close()
-    return Summary(config, run_id, elapsed, load, verify, verified, violations)
+    return Summary(config, run_id, elapsed, load, verify, verified, violations, failovers)
+
+
+async def fail_over(config: Config, until: float, counts: Counter[str]) -> None:
+    """SENTINEL FAILOVER every config.failover_every seconds until `until`; counts each
+    outcome ("done", or Sentinel's refusal such as INPROG while a failover is still running).
+
+    None starts in the load's last FAILOVER_SETTLE_SECONDS: the verification that follows
+    checks what was acknowledged, not how calls fare during a failover (the load did that)."""
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+
+    assert config.failover_sentinel is not None
+    host, _, port = config.failover_sentinel.rpartition(":")
+    sentinel = aioredis.Redis(host=host, port=int(port))
+    try:
+        while (wait := min(config.failover_every, until - time.monotonic())) > 0:
+            await asyncio.sleep(wait)
+            if time.monotonic() >= until - FAILOVER_SETTLE_SECONDS:
+                break
+            try:
+                await sentinel.execute_command(  # type: ignore[no-untyped-call]
+                    "SENTINEL", "FAILOVER", config.failover_service
+                )
+                counts["done"] += 1
+            except RedisError as exc:
+                counts[str(exc).split()[0]] += 1
+    finally:
+        await sentinel.aclose()
 
 
 def render(summary: Summary) -> str:
@@ -1202,6 +1258,8 @@ def render(summary: Summary) -> str:
         f"{v.objects_never_created} never created; data keys {v.data_keys}; "
         f"sealed blobs {v.sealed}",
         f"verification calls: {verify_calls}; at rest scanned: {v.at_rest_bytes} bytes",
+        "sentinel failovers: "
+        + (", ".join(f"{k} {n}" for k, n in summary.failovers.most_common()) or "none"),
         f"INTERNAL/UNKNOWN statuses: {load.fatal + summary.verify.fatal}",
         f"violations: {len(summary.violations.items)}",
     ]

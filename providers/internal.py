@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -38,6 +40,7 @@ FORMAT = "vaultd-root-key/v1"
 _WRAP_FORMAT = 1
 _HEADER = struct.Struct(">BI")
 _NONCE_BYTES = 12
+_FINGERPRINT_LABEL = b"vaultd/root-key-fingerprint/v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +76,6 @@ class RootKeyFile:
         with os.fdopen(fd, "w") as f:
             root._dump(f)
         return root
-
-    @classmethod
-    def load_or_create(cls, path: Path) -> RootKeyFile:
-        try:
-            return cls.create(path)
-        except FileExistsError:
-            return cls.load(path)
 
     @classmethod
     def rotate(cls, path: Path) -> RootKeyFile:
@@ -165,8 +161,10 @@ class InternalProvider:
 
     scheme = SCHEME
 
-    def __init__(self, root: RootKeyFile, path: Path | None = None) -> None:
+    def __init__(self, root: RootKeyFile, path: Path | None = None, created: bool = False) -> None:
         self._path = path
+        self.created = created
+        """Whether this process made the root key file (it has no history yet)."""
         self._seen: tuple[int, int, int] | None = None
         self._use(root)
         if path is not None:
@@ -174,7 +172,11 @@ class InternalProvider:
 
     @classmethod
     def from_file(cls, path: Path) -> InternalProvider:
-        return cls(RootKeyFile.load_or_create(path), path)
+        """The provider of the root key file at `path`, which is made if it does not exist."""
+        try:
+            return cls(RootKeyFile.create(path), path, created=True)
+        except FileExistsError:
+            return cls(RootKeyFile.load(path), path)
 
     def _use(self, root: RootKeyFile) -> None:
         self._root = root
@@ -208,6 +210,15 @@ class InternalProvider:
             return aead.decrypt(nonce, sealed, canonical_binding(binding))
         except InvalidTag:
             raise KeyUnavailableError(f"{key_uri}: wrapped key does not authenticate") from None
+
+    def fingerprints(self) -> frozenset[str]:
+        """One fingerprint per root key version: an HMAC of a fixed label under the key, which
+        names the key without revealing anything of it. A store records those that served it."""
+        self._refresh()
+        return frozenset(
+            hmac.new(key, _FINGERPRINT_LABEL, hashlib.sha256).hexdigest()[:32]
+            for key in self._root.keys.values()
+        )
 
     def needs_rewrap(self, key_uri: str, wrapped: bytes) -> bool:
         """True when `wrapped` is under an older root key version than the primary one."""

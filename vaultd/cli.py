@@ -1,6 +1,6 @@
 """The `vaultd` command: `vaultd serve`, `vaultd health`, `vaultd byok verify`,
 `vaultd apikey create|list|revoke`, `vaultd audit tail`, `vaultd kek list|rotate|rewrap|jobs|
-retire|shred`, `vaultd root rotate|retire`."""
+retire|shred`, `vaultd root rotate|retire`, `vaultd store init|status`."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from providers import ProviderError
-from vaultd import admin_cli, kek_cli
+from vaultd import admin_cli, kek_cli, store_cli
 from vaultd.core.rules import RuleError
+from vaultd.core.storeguard import StoreRefused
 from vaultd.settings import Settings, load_settings
 
 # What a bad configuration raises; the CLI prints it and exits 2 instead of a traceback.
@@ -67,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     admin_cli.add_commands(commands, common)
     kek_cli.add_commands(commands, common)
+    store_cli.add_commands(commands, common)
     byok = commands.add_parser("byok", help="bring-your-own-key rules")
     byok_commands = byok.add_subparsers(dest="byok_command", required=True)
     byok_commands.add_parser(
@@ -148,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(admin_cli.run(args, settings))
         if args.command in kek_cli.COMMANDS:
             return asyncio.run(kek_cli.run(args, settings))
+        if args.command in store_cli.COMMANDS:
+            return asyncio.run(store_cli.run(args, settings))
         from vaultd import logs
 
         logs.configure(settings.log_format, settings.log_level)
@@ -159,6 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vaultd.server import serve
 
         eventloop.run(serve(settings))
+    except StoreRefused as exc:
+        print(f"vaultd: refusing the store: {exc}", file=sys.stderr)
+        return exc.exit_code
     except CONFIG_ERRORS as exc:
         print(f"vaultd: bad configuration: {exc}", file=sys.stderr)
         return 2

@@ -8,9 +8,10 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -40,6 +41,8 @@ from vaultd.core.objects import Actor, ObjectVault
 from vaultd.core.ratelimit import TokenBuckets
 from vaultd.core.rewrap import JobFinishedSink, RewrapRunner
 from vaultd.core.rules import KeyRules
+from vaultd.core.storeguard import StoreGuard
+from vaultd.known_store import known_store
 from vaultd.metrics import Metrics, MetricsServer
 from vaultd.settings import Settings
 from vaultd.storage import Store, open_store
@@ -81,17 +84,38 @@ def internal_provider(settings: Settings) -> InternalProvider:
 
 
 def load_key_config(
-    settings: Settings, injected: Iterable[KeyProvider] = ()
+    settings: Settings,
+    injected: Iterable[KeyProvider] = (),
+    internal: InternalProvider | None = None,
 ) -> tuple[ProviderRegistry, KeyRules]:
     """The providers and BYOK rules the settings name; raises on any bad rule or provider.
 
     `injected` providers are used as built (e.g. with credentials a config file cannot hold).
     """
-    providers = build_registry(settings.providers, [internal_provider(settings), *injected])
+    internal = internal or internal_provider(settings)
+    providers = build_registry(settings.providers, [internal, *injected])
     rules = KeyRules.from_config(
         DEFAULT_URI, [(rule.match, rule.key) for rule in settings.byok], providers.schemes
     )
     return providers, rules
+
+
+async def open_guarded_store(settings: Settings, internal: InternalProvider) -> StoreGuard:
+    """The store, once its guard found it durable and this deployment's (StoreRefused if not)."""
+    store = await open_store(settings.redis_url, settings.data_dir, settings.store_timeout_seconds)
+    guard = StoreGuard(
+        store,
+        internal.fingerprints(),
+        known_store(settings.data_dir, root_key_is_new=internal.created),
+        allow_volatile=settings.allow_volatile_redis,
+        check_seconds=settings.store_check_seconds,
+    )
+    try:
+        await guard.open()
+    except BaseException:
+        await store.close()
+        raise
+    return guard
 
 
 @dataclass
@@ -105,6 +129,7 @@ class Vaultd:
     lifecycle: KeyLifecycle
     health: health.aio.HealthServicer
     rewrap_watcher: asyncio.Task[None]
+    store_watcher: asyncio.Task[None]
     metrics_server: MetricsServer | None = None
     audit_log: AuditLog | None = None
     http: HttpListener | None = None
@@ -116,6 +141,7 @@ class Vaultd:
         await self.server.stop(grace)
         # Rewrap jobs stop where they are; their lease runs out and a process resumes them.
         self.rewrap_watcher.cancel()
+        self.store_watcher.cancel()
         await self.lifecycle.runner.close()
         if self.audit_log is not None:
             await self.audit_log.flush()  # events of calls cancelled while theirs was written
@@ -176,7 +202,10 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
 def wrappers(settings: Settings, metrics: Metrics | None) -> list[Wrapper]:
     """Outermost first: each wraps the ones after it, so ErrorMapping maps what later
     layers raise, and Observe sees every call's final status."""
-    chain: list[Wrapper] = [Observe(metrics, settings.access_log), ErrorMapping()]
+    chain: list[Wrapper] = [
+        Observe(metrics, settings.access_log),
+        ErrorMapping(settings.default_deadline_seconds),
+    ]
     limit = settings.rate_limit
     if limit.enabled:
         buckets: TokenBuckets[bytes] = TokenBuckets(limit.requests_per_second, limit.bucket_size)
@@ -204,13 +233,22 @@ async def open_api_keys(store: Store, audit_log: AuditLog, settings: Settings) -
     return api_keys
 
 
-async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Vaultd:
+ReadyGate = Callable[[], Awaitable[None]]
+"""Awaited once the server listens, before health says SERVING (workers: until all listen)."""
+
+
+async def start(
+    settings: Settings, providers: Iterable[KeyProvider] = (), ready: ReadyGate | None = None
+) -> Vaultd:
     """Build every part from settings (plus injected providers) and start serving."""
     # Configuration first: a bad rule or provider fails the start, not the first request.
-    registry, rules = load_key_config(settings, providers)
+    internal = internal_provider(settings)
+    registry, rules = load_key_config(settings, providers, internal)
     if settings.bootstrap_api_key is not None:
         check_bootstrap_secret(settings.bootstrap_api_key.get_secret_value())
-    store = await open_store(settings.redis_url, settings.data_dir)
+    # Before anything is bootstrapped: an emptied or foreign store is refused, not refilled.
+    guard = await open_guarded_store(settings, internal)
+    store = guard.store
     cache: TtlCache[CacheKey, Kek] = TtlCache(
         settings.kek_cache.ttl_seconds, settings.kek_cache.max_entries
     )
@@ -245,7 +283,13 @@ async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Va
     # what it raises is mapped by ErrorMapping, and a call refused by the rate limit never
     # costs a key lookup.
     registrar = WrappingRegistrar(
-        server, [*wrappers(settings, metrics), Authentication(api_keys, audit_log)]
+        server,
+        [
+            *wrappers(settings, metrics),
+            Authentication(
+                api_keys, audit_log, guard, reads_best_effort=settings.audit_reads == "best_effort"
+            ),
+        ],
     )
     object_service_pb2_grpc.add_ObjectServiceServicer_to_server(  # type: ignore[no-untyped-call]
         ObjectServicer(vault), registrar
@@ -257,6 +301,8 @@ async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Va
         AdminServicer(api_keys, audit_log, lifecycle, rules), registrar
     )
     health_servicer = health.aio.HealthServicer()
+    # grpc's servicer starts out SERVING; vaultd says so only once it is (workers: all of them).
+    await set_health(health_servicer, serving=False)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
     # What reflection.enable_server_reflection does for an aio server, through the registrar.
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
@@ -282,8 +328,9 @@ async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Va
     except BaseException:
         await server.stop(None)
         raise
-    for name in ("", *SERVICE_NAMES):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    if ready is not None:
+        await ready()
+    await set_health(health_servicer, serving=True)
     log.info(
         "vaultd listening on %s (port %d, %s)",
         settings.listen,
@@ -291,6 +338,10 @@ async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Va
         "plaintext" if credentials is None else "TLS",
     )
     watcher = asyncio.create_task(lifecycle.runner.watch(), name="rewrap watcher")
+    store_watcher = asyncio.create_task(
+        guard.watch(lambda serving: _spawn(set_health(health_servicer, serving=serving))),
+        name="store watcher",
+    )
     return Vaultd(
         server,
         port,
@@ -299,15 +350,36 @@ async def start(settings: Settings, providers: Iterable[KeyProvider] = ()) -> Va
         lifecycle,
         health_servicer,
         watcher,
+        store_watcher,
         metrics_server,
         audit_log,
         http,
     )
 
 
-async def serve(settings: Settings) -> None:
+async def set_health(servicer: health.aio.HealthServicer, *, serving: bool) -> None:
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for name in ("", *SERVICE_NAMES):
+        await servicer.set(name, status)
+
+
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+def _spawn(work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` on its own; the set keeps the task referenced until it ends."""
+    task = asyncio.get_running_loop().create_task(work)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+
+
+async def serve(settings: Settings, ready: ReadyGate | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then let in-flight calls finish and return."""
-    vaultd = await start(settings)
+    vaultd = await start(settings, ready=ready)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,8 +1,9 @@
 """vaultd's settings: command-line options over VAULTD_* variables over the YAML config file.
 
-The YAML file may group storage options as `storage: {redis_url: ..., data_dir: ...}`
-(DESIGN.md section 10); they land on the same fields as --redis-url and --data-dir. Likewise
-`tls: {cert_file, key_file, client_ca_file}` lands on tls_cert_file, ... (--tls-cert, ...).
+The YAML file may group storage options as `storage: {redis_url: ..., data_dir: ...,
+allow_volatile_redis: ...}`; they land on the same fields as --redis-url and --data-dir.
+Likewise `tls: {cert_file, key_file, client_ca_file}` lands on tls_cert_file, ... (--tls-cert,
+...) and `audit: {retention_days, reads}` on audit_retention_days and audit_reads.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
@@ -23,7 +24,7 @@ from pydantic_settings import (
 from vaultd.logs import LogFormat, LogLevel
 
 # YAML groups whose keys land on flat fields, with the prefix those fields carry.
-_FLATTENED_GROUPS = {"storage": "", "tls": "tls_"}
+_FLATTENED_GROUPS = {"storage": "", "tls": "tls_", "audit": "audit_"}
 
 
 class KekCacheSettings(BaseModel):
@@ -94,6 +95,19 @@ class Settings(BaseSettings):
     # through another process stops working within this many seconds.
     api_key_cache_seconds: float = Field(5.0, ge=0)
     audit_retention_days: float = Field(90, gt=0)
+    # Whether a read is answered when its audit event cannot be stored (docs/OPERATIONS.md):
+    # fail_closed withholds it (the default: nothing is read unrecorded); best_effort answers it
+    # and logs the lost event, so reads survive an audit store that cannot reach a replica.
+    audit_reads: Literal["fail_closed", "best_effort"] = "fail_closed"
+    # A Redis without persistence loses every acknowledged write on a restart; vaultd refuses
+    # to serve one unless told it is a cache or a test.
+    allow_volatile_redis: bool = False
+    # Each store command fails after this long; a call whose client set no deadline gets
+    # default_deadline_seconds, so nobody waits out a hung store for a minute.
+    store_timeout_seconds: float = Field(5.0, gt=0)
+    default_deadline_seconds: float = Field(10.0, gt=0)
+    # How often the store's durability and identity are checked again while serving.
+    store_check_seconds: float = Field(5.0, gt=0)
     shutdown_grace_seconds: float = Field(30.0, ge=0)
     workers: int = Field(1, ge=1)
     metrics_listen: str | None = None

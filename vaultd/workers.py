@@ -6,7 +6,8 @@ exactly once (the root key: N workers generating one at the same moment would ea
 different key; the store's schema), starts the workers, forwards SIGTERM and SIGINT to them, and
 exits 0 once every worker has drained its in-flight calls and exited 0.
 
-A worker that dies on its own stops the others and the parent exits 1: the process supervisor
+Health says SERVING in every worker only once all of them listen. A worker that dies on its own
+(or never comes to listen) stops the others and the parent exits 1: the process supervisor
 restarts the whole server rather than it running on at part capacity unnoticed.
 
 Worker k serves its metrics on the metrics port + k: each process counts its own calls, and
@@ -22,6 +23,7 @@ import multiprocessing
 import os
 import signal
 from multiprocessing.connection import wait
+from multiprocessing.synchronize import Barrier
 from types import FrameType
 from typing import Any
 
@@ -30,6 +32,9 @@ from vaultd.metrics import split_host_port
 from vaultd.settings import Settings
 
 log = logging.getLogger(__name__)
+
+ALL_LISTENING_TIMEOUT_SECONDS = 60.0
+"""How long a worker that listens waits for the others to listen too."""
 
 
 def worker_settings(settings: Settings, index: int) -> Settings:
@@ -54,13 +59,14 @@ def check(settings: Settings) -> None:
 
 
 async def prepare(settings: Settings) -> None:
-    """Make the root key and the store's schema once, and fail on bad configuration here."""
-    from vaultd.server import load_key_config
-    from vaultd.storage import open_store
+    """Make the root key, the store's schema and identity once, and fail on bad configuration
+    or a store vaultd must not serve here."""
+    from vaultd.server import internal_provider, load_key_config, open_guarded_store
 
-    load_key_config(settings)
-    store = await open_store(settings.redis_url, settings.data_dir)
-    await store.close()
+    internal = internal_provider(settings)
+    load_key_config(settings, internal=internal)
+    guard = await open_guarded_store(settings, internal)
+    await guard.store.close()
 
 
 def run(settings: Settings) -> int:
@@ -68,11 +74,14 @@ def run(settings: Settings) -> int:
     check(settings)
     asyncio.run(prepare(settings))
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked event loop
+    # Each worker answers health SERVING only once all have bound the port: a load balancer
+    # that asks one worker then knows every connection the kernel hands out will be served.
+    listening = context.Barrier(settings.workers)
     workers = [
         context.Process(
             target=_worker,
             # The fields, not the object: settings read from a file have a class made at run time.
-            args=(worker_settings(settings, index).model_dump(),),
+            args=(worker_settings(settings, index).model_dump(), listening),
             name=f"vaultd-worker-{index}",
         )
         for index in range(settings.workers)
@@ -116,10 +125,16 @@ def run(settings: Settings) -> int:
     return 1 if failed else 0
 
 
-def _worker(fields: dict[str, Any]) -> None:
+def _worker(fields: dict[str, Any], listening: Barrier) -> None:
     from vaultd import eventloop
     from vaultd.server import serve
 
     settings = Settings.model_validate(fields)
     logs.configure(settings.log_format, settings.log_level)
-    eventloop.run(serve(settings))
+
+    async def all_listening() -> None:
+        # A worker that never binds breaks the barrier for the others: each then exits 1, and
+        # the parent with them, rather than serving at part capacity.
+        await asyncio.to_thread(listening.wait, ALL_LISTENING_TIMEOUT_SECONDS)
+
+    eventloop.run(serve(settings, ready=all_listening))

@@ -135,6 +135,62 @@ def test_short_soak_keeps_every_promise(
     assert "PASS" in result.stdout
 
 
+FAILOVER_SOAK_SECONDS = 20
+FAILOVER_EVERY_SECONDS = 5
+
+
+def test_soak_across_sentinel_failovers_loses_no_acknowledged_write(
+    tmp_path: Path, soak_report: list[str]
+) -> None:
+    """The soak's failover mode (issue 13), short: Sentinel fails the master over every few
+    seconds under load; with wait_replicas=1 every acknowledged write reads back afterwards.
+    The 5-minute run with a failover every 30 s is `bench/RESULTS.md`'s."""
+    from tests.support.redis_topologies import RedisSentinelSet
+
+    api_key = "sk_" + secrets.token_urlsafe(32)
+    port = free_port()
+    with RedisSentinelSet(tmp_path / "sentinel") as topology:
+        env = clean_env() | {
+            "VAULTD_LISTEN": f"127.0.0.1:{port}",
+            "VAULTD_DATA_DIR": str(tmp_path / "data"),
+            "VAULTD_BOOTSTRAP_API_KEY": api_key,
+            "VAULTD_REDIS_URL": f"{topology.url}?wait_replicas=1",
+        }
+        log = tmp_path / "vaultd.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [str(VAULTD), "serve"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        try:
+            result = subprocess.run(
+                [sys.executable, "-m", "bench.soak", "--target", f"127.0.0.1:{port}",
+                 "--api-key", api_key, "--duration", str(FAILOVER_SOAK_SECONDS),
+                 "--concurrency", str(CONCURRENCY),
+                 "--failover-sentinel", f"127.0.0.1:{topology.sentinel_port}",
+                 "--failover-service", topology.service,
+                 "--failover-every", str(FAILOVER_EVERY_SECONDS),
+                 "--json-out", str(tmp_path / "soak.json")],
+                cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+        finally:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    output = result.stdout + result.stderr
+    soak_report.append("--- sentinel failovers ---")
+    soak_report.extend(result.stdout.splitlines())
+    server_log = log.read_text(errors="replace")[-3000:]
+    assert result.returncode == 0, f"{output}\n--- vaultd log ---\n{server_log}"
+    summary = json.loads((tmp_path / "soak.json").read_text())
+    assert summary["failovers"].get("done", 0) >= 2, output
+    verified = summary["verified"]
+    assert summary["violations"] == 0 and summary["fatal_statuses"] == 0, output
+    assert verified["writes_verified"] == verified["writes_to_check"] > 0, output
+
+
 # --- the soak's checks, able to fail ----------------------------------------------------------
 
 

@@ -97,9 +97,7 @@ class Scenario:
         name = f"{label}-{uuid.uuid4().hex[:12]}"
         try:
             reply = await pb_grpc.ObjectServiceStub(channel).CreateObject(
-                pb.CreateObjectRequest(
-                    name=name, value=value, key_context=context or self.context
-                ),
+                pb.CreateObjectRequest(name=name, value=value, key_context=context or self.context),
                 metadata=AUTH,
                 timeout=CALL_DEADLINE_SECONDS,
             )
@@ -245,9 +243,7 @@ async def test_a_kek_only_the_old_primary_had_strands_no_write_after_promotion_b
         await _poll("the old primary rejoins as a replica", _has_replica(replica.port))
 
     try:
-        await _run(
-            fault_report, settings, lambda: _detach(replica, primary), promote_by_hand
-        )
+        await _run(fault_report, settings, lambda: _detach(replica, primary), promote_by_hand)
     finally:
         await proxy.close()
 

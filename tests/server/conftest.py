@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +41,20 @@ class Running:
         return f"127.0.0.1:{self.vaultd.port}"
 
 
+_ROOT_KEYS = Path(tempfile.mkdtemp(prefix="vaultd-test-root-keys-"))
+
+
+def shared_root_key(redis_url: str) -> Path:
+    """One root key file per Redis database for the whole session. The servers that tests start
+    on one database are one deployment: a store's identity names the root key that made it, and
+    vaultd refuses a store made with another (vaultd/core/storeguard.py)."""
+    return _ROOT_KEYS / (redis_url.replace("/", "_").replace(":", "_") + ".key")
+
+
 def settings_for(data_dir: Path, redis_url: str | None, **extra: object) -> Settings:
-    """Settings for a test server on a free port whose first admin key is BOOTSTRAP_API_KEY."""
+    """Settings for a test server on a free port whose first admin key is BOOTSTRAP_API_KEY;
+    on Redis, with the database's shared root key."""
     extra.setdefault("bootstrap_api_key", BOOTSTRAP_API_KEY)
+    if redis_url is not None:
+        extra.setdefault("root_key_file", shared_root_key(redis_url))
     return Settings(listen="127.0.0.1:0", data_dir=data_dir, redis_url=redis_url, **extra)

@@ -77,7 +77,8 @@ async def test_sigterm_drains_100_calls_in_flight_in_every_worker(
         proc = _serve(
             ["--workers", str(workers), "--listen", f"127.0.0.1:{port}", "--redis-url", redis_url,
              "--metrics-listen", f"127.0.0.1:{metrics_port}", "--data-dir", str(tmp_path)],
-            {"VAULTD_BOOTSTRAP_API_KEY": api_key},
+            # Calls must stay in flight on the frozen Redis, not time out in the store.
+            {"VAULTD_BOOTSTRAP_API_KEY": api_key, "VAULTD_STORE_TIMEOUT_SECONDS": "120"},
         )  # fmt: skip
         stderr = _Stderr(proc)
         # Separate connections: grpc would otherwise share one between channels.
@@ -138,6 +139,53 @@ async def test_sigterm_drains_100_calls_in_flight_in_every_worker(
     assert len(pids) == workers, stderr.text
     if workers > 1:
         assert proc.pid not in pids, "the parent only supervises"
+
+
+@pytest.mark.parametrize("when", ["starting", "serving"])
+async def test_a_dead_worker_takes_the_server_down_and_none_serves_alone(
+    when: str, tmp_path: Path
+) -> None:
+    """Killed before every worker listens, no worker ever answers SERVING; killed later, the
+    parent stops the rest and exits 1 with a line naming it: never a half-capacity server."""
+    port = free_port()
+    with RedisServer(tmp_path / "redis") as redis:
+        proc = _serve(
+            ["--workers", "2", "--listen", f"127.0.0.1:{port}", "--redis-url", redis.url,
+             "--data-dir", str(tmp_path)],
+            {"VAULTD_BOOTSTRAP_API_KEY": new_secret()},
+        )  # fmt: skip
+        stderr = _Stderr(proc)
+        try:
+            await _until(lambda: bool(_worker_pids(stderr)), "the workers to start", stderr)
+            victim = _worker_pids(stderr)[0]
+            seen: set[str] = set()
+            if when == "serving":
+                await _until(lambda: _health(port) == "SERVING", "vaultd to serve", stderr)
+            os.kill(victim, signal.SIGKILL)
+            while proc.poll() is None:
+                seen.add(await asyncio.to_thread(_health, port))
+                await asyncio.sleep(0.05)
+            assert proc.wait() == 1
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    if when == "starting":
+        assert "SERVING" not in seen, seen
+    died = [
+        line
+        for line in stderr.json()
+        if str(line.get("msg", "")).startswith(f"worker pid {victim}")
+    ]
+    assert died and "exited with code -9; stopping the others" in str(died[0]["msg"]), stderr.text
+
+
+def _worker_pids(stderr: _Stderr) -> list[int]:
+    for line in stderr.json():
+        message = str(line.get("msg", ""))
+        if message.startswith("started 2 workers (pids "):
+            return [int(pid) for pid in message.split("(pids ")[1].rstrip(")").split(", ")]
+    return []
 
 
 def _serve(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:

@@ -50,10 +50,12 @@ async def test_writes_wait_for_the_replica_and_fail_without_it(tmp_path: Path) -
                     kek_id = "kek_" + ULID().hex[:32].lower()
             else:
                 pytest.fail("the replica never confirmed a write")
-        # The replica is gone: a write is refused as unavailable rather than acknowledged.
+        # The replica is gone: a write is refused as unavailable rather than acknowledged, and
+        # the error says why (no replica connected), not only that the wait ran out.
         other = "kek_" + "1" * 32
-        with pytest.raises(StoreUnavailable, match="not confirmed by 1 replica"):
+        with pytest.raises(StoreUnavailable, match=r"only 0 replica\(s\) connected") as refused:
             await store.add_kek_version("default", other, _kek(1))
+        assert refused.value.cause == "NO_REPLICA"
         await store.close()
 
 

@@ -14,22 +14,36 @@ START_TIMEOUT_SECONDS = 10.0
 STOP_TIMEOUT_SECONDS = 10.0
 
 
+PERSISTENT_ARGS = ("--appendonly", "yes", "--appendfsync", "no")
+"""An AOF, as vaultd requires of a Redis it serves: what a killed or stopped server acknowledged
+comes back on restart (the OS, not an fsync per write, takes it to disk: tests are not about
+power cuts)."""
+VOLATILE_ARGS = ("--appendonly", "no")
+"""Redis keeping nothing: a restart comes back empty (vaultd refuses it unless told)."""
+
+
 class RedisServer:
-    """Starts, stops, kills and restarts its own redis-server, keeping nothing on disk.
+    """Starts, stops, kills and restarts its own redis-server in `directory`.
 
     The port is chosen on the first start and kept, so a restarted server answers at the same
-    `url` and clients made before the restart can reconnect.
+    `url` and clients made before the restart can reconnect. It logs to an AOF unless made with
+    `persistent=False`; it never takes RDB snapshots.
     """
 
     def __init__(
-        self, directory: Path, binary: str | None = None, extra_args: Sequence[str] = ()
+        self,
+        directory: Path,
+        binary: str | None = None,
+        extra_args: Sequence[str] = (),
+        *,
+        persistent: bool = True,
     ) -> None:
         found = binary or shutil.which("redis-server")
         if found is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.binary = found
         self.directory = directory
-        self.extra_args = list(extra_args)
+        self.extra_args = [*(PERSISTENT_ARGS if persistent else VOLATILE_ARGS), *extra_args]
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -62,7 +76,6 @@ class RedisServer:
                     "--port", str(self.port),
                     "--bind", "127.0.0.1",
                     "--save", "",
-                    "--appendonly", "no",
                     "--dir", str(self.directory),
                     *self.extra_args,
                 ],

@@ -13,8 +13,16 @@ Each unary call leaves exactly one audit event: its type, actor, environment, wh
 and its outcome ("success" or the error reason), failed and refused calls included. A call's
 success is reported only once its event is stored: if the audit store cannot take it, the
 caller gets UNAVAILABLE instead of the result, so no value is handed out unrecorded. (A change
-the call made stays made: retry it with version_check.) A failed call's event is written on a
-best-effort basis: the caller gets its real error even when the audit write fails too.
+the call made stays made: retry it with version_check.) With `audit_reads: best_effort` an
+objects:read call is answered all the same, and the lost event logged. A failed call's event is
+written on a best-effort basis, waited for at most FAILURE_AUDIT_WAIT_SECONDS: the caller gets
+its real error even when the audit write fails too.
+
+Before a caller is identified, the store guard may refuse every call (a store that was emptied,
+replaced or lost its durability: UNAVAILABLE with the reason), and an API key the store does not
+know makes the guard check the store at once, so a caller of an emptied store hears
+STORE_IDENTITY_MISMATCH, not API_KEY_INVALID. Such refusals leave no audit event: the store
+they would go to is the one vaultd will not write (the guard logs the refusal instead).
 """
 
 from __future__ import annotations
@@ -34,17 +42,28 @@ from vaultd.api.errors import to_status
 from vaultd.api.observe import request_id_from
 from vaultd.api.rpcs import RPCS, UNLISTED, Rpc
 from vaultd.core import audit
-from vaultd.core.apikeys import ApiKeyRevoked, ApiKeys, actor_of, require
+from vaultd.core.apikeys import ApiKeyRevoked, ApiKeys, Permission, actor_of, require
 from vaultd.core.audit import AuditLog, Origin, Subject
 from vaultd.core.envelope import key_id
-from vaultd.core.errors import ApiKeyMalformed, ApiKeyMissing, InvalidArgument, VaultError
+from vaultd.core.errors import (
+    ApiKeyInvalid,
+    ApiKeyMalformed,
+    ApiKeyMissing,
+    InvalidArgument,
+    StoreIdentityMismatch,
+    StoreNotDurable,
+    VaultError,
+)
 from vaultd.core.keyring import KekCreatedSink
+from vaultd.core.storeguard import StoreGuard
 from vaultd.logs import REQUEST_ID
 from vaultd.storage.base import ApiKeyRecord, KekVersion
 
 log = logging.getLogger(__name__)
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
+FAILURE_AUDIT_WAIT_SECONDS = 1.0
+"""How long a failed call waits for its audit event before answering; the write goes on."""
 AUTHORIZATION = "authorization"
 _BEARER = "bearer"
 
@@ -91,9 +110,18 @@ def kek_created_sink(audit_log: AuditLog) -> KekCreatedSink:
 
 
 class Authentication:
-    def __init__(self, api_keys: ApiKeys, audit_log: AuditLog) -> None:
+    def __init__(
+        self,
+        api_keys: ApiKeys,
+        audit_log: AuditLog,
+        guard: StoreGuard | None = None,
+        *,
+        reads_best_effort: bool = False,
+    ) -> None:
         self._keys = api_keys
         self._audit = audit_log
+        self._guard = guard
+        self._reads_best_effort = reads_best_effort
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         if method.startswith(HEALTH_PREFIX):
@@ -110,7 +138,15 @@ class Authentication:
 
     async def _identify(self, context: grpc.aio.ServicerContext) -> ApiKeyRecord:
         """The caller's key; Unauthenticated if there is no valid one."""
-        return await self._keys.authenticate(bearer_token(context.invocation_metadata()))
+        token = bearer_token(context.invocation_metadata())
+        if self._guard is None:
+            return await self._keys.authenticate(token)
+        self._guard.check_serving()
+        try:
+            return await self._keys.authenticate(token)
+        except ApiKeyInvalid:
+            await self._guard.suspect()  # an emptied store forgets every key: say that instead
+            raise
 
     def _audited(
         self, handler: grpc.RpcMethodHandler, call: _Call
@@ -135,6 +171,8 @@ class Authentication:
                 _ORIGIN.set(origin)
                 response = await behavior(request, context)
             except BaseException as exc:
+                if isinstance(exc, StoreIdentityMismatch | StoreNotDurable):
+                    raise  # no event: the guard logged it, and this store is not to be written
                 if isinstance(exc, ApiKeyRevoked):
                     key = exc.key  # refused, but the audit trail names the key
                 subject = Subject() if request is None else call.rpc.subject(request, None)
@@ -145,6 +183,13 @@ class Authentication:
                     call.rpc.event, origin, subject=call.rpc.subject(request, response)
                 )
             except VaultError:
+                if self._reads_best_effort and call.rpc.permission is Permission.OBJECTS_READ:
+                    log.error(
+                        "answered %s without its audit event (audit_reads: best_effort): the"
+                        " event could not be stored",
+                        call.method,
+                    )
+                    return response
                 log.error(
                     "withheld the result of %s: its audit event could not be stored", call.method
                 )
@@ -167,7 +212,9 @@ class Authentication:
             call.rpc.event, _origin(call, key, context), outcome_of(error, context), subject
         )
         try:
-            await asyncio.shield(event)
+            await asyncio.wait_for(asyncio.shield(event), FAILURE_AUDIT_WAIT_SECONDS)
+        except TimeoutError:
+            log.warning("answering a failed %s call before its audit event is stored", call.method)
         except (VaultError, asyncio.CancelledError):
             log.error("could not store the audit event of a failed %s call", call.method)
 

@@ -79,7 +79,15 @@ def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], A
 
 
 class ErrorMapping:
-    """Wraps every unary RPC so its errors leave as the documented statuses."""
+    """Wraps every unary RPC so its errors leave as the documented statuses.
+
+    A call whose client set no deadline gets `default_deadline` seconds: a hung store or KMS
+    answers it UNAVAILABLE then, instead of holding it for as long as the backends' own
+    timeouts add up to.
+    """
+
+    def __init__(self, default_deadline: float | None = None) -> None:
+        self._default_deadline = default_deadline
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         if handler.unary_unary is None:
@@ -93,7 +101,10 @@ class ErrorMapping:
             else:
                 try:
                     # Bounds every backend wait (KMS retries included) by the client's deadline.
-                    async with asyncio.timeout(context.time_remaining()):
+                    remaining = context.time_remaining()
+                    async with asyncio.timeout(
+                        self._default_deadline if remaining is None else remaining
+                    ):
                         return await behavior(request, context)
                 except VaultError as exc:
                     error = exc

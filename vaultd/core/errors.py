@@ -156,6 +156,21 @@ class BackendUnavailable(VaultError):
     reason = "BACKEND_UNAVAILABLE"
 
 
+class StoreIdentityMismatch(VaultError):
+    """The store is not the one this deployment served: emptied or replaced (storeguard.py)."""
+
+    code = "UNAVAILABLE"
+    reason = "STORE_IDENTITY_MISMATCH"
+
+
+class StoreNotDurable(VaultError):
+    """The store would lose acknowledged writes on a restart, and vaultd was not told to
+    accept that (storeguard.py)."""
+
+    code = "UNAVAILABLE"
+    reason = "STORE_NOT_DURABLE"
+
+
 class Unauthenticated(VaultError):
     code = "UNAUTHENTICATED"
     reason = "UNAUTHENTICATED"

@@ -65,8 +65,12 @@ def store_errors() -> Iterator[None]:
     """Storage outages become BACKEND_UNAVAILABLE for the client."""
     try:
         yield
-    except StoreUnavailable:
-        raise BackendUnavailable("storage is unavailable; retry later") from None
+    except StoreUnavailable as exc:
+        # The cause (ENOSPC, NO_REPLICA, TIMEOUT, ...) tells the client's operator what is wrong
+        # without a trip to the server's log; it never holds a value or a key.
+        raise BackendUnavailable(
+            f"storage is unavailable ({exc}); retry later", metadata={"cause": exc.cause}
+        ) from None
 
 
 def _binding(environment_id: str, kek_id: str, kek: KekVersion) -> Binding:

@@ -25,7 +25,7 @@ from vaultd.storage.base import (
     VersionInfo,
     VersionMismatch,
 )
-from vaultd.storage.redis_store import RedisStore
+from vaultd.storage.redis_store import DEFAULT_TIMEOUT_SECONDS, RedisStore
 from vaultd.storage.sqlite_store import SqliteStore
 
 __all__ = [
@@ -56,16 +56,19 @@ __all__ = [
 SQLITE_FILE_NAME = "vaultd.db"
 
 
-async def open_store(redis_url: str | None, data_dir: Path) -> Store:
+async def open_store(
+    redis_url: str | None, data_dir: Path, command_timeout: float = DEFAULT_TIMEOUT_SECONDS
+) -> Store:
     """Redis when a URL is given, else the embedded store at data_dir/vaultd.db.
 
     Either is brought up to date with what this vaultd keeps: SQLite migrates its schema as it
-    opens; a Redis database that an older vaultd used gets its KEKs listed, once.
+    opens; a Redis database that an older vaultd used gets its KEKs listed, once. A Redis
+    command that takes longer than `command_timeout` seconds fails with StoreUnavailable.
     """
     if not redis_url:
         # Opening creates the file and schema: disk work, kept off the event loop.
         return await asyncio.to_thread(SqliteStore, data_dir / SQLITE_FILE_NAME)
-    store = RedisStore.from_url(redis_url)
+    store = RedisStore.from_url(redis_url, command_timeout)
     try:
         await store.index_unlisted_keks()
     except BaseException:

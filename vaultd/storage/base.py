@@ -29,7 +29,15 @@ class StoreError(Exception):
 
 
 class StoreUnavailable(StoreError):
-    """The database cannot be reached or timed out."""
+    """The database cannot be reached, timed out, or cannot take the write now.
+
+    `cause` is a short code an operator can act on (ENOSPC, SQLITE_FULL, NO_REPLICA, TIMEOUT,
+    ...); the message says it in words. Neither ever holds a value or a key.
+    """
+
+    def __init__(self, message: str, cause: str = "UNAVAILABLE") -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class NameTaken(StoreError):
@@ -111,6 +119,32 @@ class KekRecord:
     min_decryption_version: int = 1
     """Entries wrapped under an older version are refused (retired), though still stored."""
     shredded_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreIdentity:
+    """Which store this is, written once when it is first initialised.
+
+    `root_fingerprints` name the root key versions that served it (an HMAC of each, never the
+    key): a vaultd whose root key file has none of them is pointed at another deployment's store.
+    """
+
+    store_id: str
+    created_at: datetime
+    root_fingerprints: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Durability:
+    """What the store promises for a write it has acknowledged (docs/OPERATIONS.md).
+
+    `durable` is True when an acknowledged write survives the store's process being killed and
+    restarted, False when it may not, None when the store would not say (e.g. Redis with CONFIG
+    disabled, as managed services do).
+    """
+
+    durable: bool | None
+    description: str
 
 
 class RewrapState(Enum):
@@ -489,6 +523,27 @@ class Store(Protocol):
 
     async def ping(self) -> None:
         """Raise StoreUnavailable when the database cannot answer."""
+        ...
+
+    async def durability(self) -> Durability:
+        """What an acknowledged write survives, as the database is configured right now."""
+        ...
+
+    async def get_identity(self) -> StoreIdentity | None:
+        """The store's identity, or None if it was never initialised (or was emptied)."""
+        ...
+
+    async def create_identity(self, identity: StoreIdentity) -> bool:
+        """Write the identity if the store has none; False, changing nothing, if it has one."""
+        ...
+
+    async def add_root_fingerprints(self, fingerprints: frozenset[str]) -> None:
+        """Add root key fingerprints to the identity's (for a rotated root key); the identity
+        must exist."""
+        ...
+
+    async def has_data(self) -> bool:
+        """Whether the store holds anything vaultd wrote (an identity, a key, an object, ...)."""
         ...
 
     async def close(self) -> None:

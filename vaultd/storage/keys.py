@@ -35,6 +35,11 @@ live under another fixed tag, `{@jobs}`:
                                               the save script checks without decoding a record
     vaultd:{@jobs}:migrations           hash  name -> when this database was upgraded so (µs)
 
+The store's identity (which deployment's store this is) has a tag of its own, `{@store}`:
+
+    vaultd:{@store}:identity            hash  id, created (µs), and one `root:<fingerprint>`
+                                              field per root key version that served it
+
 Every input is checked against a strict pattern before it is placed in a name, so no `{`, `}`
 or `:` from a caller can move a key into another environment's slot or namespace, and an
 empty id can never produce a `::` name (rq's `rq:job::id` bug).
@@ -58,6 +63,8 @@ SECRET_HASH = re.compile(r"[0-9a-f]{64}")
 REWRAP_JOB_ID = re.compile(r"rewrap_[0-9A-Z]{26}")
 AUTH_TAG = "@auth"
 JOBS_TAG = "@jobs"
+STORE_TAG = "@store"
+IDENTITY_KEY = f"{PREFIX}:{{{STORE_TAG}}}:identity"
 
 
 class Kind(Enum):

@@ -19,7 +19,9 @@ name. Such failures surface as StoreUnavailable, which the caller may retry.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
@@ -39,6 +41,7 @@ from vaultd.storage.base import (
     AuditQuery,
     BadCursor,
     Direction,
+    Durability,
     KekChanged,
     KekRecord,
     KekStamp,
@@ -52,6 +55,7 @@ from vaultd.storage.base import (
     StoredObject,
     StoredVersion,
     StoreError,
+    StoreIdentity,
     StoreUnavailable,
     VersionInfo,
     VersionMismatch,
@@ -59,8 +63,10 @@ from vaultd.storage.base import (
 from vaultd.storage.keys import (
     API_KEY_ID,
     ENVIRONMENT_ID,
+    IDENTITY_KEY,
     KEK_LIST,
     OBJECT_ID,
+    PREFIX,
     REWRAP_JOB_ID,
     SECRET_HASH,
     AuthKind,
@@ -73,9 +79,11 @@ from vaultd.storage.keys import (
     job_key,
     key,
 )
+from vaultd.storage.redis_durability import read_persistence, summarize
 from vaultd.storage.redis_urls import RedisClient, redis_client, wait_replicas
 
 REPLICA_TIMEOUT_MS = 2000
+DEFAULT_TIMEOUT_SECONDS = 5.0
 KEKS_PER_READ = 256
 """Most KEKs one script of list_keks reads."""
 SCAN_BUDGET = 256
@@ -433,6 +441,26 @@ _LIST_API_KEYS = """
 return {redis.call("HVALS", KEYS[1]), redis.call("HGETALL", KEYS[2])}
 """
 
+_CREATE_IDENTITY = """
+-- Write the store's identity, unless it has one.
+-- KEYS[1] identity hash
+-- ARGV[1] store id  ARGV[2] created_at (µs)  ARGV[3..] root key fingerprints
+-- Returns 1 if written, 0 if the store already had an identity.
+if redis.call("EXISTS", KEYS[1]) == 1 then return 0 end
+redis.call("HSET", KEYS[1], "id", ARGV[1], "created", ARGV[2])
+for i = 3, #ARGV do redis.call("HSET", KEYS[1], "root:" .. ARGV[i], "1") end
+return 1
+"""
+
+_ADD_ROOT_FINGERPRINTS = """
+-- Add root key fingerprints to an existing identity (never create one without its id).
+-- KEYS[1] identity hash  ARGV[1..] fingerprints
+-- Returns 1 if the identity exists, else 0.
+if redis.call("EXISTS", KEYS[1]) == 0 then return 0 end
+for i = 1, #ARGV do redis.call("HSET", KEYS[1], "root:" .. ARGV[i], "1") end
+return 1
+"""
+
 AUDIT_READ_BATCH = 500
 """Stream entries one XRANGE fetches while looking for events that pass a query's filters."""
 AUDIT_CLOCK_MARGIN_MS = 60_000
@@ -449,20 +477,53 @@ _API_KEY_KEYS = [
 
 P = ParamSpec("P")
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def _available(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    """Turn Redis being unreachable, loading or failing over into StoreUnavailable."""
+    """Turn Redis being unreachable, loading, failing over, full or slow into StoreUnavailable.
+
+    A method of RedisStore: the whole operation, however many commands it sends, is bounded by
+    the store's timeout, so a call with no deadline of its own still fails in bounded time.
+    """
 
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        timeout: float | None = getattr(args[0], "timeout", None)
         try:
-            return await method(*args, **kwargs)
+            async with asyncio.timeout(timeout):
+                return await method(*args, **kwargs)
+        except TimeoutError:
+            raise StoreUnavailable(
+                f"redis did not answer within {timeout:g}s (store_timeout_seconds)", "TIMEOUT"
+            ) from None
         except _UNAVAILABLE as exc:
             # The class name only: enough to tell a timeout from a refusal, and never a value.
-            raise StoreUnavailable(f"redis is unavailable ({type(exc).__name__})") from exc
+            raise StoreUnavailable(
+                f"redis is unavailable ({type(exc).__name__})", _cause(exc)
+            ) from exc
+        except redis_errors.ResponseError as exc:
+            if not str(exc).startswith("MISCONF"):
+                raise
+            # Redis refuses writes while it cannot persist them (its disk is full, say).
+            cause = "ENOSPC" if "No space left" in str(exc) else "MISCONF"
+            log.error("redis refuses writes: it cannot persist them (%s)", cause)
+            raise StoreUnavailable(f"redis cannot persist writes ({cause})", cause) from exc
 
     return wrapper
+
+
+def _cause(error: Exception) -> str:
+    """The StoreUnavailable cause for one of the _UNAVAILABLE errors."""
+    if isinstance(error, redis_errors.TimeoutError):
+        return "TIMEOUT"
+    if isinstance(error, redis_errors.ReadOnlyError):
+        return "READONLY"
+    if isinstance(error, redis_errors.OutOfMemoryError):
+        return "OOM"
+    if isinstance(error, redis_errors.BusyLoadingError):
+        return "LOADING"
+    return "UNREACHABLE"
 
 
 class _ObjectKeys:
@@ -500,10 +561,13 @@ class RedisStore:
         scan_budget: int = SCAN_BUDGET,
         wait_replicas: int = 0,
         replica_timeout_ms: int = REPLICA_TIMEOUT_MS,
+        timeout: float | None = None,
     ) -> None:
         if client.get_connection_kwargs().get("decode_responses"):
             raise ValueError("RedisStore needs a client with decode_responses=False")
         self._redis = client
+        self.timeout = timeout
+        """Most seconds one operation may take, all its commands together; None: unbounded."""
         self._scan_budget = scan_budget
         self._wait_replicas = wait_replicas
         self._replica_timeout_ms = replica_timeout_ms
@@ -526,16 +590,19 @@ class RedisStore:
         self._get_api_key = client.register_script(_GET_API_KEY)
         self._revoke_api_key = client.register_script(_REVOKE_API_KEY)
         self._list_api_keys = client.register_script(_LIST_API_KEYS)
+        self._create_identity = client.register_script(_CREATE_IDENTITY)
+        self._add_root_fingerprints = client.register_script(_ADD_ROOT_FINGERPRINTS)
         # The hot path (object get, create, update, audit events) shares round trips between
         # concurrent calls. Not with wait_replicas: WAIT covers only its own connection's
         # writes, so those writes and their WAIT keep to one connection, unpipelined.
         self._auto = AutoPipeline(client) if not wait_replicas else None
 
     @classmethod
-    def from_url(cls, url: str) -> RedisStore:
-        """A store on one server, a Cluster or a Sentinel-monitored master (redis_urls.py)."""
+    def from_url(cls, url: str, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> RedisStore:
+        """A store on one server, a Cluster or a Sentinel-monitored master (redis_urls.py),
+        each operation bounded by `timeout` seconds."""
         plain_url, replicas = wait_replicas(url)
-        return cls(redis_client(plain_url), wait_replicas=replicas)
+        return cls(redis_client(plain_url, timeout), wait_replicas=replicas, timeout=timeout)
 
     async def _write(
         self,
@@ -560,14 +627,26 @@ class RedisStore:
         pipe.wait(self._wait_replicas, self._replica_timeout_ms)
         reply, confirmed = await pipe.execute()
         if changed(reply):
-            self._check_replicas(confirmed)
+            await self._check_replicas(confirmed)
         return reply
 
-    def _check_replicas(self, confirmed: int) -> None:
-        if confirmed < self._wait_replicas:
-            raise StoreUnavailable(
-                f"write not confirmed by {self._wait_replicas} replica(s); outcome unknown"
+    async def _check_replicas(self, confirmed: int) -> None:
+        """StoreUnavailable, saying why, when fewer replicas confirmed a write than required."""
+        if confirmed >= self._wait_replicas:
+            return
+        wanted = self._wait_replicas
+        info = await self._redis.info("replication")
+        connected = int(info.get("connected_slaves", 0)) if isinstance(info, dict) else -1
+        if 0 <= connected < wanted:
+            cause = "NO_REPLICA"
+            why = f"only {connected} replica(s) connected, wait_replicas={wanted}"
+        else:
+            cause = "REPLICA_TIMEOUT"
+            why = (
+                f"{confirmed} of {wanted} replica(s) confirmed within {self._replica_timeout_ms} ms"
             )
+        log.warning("a write was not confirmed: %s; its outcome is unknown", why)
+        raise StoreUnavailable(f"write not confirmed ({why}); outcome unknown", cause)
 
     @_available
     async def get_kek(self, environment_id: str, kek_id: str) -> KekRecord | None:
@@ -924,7 +1003,7 @@ class RedisStore:
             pipe.execute_command(*command)
         if self._wait_replicas:  # on the connection that wrote them (see _write)
             pipe.wait(self._wait_replicas, self._replica_timeout_ms)
-            self._check_replicas((await pipe.execute())[-1])
+            await self._check_replicas((await pipe.execute())[-1])
         else:
             await pipe.execute()
 
@@ -994,6 +1073,49 @@ class RedisStore:
     @_available
     async def ping(self) -> None:
         await self._redis.ping()
+
+    @_available
+    async def durability(self) -> Durability:
+        return summarize(await read_persistence(self._redis), self._wait_replicas)
+
+    @_available
+    async def get_identity(self) -> StoreIdentity | None:
+        fields = {_text(f): _text(v) for f, v in (await self._redis.hgetall(IDENTITY_KEY)).items()}
+        if "id" not in fields:
+            return None
+        return StoreIdentity(
+            store_id=fields["id"],
+            created_at=codec.from_micros(int(fields["created"])),
+            root_fingerprints=frozenset(
+                name.removeprefix("root:") for name in fields if name.startswith("root:")
+            ),
+        )
+
+    @_available
+    async def create_identity(self, identity: StoreIdentity) -> bool:
+        created = await self._write(
+            self._create_identity,
+            keys=[IDENTITY_KEY],
+            args=[
+                identity.store_id,
+                codec.to_micros(identity.created_at),
+                *sorted(identity.root_fingerprints),
+            ],
+        )
+        return bool(created)
+
+    @_available
+    async def add_root_fingerprints(self, fingerprints: frozenset[str]) -> None:
+        if not await self._write(
+            self._add_root_fingerprints, keys=[IDENTITY_KEY], args=sorted(fingerprints)
+        ):
+            raise StoreError("the store has no identity to add root key fingerprints to")
+
+    @_available
+    async def has_data(self) -> bool:
+        async for _ in self._redis.scan_iter(match=f"{PREFIX}:*", count=1000):
+            return True
+        return False
 
     async def close(self) -> None:
         await self._redis.aclose()

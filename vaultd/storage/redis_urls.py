@@ -39,10 +39,10 @@ def _no_retry() -> Retry:
     return Retry(NoBackoff(), retries=0)
 
 
-def _common() -> dict[str, Any]:
+def _common(timeout: float) -> dict[str, Any]:
     return {
-        "socket_timeout": SOCKET_TIMEOUT_SECONDS,
-        "socket_connect_timeout": SOCKET_TIMEOUT_SECONDS,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
         "retry": _no_retry(),
     }
 
@@ -72,8 +72,9 @@ def wait_replicas(url: str) -> tuple[str, int]:
     return urlunsplit(parts._replace(query=rest)), replicas
 
 
-def redis_client(url: str) -> RedisClient:
-    """A client for any of the URL forms above; nothing is contacted yet."""
+def redis_client(url: str, timeout: float = SOCKET_TIMEOUT_SECONDS) -> RedisClient:
+    """A client for any of the URL forms above, its sockets timing out after `timeout` seconds;
+    nothing is contacted yet."""
     parts = urlsplit(url)
     scheme = parts.scheme
     if scheme not in SCHEMES:
@@ -86,7 +87,7 @@ def redis_client(url: str) -> RedisClient:
         # Blocking: past MAX_CONNECTIONS calls in flight, a command waits for a free connection
         # (up to the socket timeout) instead of failing at once, as redis-py's default pool does.
         pool = BlockingConnectionPool.from_url(
-            url, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT_SECONDS, **_common()
+            url, max_connections=MAX_CONNECTIONS, timeout=timeout, **_common(timeout)
         )
         return Redis.from_pool(pool)
     password = unquote(parts.password) if parts.password else None
@@ -97,8 +98,8 @@ def redis_client(url: str) -> RedisClient:
             startup_nodes=nodes,
             username=username,
             password=password,
-            socket_timeout=SOCKET_TIMEOUT_SECONDS,
-            socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
             retry=_no_retry(),
         )
     path = [p for p in parts.path.split("/") if p]
@@ -107,13 +108,13 @@ def redis_client(url: str) -> RedisClient:
     db = int(path[1]) if len(path) > 1 else 0
     sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]
         _hosts(parts.netloc, scheme),
-        sentinel_kwargs={"socket_timeout": SOCKET_TIMEOUT_SECONDS},
+        sentinel_kwargs={"socket_timeout": timeout},
         db=db,
         username=username,
         password=password,
         # Sentinel's pool cannot block: make it as large as a burst may need.
         max_connections=SENTINEL_MAX_CONNECTIONS,
-        **_common(),
+        **_common(timeout),
     )
     master: Redis = sentinel.master_for(path[0])
     return master

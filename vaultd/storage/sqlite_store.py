@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +34,7 @@ from vaultd.storage.base import (
     AuditQuery,
     BadCursor,
     Direction,
+    Durability,
     KekChanged,
     KekRecord,
     KekStamp,
@@ -46,6 +48,7 @@ from vaultd.storage.base import (
     StoredObject,
     StoredVersion,
     StoreError,
+    StoreIdentity,
     StoreUnavailable,
     VersionInfo,
     VersionMismatch,
@@ -60,6 +63,8 @@ from vaultd.storage.keys import (
     check,
     check_rewrap_job,
 )
+
+log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -150,6 +155,14 @@ CREATE TABLE IF NOT EXISTS audit_events (
 );
 CREATE INDEX IF NOT EXISTS audit_events_by_environment ON audit_events (environment_id, seq);
 CREATE INDEX IF NOT EXISTS audit_events_by_time ON audit_events (time);
+CREATE TABLE IF NOT EXISTS store_identity (
+    singleton   INTEGER NOT NULL PRIMARY KEY CHECK (singleton = 1),
+    id          TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS store_root_keys (
+    fingerprint TEXT    NOT NULL PRIMARY KEY
+) WITHOUT ROWID;
 COMMIT;
 """
 
@@ -178,6 +191,7 @@ class SqliteStore:
     """A Store in one SQLite file, created (owner-only) with its schema if missing."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vaultd-sqlite")
         # Point reads (an object, an API key, a KEK's versions) on a connection and thread of
         # their own: in WAL mode they read the last commit without waiting for a write's
@@ -549,6 +563,48 @@ class SqliteStore:
     async def ping(self) -> None:
         await self._run(lambda c: c.execute("SELECT 1").fetchone())
 
+    async def durability(self) -> Durability:
+        # Every commit is fsynced before the call returns (_connect).
+        return Durability(True, f"sqlite: WAL with synchronous=FULL ({self.path})")
+
+    async def get_identity(self) -> StoreIdentity | None:
+        def read(conn: sqlite3.Connection) -> StoreIdentity | None:
+            row = conn.execute("SELECT id, created_at FROM store_identity").fetchone()
+            if row is None:
+                return None
+            roots = conn.execute("SELECT fingerprint FROM store_root_keys").fetchall()
+            return StoreIdentity(row[0], codec.from_micros(row[1]), frozenset(r[0] for r in roots))
+
+        return await self._run(read)
+
+    async def create_identity(self, identity: StoreIdentity) -> bool:
+        def create(conn: sqlite3.Connection) -> bool:
+            with _transaction(conn):
+                if conn.execute("SELECT 1 FROM store_identity").fetchone():
+                    return False
+                conn.execute(
+                    "INSERT INTO store_identity VALUES (1, ?, ?)",
+                    (identity.store_id, codec.to_micros(identity.created_at)),
+                )
+                _add_roots(conn, identity.root_fingerprints)
+                return True
+
+        return await self._run(create)
+
+    async def add_root_fingerprints(self, fingerprints: frozenset[str]) -> None:
+        def add(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                if not conn.execute("SELECT 1 FROM store_identity").fetchone():
+                    raise StoreError("the store has no identity to add root key fingerprints to")
+                _add_roots(conn, fingerprints)
+
+        await self._run(add)
+
+    async def has_data(self) -> bool:
+        tables = ("store_identity", "api_keys", "keks", "objects", "audit_events", "rewrap_jobs")
+        sql = "SELECT " + " OR ".join(f"EXISTS (SELECT 1 FROM {t})" for t in tables)
+        return bool(await self._run(lambda c: c.execute(sql).fetchone()[0]))
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -586,7 +642,10 @@ class SqliteStore:
             return await loop.run_in_executor(executor, work, conn)
         except sqlite3.OperationalError as exc:
             # Locked, disk full, I/O error: the error code, never the statement's values.
-            raise StoreUnavailable(f"sqlite is unavailable ({exc.sqlite_errorname})") from exc
+            cause = exc.sqlite_errorname
+            if cause == "SQLITE_FULL":
+                log.error("the sqlite store's disk is full (SQLITE_FULL, ENOSPC): %s", self.path)
+            raise StoreUnavailable(f"sqlite is unavailable ({cause})", cause) from exc
         except sqlite3.IntegrityError as exc:
             # The explicit checks come first; this is an id collision, which ULIDs make absurd.
             raise StoreError("record id already in use") from exc
@@ -624,6 +683,12 @@ def _connect_reader(path: Path) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _add_roots(conn: sqlite3.Connection, fingerprints: frozenset[str]) -> None:
+    conn.executemany(
+        "INSERT OR IGNORE INTO store_root_keys VALUES (?)", [(f,) for f in sorted(fingerprints)]
+    )
 
 
 @contextmanager
