@@ -257,3 +257,28 @@ async def test_a_taken_http_port_fails_the_start_with_one_line(tmp_path: Path) -
     assert f"cannot listen for HTTP on 127.0.0.1:{port}" in done.stderr.decode()
     assert "Traceback" not in done.stderr.decode()
     assert os.environ.get("VAULTD_HTTP_LISTEN") is None
+
+
+async def test_failed_authentications_share_the_peers_budget(tmp_path: Path) -> None:
+    """Bad keys over HTTP spend the same per-address budget as over gRPC (port aside)."""
+    limits = {"rate_limit": {"failed_auth_per_second": 0.1, "failed_auth_burst": 3}}
+    async with http_vaultd("sqlite", tmp_path, **limits) as server:
+        bad = "sk_" + "q" * 43
+        good = await server.new_key()
+        assert (await call(server.base_url, "GET", "/vault/v1/kv", api_key=good)).status == 200
+        statuses = [
+            (await call(server.base_url, "GET", "/vault/v1/kv", api_key=bad)).status
+            for _ in range(3)
+        ]
+        assert statuses == [401, 401, 401]
+        refused = await call(server.base_url, "GET", "/vault/v1/kv", api_key=bad)
+        assert (refused.status, refused.json["code"]) == (429, "RATE_LIMITED")
+        assert int(refused.headers["retry-after"]) >= 1
+        async with grpc.aio.insecure_channel(server.grpc_target) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as rpc:
+                await opb_grpc.ObjectServiceStub(channel).ListObjects(
+                    opb.ListObjectsRequest(), metadata=bearer(bad)
+                )
+        assert rpc.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        # A key this process already knows to be good is still served from that address.
+        assert (await call(server.base_url, "GET", "/vault/v1/kv", api_key=good)).status == 200

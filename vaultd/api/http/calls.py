@@ -12,9 +12,8 @@ Nothing here decides anything about objects, keys or callers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 from google.protobuf.message import Message
@@ -94,11 +93,20 @@ class Calls:
         self._handlers = dict(handlers)
 
     async def call(self, method: str, request: Message | bytes, context: CallContext) -> Outcome:
-        behavior: Any = self._handlers[method].unary_unary
+        handler = self._handlers[method]
         # Authentication, the innermost layer, parses the bytes once the caller is known.
         raw = request if isinstance(request, bytes) else request.SerializeToString()
         try:
-            response = await behavior(raw, context)
+            if handler.stream_unary is not None:
+                # BodyGate (outermost) takes the request as a stream it reads only once the
+                # caller is authenticated; here it is already in memory.
+                response = await handler.stream_unary(_one(raw), context)
+            else:
+                response = await handler.unary_unary(raw, context)
         except Aborted as error:
             return Outcome(None, dict(error.trailing), error)
         return Outcome(response, dict(context.trailing_metadata()), None)
+
+
+async def _one(raw: bytes) -> AsyncIterator[bytes]:
+    yield raw
