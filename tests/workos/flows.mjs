@@ -122,6 +122,8 @@ const sdkBlob = await workos.vault.encrypt('data from node', context, 'aad-node'
 assert.equal(await workos.vault.decrypt(sdkBlob, 'aad-node'), 'data from node');
 await assert.rejects(workos.vault.decrypt(sdkBlob, 'another aad'));
 const fromServer = await workos.vault.decrypt(env.SERVER_BLOB, 'aad-server');
+// vaultd's key-committing layout is not one the SDK reads: refused, never misread.
+await assert.rejects(workos.vault.decrypt(env.COMMITTING_BLOB, 'aad-server'));
 
 // Errors as the SDK raises them.
 await rejects(workos.vault.readObject({ id: 'secret_01J00000000000000000000000' }), NotFoundException);

@@ -4,7 +4,8 @@ flows.mjs runs every Vault call the SDK has, as documented, over a real socket t
 vaultd (embedded store and Redis), and asserts what the SDK returns and raises. node runs as a
 child process while this test awaits it, so the event loop serving vaultd keeps serving. Then
 this side checks over gRPC what the SDK did: its local-encryption blob opens with vaultd's
-Decrypt RPC, and the blob vaultd's Encrypt made was opened by the SDK.
+Decrypt RPC, and the SDK opened a blob vaultd's client sealed in the WorkOS layout (and refused
+the key-committing layout vaultd's Encrypt writes by default, which it cannot read).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 
 from tests.http.support import HttpVaultd
 from tests.support.auth import bearer
+from vaultd.client import AsyncVaultClient
 from vaultd.v1 import key_service_pb2 as kpb
 from vaultd.v1 import key_service_pb2_grpc as kpb_grpc
 from vaultd.v1 import object_service_pb2 as opb
@@ -42,7 +44,9 @@ def node_or_skip() -> str:
     return node
 
 
-async def run_flows(server: HttpVaultd, api_key: str, run_id: str, server_blob: str) -> dict:
+async def run_flows(
+    server: HttpVaultd, api_key: str, run_id: str, server_blob: str, committing_blob: str
+) -> dict:
     reader_key = await server.new_key(permissions=["objects:read"])
     node = node_or_skip()
     process = await asyncio.create_subprocess_exec(
@@ -55,6 +59,7 @@ async def run_flows(server: HttpVaultd, api_key: str, run_id: str, server_blob: 
             "VAULTD_HTTP_PORT": str(server.http_port),
             "RUN_ID": run_id,
             "SERVER_BLOB": server_blob,
+            "COMMITTING_BLOB": committing_blob,
             "READER_API_KEY": reader_key,
         },
         stdout=asyncio.subprocess.PIPE,
@@ -70,19 +75,29 @@ async def test_every_vault_call_of_the_node_sdk(http_server: HttpVaultd) -> None
     api_key = await http_server.new_key()
     run_id = uuid.uuid4().hex[:12]
     context = {"organization_id": f"org_{run_id}"}
+    # vaultd's Python client in the WorkOS layout (key_commitment=False), which the SDK reads;
+    # vaultd's own default, the key-committing layout, the SDK refuses (docs/HTTP.md).
+    async with AsyncVaultClient(
+        http_server.grpc_target, api_key=api_key, key_commitment=False
+    ) as vault:
+        workos_layout = await vault.encrypt(b"data from vaultd", context, b"aad-server")
     async with grpc.aio.insecure_channel(http_server.grpc_target) as channel:
         keys = kpb_grpc.KeyServiceStub(channel)
-        sealed = await keys.Encrypt(
+        committing = await keys.Encrypt(
             kpb.EncryptRequest(
-                plaintext=b"data from vaultd", key_context=context, associated_data=b"aad-server"
+                plaintext=b"committing", key_context=context, associated_data=b"aad-server"
             ),
             metadata=bearer(api_key),
         )
         result = await run_flows(
-            http_server, api_key, run_id, base64.b64encode(sealed.ciphertext).decode()
+            http_server,
+            api_key,
+            run_id,
+            base64.b64encode(workos_layout).decode(),
+            base64.b64encode(committing.ciphertext).decode(),
         )
 
-        # The SDK opened what vaultd's Encrypt sealed ...
+        # The SDK opened what vaultd's client sealed in the WorkOS layout ...
         assert result["fromServer"] == "data from vaultd"
         # ... and vaultd's Decrypt opens what the SDK sealed locally.
         opened = await keys.Decrypt(

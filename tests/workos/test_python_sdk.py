@@ -27,6 +27,7 @@ from workos._errors import (
 
 from tests.http.support import HttpVaultd, http_vaultd
 from tests.support.auth import bearer
+from vaultd.client import AsyncVaultClient
 from vaultd.v1 import key_service_pb2 as kpb
 from vaultd.v1 import key_service_pb2_grpc as kpb_grpc
 from vaultd.v1 import object_service_pb2 as opb
@@ -157,12 +158,20 @@ async def test_data_keys_and_local_encryption(
             metadata=bearer(api_key),
         )
         assert opened.plaintext == b"data from python"
-        sealed = await keys.Encrypt(
+        committing = await keys.Encrypt(
             kpb.EncryptRequest(plaintext=b"from vaultd", key_context=context),
             metadata=bearer(api_key),
         )
-    text = base64.b64encode(sealed.ciphertext).decode()
+    # vaultd's client in the WorkOS layout: the SDK opens it.
+    async with AsyncVaultClient(
+        http_server.grpc_target, api_key=api_key, key_commitment=False
+    ) as vault:
+        sealed = await vault.encrypt(b"from vaultd", context)
+    text = base64.b64encode(sealed).decode()
     assert await workos.vault.decrypt(encrypted_data=text) == "from vaultd"
+    # vaultd's default key-committing layout: the SDK cannot read it, and refuses it.
+    with pytest.raises(Exception):  # noqa: B017  (whatever the SDK raises; never a plaintext)
+        await workos.vault.decrypt(encrypted_data=base64.b64encode(committing.ciphertext).decode())
 
 
 async def test_errors_as_the_sdk_raises_them(
