@@ -25,6 +25,7 @@ from vaultd.api.admin import AdminServicer
 from vaultd.api.auth import Authentication, BodyGate, kek_admission, kek_created_sink
 from vaultd.api.authlimit import FailedAuthentications
 from vaultd.api.errors import ErrorMapping
+from vaultd.api.http import HttpListener, start_http
 from vaultd.api.keys import KeyServicer
 from vaultd.api.objects import ObjectServicer
 from vaultd.api.observe import Observe
@@ -147,9 +148,12 @@ class Vaultd:
     store_watcher: asyncio.Task[None]
     metrics_server: MetricsServer | None = None
     audit_log: AuditLog | None = None
+    http: HttpListener | None = None
 
     async def stop(self, grace: float | None) -> None:
         await self.health.enter_graceful_shutdown()
+        if self.http is not None:
+            await self.http.stop()
         await self.server.stop(grace)
         # Rewrap jobs stop where they are; their lease runs out and a process resumes them.
         self.rewrap_watcher.cancel()
@@ -404,6 +408,12 @@ async def start(
         metrics_server = metrics.serve(settings.metrics_listen)
         log.info("metrics on http://%s/metrics", settings.metrics_listen)
     await server.start()
+    # The WorkOS-compatible HTTP API runs the handlers just wrapped, so it shares every layer.
+    try:
+        http = await start_http(settings, registrar.handlers)
+    except BaseException:
+        await server.stop(None)
+        raise
     if ready is not None:
         await ready()
     await set_health(health_servicer, serving=True)
@@ -435,6 +445,7 @@ async def start(
         store_watcher,
         metrics_server,
         audit_log,
+        http,
     )
 
 
