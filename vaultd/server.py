@@ -381,7 +381,14 @@ async def start(
         ObjectServicer(vault), registrar
     )
     key_service_pb2_grpc.add_KeyServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        KeyServicer(DataKeys(keyring, settings.max_value_bytes)), registrar
+        KeyServicer(
+            DataKeys(
+                keyring,
+                settings.max_value_bytes,
+                accept_legacy=settings.keys.accept_legacy_data_keys,
+            )
+        ),
+        registrar,
     )
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(  # type: ignore[no-untyped-call]
         AdminServicer(api_keys, audit_log, lifecycle, rules), registrar

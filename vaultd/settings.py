@@ -113,6 +113,11 @@ class KeyLifecycleSettings(BaseModel):
     rewrap_versions_per_second: float = Field(1000.0, ge=0)
     # A job whose process stops saving progress for this long is taken over by another.
     rewrap_lease_seconds: float = Field(60.0, gt=0)
+    # Whether DecryptDataKey, RekeyDataKey and Decrypt still take format-1 data keys (made
+    # before each purpose had its own label). Turn off once every object version was rewrapped
+    # and no client holds an old data key: a stolen store dump's format-1 object keys then no
+    # longer open through KeyService either (docs/SECURITY.md section 1).
+    accept_legacy_data_keys: bool = True
 
     @property
     def rotation_period(self) -> timedelta | None:

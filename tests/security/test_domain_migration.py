@@ -9,6 +9,7 @@ import hashlib
 from datetime import UTC, datetime
 
 import grpc
+import pytest
 from ulid import ULID
 
 from tests.lifecycle.conftest import Lifecycle, item, lifecycle, new_org, wait_job
@@ -116,3 +117,30 @@ async def test_format_1_objects_read_and_migrate_without_touching_data(
     assert (await _stored(lifecycle, meta.id, version_id)).encrypted_keys == (
         migrated.encrypted_keys
     )
+
+
+async def test_legacy_data_keys_can_be_turned_off_so_old_object_keys_stop_opening(
+    lifecycle: Lifecycle,
+) -> None:
+    """The residual of class 1: a format-1 object key from an old store dump still opens as a
+    data key while `keys.accept_legacy_data_keys` is on (callers hold old data keys). Off, it
+    does not: the setting an operator turns off once the rewrap job has run."""
+    from vaultd.core.datakeys import DataKeys
+    from vaultd.core.errors import DecryptionFailed
+    from vaultd.settings import Settings
+
+    org = new_org()
+    meta = (
+        await lifecycle.objects.CreateObject(
+            opb.CreateObjectRequest(
+                name=f"dump-{org['organization_id']}", value=b"x", key_context=org
+            )
+        )
+    ).metadata
+    legacy = await _as_format_1(lifecycle, meta.id, org)
+    keyring = lifecycle.vaultd.keyring
+    _, dek = await DataKeys(keyring, 1024, accept_legacy=True).decrypt(ENV, legacy.encrypted_keys)
+    assert len(dek) == 32  # the documented residual, while legacy data keys are accepted
+    with pytest.raises(DecryptionFailed):
+        await DataKeys(keyring, 1024, accept_legacy=False).decrypt(ENV, legacy.encrypted_keys)
+    assert Settings(keys={"accept_legacy_data_keys": False}).keys.accept_legacy_data_keys is False
