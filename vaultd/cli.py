@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", help="HOST:PORT to listen on (default 127.0.0.1:50051)")
     serve.add_argument("--workers", type=int, help="server processes sharing the port (default 1)")
     serve.add_argument("--metrics-listen", help="HOST:PORT for Prometheus /metrics (default off)")
+    serve.add_argument("--console-listen", help="HOST:PORT for the web console (default off)")
     serve.add_argument("--log-format", choices=["json", "text"], help="stderr lines (default json)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--tls-cert", type=Path, help="PEM certificate (chain); turns TLS on")
@@ -88,6 +89,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         listen=getattr(args, "listen", None),
         workers=getattr(args, "workers", None),
         metrics_listen=getattr(args, "metrics_listen", None),
+        console_listen=getattr(args, "console_listen", None),
         log_format=getattr(args, "log_format", None),
         log_level=getattr(args, "log_level", None),
         tls_cert_file=getattr(args, "tls_cert", None),

@@ -28,6 +28,7 @@ from vaultd.api.objects import ObjectServicer
 from vaultd.api.observe import Observe
 from vaultd.api.ratelimit import RateLimit
 from vaultd.api.wrapping import Wrapper, WrappingRegistrar
+from vaultd.console import Console, ConsoleListener, start_console
 from vaultd.core import audit
 from vaultd.core.apikeys import DEFAULT_ENVIRONMENT, ApiKeys, check_bootstrap_secret
 from vaultd.core.audit import AuditLog, Origin, Subject
@@ -131,9 +132,12 @@ class Vaultd:
     store_watcher: asyncio.Task[None]
     metrics_server: MetricsServer | None = None
     audit_log: AuditLog | None = None
+    console: ConsoleListener | None = None
 
     async def stop(self, grace: float | None) -> None:
         await self.health.enter_graceful_shutdown()
+        if self.console is not None:
+            await self.console.stop()
         await self.server.stop(grace)
         # Rewrap jobs stop where they are; their lease runs out and a process resumes them.
         self.rewrap_watcher.cancel()
@@ -249,7 +253,7 @@ async def start(
         settings.kek_cache.ttl_seconds, settings.kek_cache.max_entries
     )
     # Metrics cost nothing unless asked for: no timing proxy, no observer, no HTTP server.
-    metrics = Metrics() if settings.metrics_listen else None
+    metrics = Metrics() if settings.metrics_listen or settings.console_listen else None
     observed_store = metrics.timed_store(store) if metrics else store
     audit_log = AuditLog(observed_store, timedelta(days=settings.audit_retention_days))
     api_keys = await open_api_keys(observed_store, audit_log, settings)
@@ -318,6 +322,15 @@ async def start(
         metrics_server = metrics.serve(settings.metrics_listen)
         log.info("metrics on http://%s/metrics", settings.metrics_listen)
     await server.start()
+    # The web console (off unless console_listen is set) calls the same core services.
+    try:
+        console = await start_console(
+            settings,
+            Console(observed_store, api_keys, audit_log, lifecycle, rules, registry, metrics),
+        )
+    except BaseException:
+        await server.stop(None)
+        raise
     if ready is not None:
         await ready()
     await set_health(health_servicer, serving=True)
@@ -343,6 +356,7 @@ async def start(
         store_watcher,
         metrics_server,
         audit_log,
+        console,
     )
 
 

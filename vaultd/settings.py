@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(30.0, ge=0)
     workers: int = Field(1, ge=1)
     metrics_listen: str | None = None
+    # HOST:PORT of the operator web console (docs/CONSOLE.md); off when unset.
+    console_listen: str | None = None
     log_format: LogFormat = "json"
     log_level: LogLevel = "info"
     # One JSON line per call (method, code, duration, peer, request id); off where that costs
@@ -139,6 +141,14 @@ class Settings(BaseSettings):
             raise ValueError("tls: cert_file and key_file go together")
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ValueError("tls: client_ca_file (mutual TLS) needs cert_file and key_file")
+        return self
+
+    @model_validator(mode="after")
+    def _check_console(self) -> Self:
+        # Console sessions live in the memory of the process that signed in; workers sharing
+        # one port would each know only some of them.
+        if self.console_listen and self.workers > 1:
+            raise ValueError("console_listen serves from one process: it needs workers: 1")
         return self
 
     @property
