@@ -254,3 +254,21 @@ def test_sessions_end_at_their_lifetime_and_at_sign_out() -> None:
     sessions.close(token)
     assert sessions.find(token) is None
     assert sessions.find("") is None and sessions.find("made-up") is None
+
+
+async def test_names_and_context_values_are_escaped(server: ConsoleServer) -> None:
+    """Key context values are caller-chosen text; on a page they stay text."""
+    hostile = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
+    await server.seed(hostile, 1)
+    client = Client(server.url)
+    await client.sign_in()
+    for path in ("/keys", "/audit?type=vault.kek.created"):
+        reply = await client.call("GET", path)
+        assert reply.status == 200
+        assert hostile not in reply.body and "<script>alert" not in reply.body
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in reply.body
+    confirm = await client.call(
+        "GET",
+        "/keys/confirm?" + urlencode({"action": "rotate", "item": f"organization_id={hostile}"}),
+    )
+    assert confirm.status == 200 and "<script>alert" not in confirm.body

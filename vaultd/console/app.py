@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from vaultd.api.observe import REQUEST_ID_HEADER, request_id_from
 from vaultd.console import pages
 from vaultd.console.rates import Rates
 from vaultd.console.services import Acting, Console, Signed
@@ -104,7 +105,7 @@ class Request:
     peer: str
     form: dict[str, list[str]] = field(default_factory=dict)
 
-    def field(self, name: str) -> str:
+    def value(self, name: str) -> str:
         return (self.form.get(name) or [""])[0]
 
     def cookie(self, name: str) -> str | None:
@@ -124,7 +125,7 @@ class Refused(Exception):
 
 
 @dataclass
-class Signed_in:
+class SignedIn:
     token: str
     session: Session
     acting: Acting
@@ -250,7 +251,7 @@ class ConsoleApp:
                 return redirect(self._root + "/login")
             raise Refused(403, "Refused", "Sign in first: this request carries no live session.")
         if method == "POST":
-            token = request.field("csrf")
+            token = request.value("csrf")
             if not hmac.compare_digest(token.encode(), signed.session.csrf.encode()):
                 raise Refused(403, "Refused", "The form's CSRF token is missing or stale; reload.")
         handler = self._routes().get((method, path))
@@ -267,7 +268,7 @@ class ConsoleApp:
 
     def _routes(
         self,
-    ) -> dict[tuple[str, str], Callable[[Request, Signed_in], Awaitable[Response]]]:
+    ) -> dict[tuple[str, str], Callable[[Request, SignedIn], Awaitable[Response]]]:
         return {
             ("GET", ""): self._overview,
             ("POST", "/logout"): self._logout,
@@ -324,7 +325,7 @@ class ConsoleApp:
 
     async def _login(self, request: Request) -> Response:
         self._check_origin(request)
-        secret = request.field("api_key").strip()
+        secret = request.value("api_key").strip()
         try:
             key = await self._c.api_keys.authenticate(secret)
             require(key, Permission.ADMIN)
@@ -338,12 +339,13 @@ class ConsoleApp:
                         self._root, "That key has no admin permission: the console needs one."
                     ),
                 )
-            raise
+            # The store did not answer, say: the page says so, and the form stays usable.
+            return html(_HTTP_STATUS.get(exc.code, 500), pages.login(self._root, exc.message))
         token, _ = self._sessions.open(Signed(key.id, key.environment_id, actor_of(key)))
         log.info("console sign-in with API key %s (environment %s)", key.id, key.environment_id)
         return redirect(self._root + "/", [self._set_cookie(token, SESSION_SECONDS)])
 
-    async def _signed_in(self, request: Request) -> Signed_in | None:
+    async def _signed_in(self, request: Request) -> SignedIn | None:
         token = request.cookie(self._cookie)
         session = self._sessions.find(token)
         if token is None or session is None:
@@ -356,21 +358,22 @@ class ConsoleApp:
         if not live or live[0].revoked_at is not None:
             self._sessions.close_key(who.api_key_id)
             return None
-        request_id = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
+        # The same rule as for RPCs: the client's x-request-id when plausible, else a new one.
+        request_id = request_id_from([(REQUEST_ID_HEADER, request.headers.get(REQUEST_ID_HEADER))])
         acting = Acting(self._c, who, request_id, request.peer)
         frame = pages.Frame(
             self._root, who.environment_id, who.actor.name or who.actor.id, session.csrf
         )
-        return Signed_in(token, session, acting, frame)
+        return SignedIn(token, session, acting, frame)
 
-    async def _logout(self, request: Request, signed: Signed_in) -> Response:
+    async def _logout(self, request: Request, signed: SignedIn) -> Response:
         self._sessions.close(signed.token)
         log.info("console sign-out of API key %s", signed.session.who.api_key_id)
         return redirect(self._root + "/login", [self._set_cookie("", 0)])
 
     # Pages --------------------------------------------------------------------------------
 
-    async def _overview(self, request: Request, signed: Signed_in) -> Response:
+    async def _overview(self, request: Request, signed: SignedIn) -> Response:
         acting = signed.acting
         objects, keks, jobs = await asyncio.gather(
             acting.count_objects(), acting.list_keks(), acting.jobs()
@@ -388,14 +391,14 @@ class ConsoleApp:
         )
         return html(200, text)
 
-    async def _keks(self, signed: Signed_in) -> dict[str, Any]:
+    async def _keks(self, signed: SignedIn) -> dict[str, Any]:
         return {pages.item_of(r): r for r in await signed.acting.list_keks()}
 
-    async def _keys(self, request: Request, signed: Signed_in, status: str = "") -> Response:
+    async def _keys(self, request: Request, signed: SignedIn, status: str = "") -> Response:
         records = list((await self._keks(signed)).values())
         return html(200, pages.keys(signed.frame, records, self._c.rules, status))
 
-    async def _confirm(self, request: Request, signed: Signed_in) -> Response:
+    async def _confirm(self, request: Request, signed: SignedIn) -> Response:
         action, item = request.query.get("action", ""), request.query.get("item", "")
         if action not in pages.CONFIRM_TEXT:
             raise InvalidArgument("action", "must be rotate, rewrap or shred")
@@ -404,18 +407,18 @@ class ConsoleApp:
             return html(404, pages.error(self._root, "Not found", f"No live KEK for {item}.", True))
         return html(200, pages.confirm(signed.frame, action, record))
 
-    async def _rotate(self, request: Request, signed: Signed_in) -> Response:
-        record = await signed.acting.rotate(request.field("item"))
+    async def _rotate(self, request: Request, signed: SignedIn) -> Response:
+        record = await signed.acting.rotate(request.value("item"))
         status = f"Rotated {pages.item_of(record)}: version {len(record.versions)} is now current."
         return await self._keys(request, signed, status)
 
-    async def _rewrap(self, request: Request, signed: Signed_in) -> Response:
-        job = await signed.acting.start_rewrap(request.field("item"))
+    async def _rewrap(self, request: Request, signed: SignedIn) -> Response:
+        job = await signed.acting.start_rewrap(request.value("item"))
         return redirect(f"{self._root}/jobs#{job.id}")
 
-    async def _shred(self, request: Request, signed: Signed_in) -> Response:
-        item = request.field("item")
-        if request.field("typed").strip() != item:
+    async def _shred(self, request: Request, signed: SignedIn) -> Response:
+        item = request.value("item")
+        if request.value("typed").strip() != item:
             record = (await self._keks(signed)).get(item)
             if record is None:
                 raise InvalidArgument("item", "names no KEK of this environment")
@@ -429,25 +432,25 @@ class ConsoleApp:
         record = await signed.acting.shred(item)
         return await self._keys(request, signed, f"Shredded {pages.item_of(record)}.")
 
-    async def _byok(self, request: Request, signed: Signed_in, status: str = "") -> Response:
+    async def _byok(self, request: Request, signed: SignedIn, status: str = "") -> Response:
         return html(200, pages.byok(signed.frame, self._c.rules, self._c.verifications, status))
 
-    async def _verify(self, request: Request, signed: Signed_in) -> Response:
+    async def _verify(self, request: Request, signed: SignedIn) -> Response:
         results = await signed.acting.verify_byok()
         failed = sum(1 for r in results if not r.ok)
         return await self._byok(
             request, signed, f"Verified {len(results)} key(s): {failed} failed."
         )
 
-    async def _job_views(self, signed: Signed_in) -> list[dict[str, object]]:
+    async def _job_views(self, signed: SignedIn) -> list[dict[str, object]]:
         jobs: list[RewrapJob] = await signed.acting.jobs()
         now = datetime.now(UTC)
         return [pages.job_view(j, now) for j in sorted(jobs, key=lambda j: j.id, reverse=True)]
 
-    async def _jobs(self, request: Request, signed: Signed_in) -> Response:
+    async def _jobs(self, request: Request, signed: SignedIn) -> Response:
         return html(200, pages.jobs(signed.frame, await self._job_views(signed)))
 
-    async def _jobs_json(self, request: Request, signed: Signed_in) -> Response:
+    async def _jobs_json(self, request: Request, signed: SignedIn) -> Response:
         body = json.dumps({"jobs": await self._job_views(signed)}).encode()
         return Response(200, body, "application/json")
 
@@ -458,7 +461,7 @@ class ConsoleApp:
         return filters, AuditFilter.parse(filters)
 
     async def _audit_events(
-        self, signed: Signed_in, wanted: AuditFilter, after: str, limit: int, pages_max: int
+        self, signed: SignedIn, wanted: AuditFilter, after: str, limit: int, pages_max: int
     ) -> tuple[list[AuditEvent], str]:
         """Matching events from `after` on, a store page at a time; and where to go on from
         ("" at the end). Stops at a page boundary once `limit` matched (cursors are per page)."""
@@ -481,14 +484,14 @@ class ConsoleApp:
                 break
         return found, cursor
 
-    async def _audit(self, request: Request, signed: Signed_in) -> Response:
+    async def _audit(self, request: Request, signed: SignedIn) -> Response:
         filters, wanted = self._audit_filters(request)
         events, next_after = await self._audit_events(
             signed, wanted, request.query.get("after", ""), AUDIT_PAGE_EVENTS, AUDIT_SCAN_PAGES
         )
         return html(200, pages.audit(signed.frame, filters, AUDIT_TYPES, events, next_after))
 
-    async def _audit_export(self, request: Request, signed: Signed_in) -> Response:
+    async def _audit_export(self, request: Request, signed: SignedIn) -> Response:
         _, wanted = self._audit_filters(request)
         events, _ = await self._audit_events(
             signed, wanted, "", EXPORT_MAX_EVENTS, EXPORT_MAX_EVENTS // audit.MAX_READ_LIMIT
@@ -509,7 +512,7 @@ class ConsoleApp:
     async def _api_keys(
         self,
         request: Request,
-        signed: Signed_in,
+        signed: SignedIn,
         new_secret: tuple[str, str] | None = None,
         status: str = "",
     ) -> Response:
@@ -519,17 +522,17 @@ class ConsoleApp:
         )
         return html(200, text)
 
-    async def _create_api_key(self, request: Request, signed: Signed_in) -> Response:
+    async def _create_api_key(self, request: Request, signed: SignedIn) -> Response:
         permissions = request.form.get("permissions", [])
         if not permissions:
             raise InvalidArgument("permissions", "choose at least one permission")
-        new = await signed.acting.create_api_key(request.field("name").strip(), permissions)
+        new = await signed.acting.create_api_key(request.value("name").strip(), permissions)
         return await self._api_keys(
             request, signed, (new.record.id, new.secret), f"Created API key {new.record.name}."
         )
 
-    async def _revoke_api_key(self, request: Request, signed: Signed_in) -> Response:
-        revoked = await signed.acting.revoke_api_key(request.field("id"))
+    async def _revoke_api_key(self, request: Request, signed: SignedIn) -> Response:
+        revoked = await signed.acting.revoke_api_key(request.value("id"))
         if revoked.id == signed.session.who.api_key_id:
             self._sessions.close_key(revoked.id)
             return redirect(self._root + "/login", [self._set_cookie("", 0)])

@@ -258,7 +258,8 @@ def keys(frame: Frame, records: Sequence[KekRecord], rules: KeyRules, status: st
             )
         rows.append(
             f'<tr data-item="{e(item)}"><th scope="row">{e(item)}</th>'
-            f'<td><code>{e(uri)}</code></td><td class="version">{versions}</td>'
+            f"<td><code>{e(uri)}</code>{_older_uris(r)}</td>"
+            f'<td class="version">{versions}</td>'
             f"<td>{e(created)}</td><td>{e(rotated)}</td>"
             f"<td>{r.min_decryption_version}</td><td>{e(state)}</td>"
             f'<td class="actions">{actions}</td></tr>'
@@ -282,6 +283,19 @@ def keys(frame: Frame, records: Sequence[KekRecord], rules: KeyRules, status: st
         f"<code>{e(rules.default_uri)}</code>.</p>"
     )
     return page(frame, "keys", "Keys", content, status)
+
+
+def _older_uris(record: KekRecord) -> str:
+    """Provider keys of older versions that differ from the newest's (a tenant moved to a new
+    CMK, and the rewrap has not caught up): worth seeing before retiring anything."""
+    if not record.versions:
+        return ""
+    newest = record.versions[-1].provider_uri
+    older = dict.fromkeys(v.provider_uri for v in record.versions[:-1] if v.provider_uri != newest)
+    if not older:
+        return ""
+    listed = ", ".join(f"<code>{e(u)}</code>" for u in older)
+    return f"<br><small>older versions: {listed}</small>"
 
 
 CONFIRM_TEXT = {
@@ -454,10 +468,13 @@ def audit(
     query = {k: v for k, v in filters.items() if v}
     export = f"{frame.root}/audit.jsonl?{urlencode(query)}"
     rows = [
-        f"<tr><td>{e(when(ev.time))}</td><td>{e(ev.type)}</td>"
+        f'<tr><td class="time">{e(when(ev.time).removesuffix(" UTC"))}</td>'
+        f"<td>{e(ev.type)}</td>"
         f"<td>{e(ev.actor_name or ev.actor_id)}<br><small>{e(ev.actor_id)}</small></td>"
         f'<td class="object">{e(ev.object_name)}<br><small>{e(ev.object_id)}</small></td>'
-        f"<td>{e(ev.outcome)}</td><td><small>{e(', '.join(ev.key_ids))}</small></td>"
+        f"<td>{e(ev.outcome)}</td><td><small>{e(', '.join(ev.key_ids))}"
+        f"{'<br>' if ev.key_ids and ev.key_context else ''}"
+        f"{e(', '.join(f'{k}={v}' for k, v in ev.key_context.items()))}</small></td>"
         f"<td><small>{e(ev.method)}</small></td></tr>"
         for ev in events
     ]
@@ -472,7 +489,7 @@ def audit(
         + f'<p><a href="{e(export)}" download>Export these filters as JSON lines</a></p>'
         + table(
             "Audit events, oldest first",
-            ["Time", "Type", "Actor", "Object", "Outcome", "Keys", "Method"],
+            ["Time (UTC)", "Type", "Actor", "Object", "Outcome", "Keys and context", "Method"],
             rows,
             "No event matches these filters.",
         )
