@@ -23,8 +23,10 @@ import pytest
 from playwright.async_api import expect
 
 from tests.console.conftest import READ_ONLY_KEY, WIDTHS, ConsoleServer
+from tests.server.conftest import settings_for
 from tests.support.auth import BOOTSTRAP_API_KEY
 from vaultd.core.apikeys import secret_hash
+from vaultd.server import start
 from vaultd.storage.base import AuditQuery, RewrapState
 from vaultd.v1 import object_service_pb2 as pb
 
@@ -309,3 +311,42 @@ async def test_the_csp_watch_sees_a_violation(server: ConsoleServer, desk: Brows
     await desk.check_csp()
     assert await desk.page.evaluate("window.__ran === undefined")
     assert any("script-src" in v for v in desk.violations), desk.violations
+
+
+async def test_keyboard_only_with_empty_states(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A fresh vaultd, driven by the keyboard alone: sign in, reach a page by Tab and Enter;
+    each page says plainly that there is nothing yet."""
+    settings = settings_for(
+        tmp_path_factory.mktemp("console-empty"), None, console_listen="127.0.0.1:0"
+    )
+    vaultd = await start(settings)
+    b = await browse(browser)
+    try:
+        assert vaultd.console is not None
+        url = f"http://127.0.0.1:{vaultd.console.port}/console"
+        await b.goto(url + "/login")
+        await b.page.keyboard.press("Tab")  # the first stop is the key field
+        assert await b.page.evaluate("document.activeElement.id") == "api_key"
+        await b.page.keyboard.type(BOOTSTRAP_API_KEY)
+        async with b.page.expect_navigation():
+            await b.page.keyboard.press("Enter")
+        assert b.page.url == url + "/"
+        for _ in range(10):  # past the skip link and the first links, to the Jobs link
+            await b.page.keyboard.press("Tab")
+            if await b.page.evaluate("document.activeElement.textContent") == "Jobs":
+                break
+        async with b.page.expect_navigation():
+            await b.page.keyboard.press("Enter")
+        assert b.page.url == url + "/jobs"
+        assert "No rewrap job yet" in (await b.page.text_content(".empty") or "")
+        await b.goto(url + "/keys")
+        assert "No KEK yet" in (await b.page.text_content(".empty") or "")
+        await b.goto(url + "/audit?type=vault.kek.shredded")
+        assert "No event matches" in (await b.page.text_content(".empty") or "")
+        await b.check_csp()
+        assert b.violations == []
+    finally:
+        await b.context.close()
+        await vaultd.stop(None)

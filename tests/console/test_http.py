@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from tests.console.conftest import ConsoleServer
 from tests.server.conftest import settings_for
 from tests.support.auth import BOOTSTRAP_API_KEY, add_api_key
+from tests.support.serving import ServeProcess, clean_env, free_port, wait_serving
 from tests.support.tls import make_pki
 from vaultd import cli
 from vaultd.console.app import CSP
@@ -272,3 +273,26 @@ async def test_names_and_context_values_are_escaped(server: ConsoleServer) -> No
         "/keys/confirm?" + urlencode({"action": "rotate", "item": f"organization_id={hostile}"}),
     )
     assert confirm.status == 200 and "<script>alert" not in confirm.body
+
+
+async def test_vaultd_serve_starts_the_console_from_its_variable(tmp_path: Path) -> None:
+    """As operators run it: `vaultd serve` with VAULTD_CONSOLE_LISTEN, stopped by SIGTERM."""
+    port = free_port()
+    env = clean_env() | {
+        "VAULTD_CONSOLE_LISTEN": f"127.0.0.1:{port}",
+        "VAULTD_BOOTSTRAP_API_KEY": BOOTSTRAP_API_KEY,
+        "VAULTD_DATA_DIR": str(tmp_path / "data"),
+    }
+    process = ServeProcess(tmp_path, env)
+    channel = await wait_serving(process.start())
+    try:
+        client = Client(f"http://127.0.0.1:{port}/console")
+        assert (await client.call("GET", "/login")).status == 200
+        assert (await client.sign_in()).status == 303
+        assert (await client.call("GET", "/keys")).status == 200
+    finally:
+        await channel.close()
+        process.stop()
+    log = process.log_tail()
+    assert "web console on http://127.0.0.1:" in log
+    assert '"stopped"' in log  # SIGTERM stopped the console with the gRPC server, cleanly
