@@ -127,6 +127,11 @@ async def test_an_operator_walks_through_every_page(
     assert [(e.method, e.actor_name, e.key_ids, dict(e.key_context)) for e in rotated] == [
         ("console:RotateKeks", "bootstrap", (kek.kek_id,), {"organization_id": org_a})
     ]
+    # The new version's vault.kek.created names the console call that made it, as for an RPC.
+    v2 = [e for e in await events(server, "vault.kek.created") if e.key_ids[0].endswith(".v2")]
+    assert [(e.method, e.actor_name, dict(e.key_context)) for e in v2] == [
+        ("console:RotateKeks", "bootstrap", {"organization_id": org_a})
+    ]
 
     # Shred is never one click: the confirmation wants the item typed, and a wrong one is refused.
     await b.goto(server.url + f"/keys/confirm?action=shred&item={item}")
