@@ -5,6 +5,10 @@
 #   docker build -t vaultd:aws --build-arg EXTRAS=aws .       # + AWS KMS (also: gcp, azure,
 #   docker build -t vaultd:all --build-arg EXTRAS=all .       #   hashicorp, all; comma-separated)
 #   docker run -p 50051:50051 -v vaultd-data:/var/lib/vaultd vaultd
+#
+# The home directory is not the data volume, so nothing but vaultd's data lands in the volume.
+# A host directory mounted at /var/lib/vaultd must be writable by uid 10001; when it is not,
+# vaultd exits with one line naming the directory and the chown that fixes it.
 
 ARG PYTHON_VERSION=3.11
 
@@ -23,7 +27,8 @@ FROM python:${PYTHON_VERSION}-slim AS runtime
 # A fixed, unprivileged uid/gid, so volume ownership and runAsNonRoot policies can name it.
 RUN groupadd --system --gid 10001 vaultd \
  && useradd --system --uid 10001 --gid vaultd --no-log-init \
-      --home-dir /var/lib/vaultd --create-home --shell /usr/sbin/nologin vaultd
+      --home-dir /home/vaultd --create-home --shell /usr/sbin/nologin vaultd \
+ && install -d -o 10001 -g 10001 -m 0700 /var/lib/vaultd
 COPY --from=build /opt/vaultd /opt/vaultd
 ENV PATH=/opt/vaultd/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -25,11 +25,29 @@ class ProviderError(Exception):
 
 
 class KeyUnavailableError(ProviderError):
-    """The provider key is revoked, disabled, unknown, or access to it is denied."""
+    """The provider refused: the key is revoked, disabled, unknown or denied, or this wrapped key
+    does not open under it. Retrying cannot help.
+
+    `denied` is True when the provider refused the key itself (access denied, key disabled or
+    scheduled for deletion, key not found, role or credentials refused): the customer's
+    revocation, which should drop cached KEKs under that key and stop new writes at once. It is
+    False when only the request was at fault (a corrupt wrapped key, another binding, a key URI
+    that does not parse): the key may be fine for everything else.
+    """
+
+    def __init__(self, message: str, *, denied: bool = False) -> None:
+        super().__init__(message)
+        self.denied = denied
 
 
 class ProviderUnavailableError(ProviderError):
-    """The provider cannot be reached, timed out, or answered with a server error."""
+    """The provider cannot be reached, timed out, or answered with a server error: an outage,
+    not an answer about the key. `retry_after` (seconds) is when trying again makes sense, if
+    known (a circuit breaker's remaining cool-down)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class UnknownSchemeError(ProviderError):

@@ -3,8 +3,22 @@
 Key URIs name a key, optionally one version of it:
 `azure-kv://<vault host>[:port]/keys/<name>[/<version>]`, which is the key identifier
 `https://<vault host>[:port]/keys/<name>[/<version>]` that azure-keyvault-keys'
-CryptographyClient takes. Pin a version when you can: without one, Key Vault unwraps with the
-key's newest version, so rotating the key in Key Vault strands what older versions wrapped.
+CryptographyClient takes. The vault is the URI's, per key: one vaultd uses keys in any number of
+vaults (the customer's own), each with its own client.
+
+Wrapped bytes, version 2 (what wrap returns since December 2026):
+
+    b"vdazkv\x00\x02" || u16 big-endian len(kid) || kid (ASCII) || RSA-OAEP-256 ciphertext
+
+where `kid` is the versioned key identifier Key Vault answered the wrap with
+(`https://<host>/keys/<name>/<version>`). unwrap asks for exactly that version, so rotating the
+key in Key Vault (a new newest version) never strands what an older version wrapped. The kid
+must name the same vault host and key as the key URI, or the wrapped key is refused without a
+call: stored bytes never choose where vaultd sends a request. Version 1 (before) was the bare
+ciphertext; it still unwraps, with the URI's version or the newest one, as before. The two
+cannot be confused: a bare ciphertext is exactly 256, 384 or 512 bytes, and one starting with
+the 8-byte marker and parsing as a consistent version 2 record is a 2^-64 chance at worst.
+docs/FORMAT.md has the layout and tests/vectors/providers/azure_kv.json a vector.
 
 Binding. RSA key wrap has no associated data, so the payload wrapped is
 
@@ -22,16 +36,17 @@ Where the work happens. Unwrap always runs on the service. Wrap does too when th
 not read the key (GET key -> 403); if it may, the SDK fetches the public key and wraps locally,
 which is equally sound but means a disabled key is noticed at the next unwrap, not at wrap.
 
-The SDK is the synchronous one, run with asyncio.to_thread: the async one needs aiohttp, a
-dependency nothing else in vaultd wants. Its own retries are off and its timeouts short, so
-`with_retries` and the caller's deadline decide how long a call may take.
+The SDK is the synchronous one, run on the provider's own worker threads: the async one needs
+aiohttp, a dependency nothing else in vaultd wants. Its own retries are off and its timeouts
+short, so `with_retries` and the caller's deadline decide how long a call may take.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import hashlib
 import hmac
+import json
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -46,7 +61,8 @@ from providers import (
     canonical_binding,
     require,
 )
-from providers._retry import with_retries
+from providers._retry import Breakers, with_retries
+from providers._threads import BlockingCalls
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -60,8 +76,10 @@ SETTINGS = frozenset({"connection_verify", "verify_challenge_resource"})
 
 _PREFIX = b"vaultd-azkv-v1"
 _DIGEST_BYTES = 32
-# RSA-4096 ciphertexts are 512 bytes, the largest Key Vault makes; anything longer is not ours.
-_MAX_WRAPPED_BYTES = 512
+WRAPPED_MARKER = b"vdazkv\x00\x02"
+"""Starts version 2 wrapped bytes (the versioned kid, then the ciphertext)."""
+_MAX_KID_BYTES = 1024
+_RSA_CIPHERTEXT_BYTES = frozenset({256, 384, 512})  # RSA-2048/3072/4096, all Key Vault makes
 # Key Vault answers a wrap in well under a second; a stuck connection should fail fast so
 # with_retries can try again inside the caller's deadline.
 _CONNECT_TIMEOUT_SECONDS = 3.0
@@ -78,6 +96,49 @@ def key_id_of(key_uri: str) -> str:
             f"({SCHEME}://<vault host>/keys/<name>[/<version>])"
         )
     return f"https://{rest}"
+
+
+def encode_wrapped(kid: str, ciphertext: bytes) -> bytes:
+    """Version 2 wrapped bytes: the versioned kid the service wrapped with, then its output."""
+    kid_bytes = kid.encode("ascii")
+    if len(kid_bytes) > _MAX_KID_BYTES:
+        raise ValueError("kid is longer than any Key Vault key identifier")
+    return WRAPPED_MARKER + len(kid_bytes).to_bytes(2, "big") + kid_bytes + ciphertext
+
+
+def decode_wrapped(wrapped: bytes) -> tuple[str | None, bytes]:
+    """(kid, ciphertext) of version 2 bytes; (None, wrapped) for version 1 (bare ciphertext).
+
+    Raises ValueError for bytes that are neither.
+    """
+    if wrapped.startswith(WRAPPED_MARKER):
+        at = len(WRAPPED_MARKER)
+        size = int.from_bytes(wrapped[at : at + 2], "big")
+        kid_bytes, ciphertext = wrapped[at + 2 : at + 2 + size], wrapped[at + 2 + size :]
+        if (
+            len(kid_bytes) == size
+            and 0 < size <= _MAX_KID_BYTES
+            and kid_bytes.isascii()
+            and len(ciphertext) in _RSA_CIPHERTEXT_BYTES
+        ):
+            return kid_bytes.decode("ascii"), ciphertext
+    if len(wrapped) in _RSA_CIPHERTEXT_BYTES:
+        return None, wrapped
+    raise ValueError("neither a version 2 record nor an RSA ciphertext")
+
+
+def _same_key(kid: str, key_uri: str) -> bool:
+    """Whether a stored kid is a version of the key the URI names, in the same vault."""
+    parts = key_id_of(key_uri).split("/")  # "https:", "", host, "keys", name[, version]
+    prefix, sep, version = kid.rpartition("/")
+    pinned = parts[5] if len(parts) == 6 else None
+    return (
+        bool(sep)
+        and prefix == "/".join(parts[:5])
+        and bool(version)
+        and "?" not in version
+        and pinned in (None, version)
+    )
 
 
 def _payload(key: bytes, binding: Binding) -> bytes:
@@ -108,6 +169,8 @@ class AzureKvProvider:
             "read_timeout": _READ_TIMEOUT_SECONDS,
         }
         self._clients: dict[str, CryptographyClient] = {}
+        self._breakers = Breakers()
+        self._threads = BlockingCalls("azure-kv")
 
     @classmethod
     def from_settings(
@@ -138,14 +201,40 @@ class AzureKvProvider:
     async def wrap(self, key_uri: str, key: bytes, binding: Binding) -> bytes:
         client = self._client(key_uri)
         payload = _payload(key, binding)
-        result = await self._call(key_uri, lambda: client.wrap_key(self._algorithm, payload))
-        return result.encrypted_key
+        answered: list[str] = []
+
+        def note_kid(pipeline_response: Any) -> None:
+            # The SDK's WrapResult carries the client's key id, which has no version unless the
+            # URI pinned one; the service's answer names the version it used, so read it there.
+            response = pipeline_response.http_response
+            if response.status_code == 200:
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    kid = json.loads(response.text()).get("kid")
+                    if isinstance(kid, str):
+                        answered.append(kid)
+
+        result = await self._call(
+            key_uri,
+            lambda: client.wrap_key(self._algorithm, payload, raw_response_hook=note_kid),
+        )
+        # No answer when the SDK wrapped locally with the public key it was allowed to fetch;
+        # then its key id is the fetched key's, versioned.
+        kid = answered[-1] if answered else str(result.key_id or "")
+        if not _same_key(kid, key_uri):
+            # Key Vault always names the version it used; without it the wrap could be stranded.
+            raise ProviderUnavailableError(f"{key_uri}: Key Vault's answer named no key version")
+        return encode_wrapped(kid, result.encrypted_key)
 
     async def unwrap(self, key_uri: str, wrapped: bytes, binding: Binding) -> bytes:
-        client = self._client(key_uri)
-        if not wrapped or len(wrapped) > _MAX_WRAPPED_BYTES:
-            raise KeyUnavailableError(f"{key_uri}: wrapped key is malformed")
-        result = await self._call(key_uri, lambda: client.unwrap_key(self._algorithm, wrapped))
+        key_id_of(key_uri)  # a bad URI is named as such before the bytes are looked at
+        try:
+            kid, ciphertext = decode_wrapped(wrapped)
+        except ValueError:
+            raise KeyUnavailableError(f"{key_uri}: wrapped key is malformed") from None
+        if kid is not None and not _same_key(kid, key_uri):
+            raise KeyUnavailableError(f"{key_uri}: wrapped key names another vault or key")
+        client = self._client(key_uri) if kid is None else self._client_for(kid)
+        result = await self._call(key_uri, lambda: client.unwrap_key(self._algorithm, ciphertext))
         payload: bytes = result.key
         expected = _payload(b"", binding)
         # Compare the whole header in constant time so a mismatch reveals nothing of the digest.
@@ -168,14 +257,16 @@ class AzureKvProvider:
         self._clients.clear()
 
     def _client(self, key_uri: str) -> CryptographyClient:
-        # One client per key: it keeps its token and learns once that GET key is forbidden, so
-        # later calls go straight to wrap/unwrap; a new client would ask again every time.
-        client = self._clients.get(key_uri)
+        return self._client_for(key_id_of(key_uri))
+
+    def _client_for(self, key_id: str) -> CryptographyClient:
+        # One client per key identifier (vault, key, version): it keeps its token and learns
+        # once that GET key is forbidden, so later calls go straight to wrap/unwrap; a new
+        # client would ask again every time.
+        client = self._clients.get(key_id)
         if client is None:
-            client = self._client_class(
-                key_id_of(key_uri), self._credential, **self._client_options
-            )
-            self._clients[key_uri] = client
+            client = self._client_class(key_id, self._credential, **self._client_options)
+            self._clients[key_id] = client
         return client
 
     async def _call(self, key_uri: str, call: Callable[[], T]) -> T:
@@ -183,12 +274,12 @@ class AzureKvProvider:
             from azure.core.exceptions import AzureError
 
             try:
-                return await asyncio.to_thread(call)
+                return await self._threads.run(call)
             except AzureError as err:
                 # `from None`: SDK messages may quote response bodies; ours name only the URI.
                 raise _provider_error(key_uri, err) from None
 
-        return await with_retries(attempt)
+        return await with_retries(attempt, key_uri=key_uri, breakers=self._breakers)
 
 
 def _provider_error(key_uri: str, err: Exception) -> ProviderError:

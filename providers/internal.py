@@ -161,10 +161,8 @@ class InternalProvider:
 
     scheme = SCHEME
 
-    def __init__(self, root: RootKeyFile, path: Path | None = None, created: bool = False) -> None:
+    def __init__(self, root: RootKeyFile, path: Path | None = None) -> None:
         self._path = path
-        self.created = created
-        """Whether this process made the root key file (it has no history yet)."""
         self._seen: tuple[int, int, int] | None = None
         self._use(root)
         if path is not None:
@@ -174,7 +172,7 @@ class InternalProvider:
     def from_file(cls, path: Path) -> InternalProvider:
         """The provider of the root key file at `path`, which is made if it does not exist."""
         try:
-            return cls(RootKeyFile.create(path), path, created=True)
+            return cls(RootKeyFile.create(path), path)
         except FileExistsError:
             return cls(RootKeyFile.load(path), path)
 

@@ -202,6 +202,12 @@ def iso(moment: datetime) -> str:
 
 
 def _moment(text: str) -> datetime:
-    """An ISO 8601 time; one without a zone is UTC."""
-    moment = datetime.fromisoformat(text)
+    """An ISO 8601 time; one without a zone is UTC. A bad one says what would do instead."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time; use e.g. 2026-12-04T09:30:00Z, "
+            "'2026-12-04 09:30' (UTC when no zone is given) or 2026-12-04"
+        ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

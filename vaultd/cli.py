@@ -12,36 +12,71 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from providers import ProviderError
-from vaultd import admin_cli, kek_cli, store_cli
-from vaultd.core.rules import RuleError
-from vaultd.core.storeguard import StoreRefused
+from vaultd import admin_cli, kek_cli, startup, store_cli
 from vaultd.settings import Settings, load_settings
-
-# What a bad configuration raises; the CLI prints it and exits 2 instead of a traceback.
-CONFIG_ERRORS = (ValidationError, FileNotFoundError, RuleError, ProviderError, ValueError)
 
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, help="YAML config file (env: VAULTD_CONFIG)")
-    common.add_argument("--data-dir", type=Path, help="embedded store and root key directory")
-    common.add_argument("--redis-url", help="redis:// or rediss:// URL; selects the Redis store")
+    common.add_argument(
+        "--data-dir",
+        type=Path,
+        help="embedded store and root key directory (default ./vaultd-data; env: VAULTD_DATA_DIR)",
+    )
+    common.add_argument(
+        "--redis-url",
+        help="redis://, rediss://, redis+sentinel:// or redis+cluster:// URL; selects the Redis "
+        "store (default: none, the embedded store; env: VAULTD_REDIS_URL)",
+    )
 
     parser = argparse.ArgumentParser(prog="vaultd", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"vaultd {startup.version()}")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", parents=[common], help="run the gRPC server")
-    serve.add_argument("--listen", help="HOST:PORT to listen on (default 127.0.0.1:50051)")
-    serve.add_argument("--workers", type=int, help="server processes sharing the port (default 1)")
-    serve.add_argument("--metrics-listen", help="HOST:PORT for Prometheus /metrics (default off)")
-    serve.add_argument("--console-listen", help="HOST:PORT for the web console (default off)")
-    serve.add_argument("--log-format", choices=["json", "text"], help="stderr lines (default json)")
-    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    serve.add_argument("--tls-cert", type=Path, help="PEM certificate (chain); turns TLS on")
+    serve = commands.add_parser(
+        "serve",
+        parents=[common],
+        help="run the gRPC server",
+        description="Run the gRPC server. Options beat VAULTD_* variables, which beat --config.",
+        epilog="A fresh store's first admin API key comes from VAULTD_BOOTSTRAP_API_KEY "
+        "(sk_ + 43 base64url characters); without it one is generated, printed once and written "
+        "to DATA_DIR/first-admin-key (mode 0600). Start-up failures print one line and exit 2 "
+        "(configuration) or 1 (run time).",
+    )
+    serve.add_argument(
+        "--listen", help="HOST:PORT to listen on (default 127.0.0.1:50051; env: VAULTD_LISTEN)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="server processes sharing the port (default 1; env: VAULTD_WORKERS)",
+    )
+    serve.add_argument(
+        "--metrics-listen",
+        help="HOST:PORT for Prometheus /metrics (default off; env: VAULTD_METRICS_LISTEN)",
+    )
+    serve.add_argument(
+        "--console-listen",
+        help="HOST:PORT for the web console (default off; env: VAULTD_CONSOLE_LISTEN)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=["json", "text"],
+        help="stderr lines (default json; env: VAULTD_LOG_FORMAT)",
+    )
+    serve.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="default info; warning drops the access lines (env: VAULTD_LOG_LEVEL)",
+    )
+    serve.add_argument(
+        "--tls-cert", type=Path, help="PEM certificate (chain); turns TLS on (default off)"
+    )
     serve.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
-    serve.add_argument("--tls-client-ca", type=Path, help="PEM CA: require client certificates")
+    serve.add_argument(
+        "--tls-client-ca", type=Path, help="PEM CA: require client certificates (mutual TLS)"
+    )
     health = commands.add_parser(
         "health", parents=[common], help="exit 0 if vaultd's health service says SERVING"
     )
@@ -140,35 +175,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    settings: Settings | None = None
     try:
         settings = _settings(args)
-        if args.command == "byok":
-            return asyncio.run(byok_verify(settings))
-        if args.command == "health":
-            return health_check(args, settings)
-        if args.command in admin_cli.COMMANDS:
-            return asyncio.run(admin_cli.run(args, settings))
-        if args.command in kek_cli.COMMANDS:
-            return asyncio.run(kek_cli.run(args, settings))
-        if args.command in store_cli.COMMANDS:
-            return asyncio.run(store_cli.run(args, settings))
-        from vaultd import logs
+        return _run(args, settings)
+    except Exception as exc:
+        # A known start-up failure is one line (vaultd/startup.py); anything else is a bug and
+        # keeps its traceback.
+        failure = startup.describe(
+            exc,
+            listen=settings.listen if settings else None,
+            redis_url=settings.redis_url if settings else None,
+        )
+        if failure is None:
+            raise
+        print(f"vaultd: {failure.message}", file=sys.stderr)
+        return failure.exit_code
 
-        logs.configure(settings.log_format, settings.log_level)
-        if settings.workers > 1:
-            from vaultd.workers import run
 
-            return run(settings)
-        from vaultd import eventloop
-        from vaultd.server import serve
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "byok":
+        return asyncio.run(byok_verify(settings))
+    if args.command == "health":
+        return health_check(args, settings)
+    if args.command in admin_cli.COMMANDS:
+        return asyncio.run(admin_cli.run(args, settings))
+    if args.command in kek_cli.COMMANDS:
+        return asyncio.run(kek_cli.run(args, settings))
+    if args.command in store_cli.COMMANDS:
+        return asyncio.run(store_cli.run(args, settings))
+    from vaultd import logs
 
-        eventloop.run(serve(settings))
-    except StoreRefused as exc:
-        print(f"vaultd: refusing the store: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except CONFIG_ERRORS as exc:
-        print(f"vaultd: bad configuration: {exc}", file=sys.stderr)
-        return 2
+    startup.check_address(settings.listen, startup.LISTEN_SETTING)
+    if settings.metrics_listen:
+        startup.check_address(settings.metrics_listen, startup.METRICS_SETTING)
+    logs.configure(settings.log_format, settings.log_level)
+    startup.check_port_free(settings.listen, shared=settings.workers > 1)
+    if settings.workers > 1:
+        from vaultd.workers import run
+
+        return run(settings)
+    from vaultd import eventloop
+    from vaultd.server import serve
+
+    eventloop.run(serve(settings))
     return 0
 
 

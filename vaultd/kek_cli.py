@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 
 from providers.internal import SCHEME, RootKeyFile, root_version
 from vaultd.admin_cli import iso, operator, print_table
@@ -166,30 +168,82 @@ async def _rewrap(
         f"{settle_seconds:g}s old (kek_cache.ttl_seconds), so no server still wraps under older",
         file=sys.stderr,
     )
+    settle_until = await _settle_until(lifecycle, env, job, settle_seconds)
+    meter = _Meter(settle_until)
     waiting = asyncio.ensure_future(lifecycle.runner.wait(job.id))
     while not waiting.done():
-        _progress(await lifecycle.job(env, job.id))
+        _progress(await lifecycle.job(env, job.id), meter)
         await asyncio.wait([waiting], timeout=POLL_SECONDS)
     job = await lifecycle.job(env, job.id)
-    _progress(job, end=True)
+    _progress(job, meter, end=True)
     if job.state is RewrapState.FAILED:
         print(f"vaultd: {job.id} failed: {job.error}", file=sys.stderr)
         return 1
     return 0
 
 
-def _progress(job: RewrapJob, *, end: bool = False) -> None:
+async def _settle_until(
+    lifecycle: KeyLifecycle, env: str, job: RewrapJob, settle_seconds: float
+) -> datetime:
+    """When the job's newest KEK versions are old enough for objects to be rewrapped: until
+    then every server may still hold an older version as current in its cache."""
+    newest = [
+        record.versions[-1].created_at
+        for record in await lifecycle.list_keks(env)
+        if record.kek_id in job.kek_ids and record.versions
+    ]
+    return max(newest, default=job.created_at) + timedelta(seconds=settle_seconds)
+
+
+class _Meter:
+    """Objects per second since the settle wait ended, for the rate and the ETA."""
+
+    def __init__(self, settle_until: datetime) -> None:
+        self.settle_until = settle_until
+        self.announced = False  # the countdown's one line when stderr is not a terminal
+        self._start: tuple[float, int] | None = None
+
+    def rate(self, done: int) -> float | None:
+        now = time.monotonic()
+        if self._start is None:
+            self._start = (now, done)
+            return None
+        seconds, since = now - self._start[0], done - self._start[1]
+        return since / seconds if seconds > 0 and since > 0 else None
+
+
+def _progress(job: RewrapJob, meter: _Meter, *, end: bool = False) -> None:
+    waiting = (meter.settle_until - datetime.now(UTC)).total_seconds()
+    if waiting > 0 and job.objects_done == 0 and not end:
+        # A countdown while the KEK cache TTL runs out: the job has nothing to show yet.
+        line = f"\r{job.id} waiting out the KEK cache TTL: {math.ceil(waiting)}s left   "
+        if sys.stderr.isatty():
+            print(line, end="", file=sys.stderr)
+        elif not meter.announced:
+            meter.announced = True
+            print(line[1:].rstrip(), file=sys.stderr)
+        return
     total = max(job.objects_total, job.objects_done, 1)
     filled = BAR_WIDTH * job.objects_done // total
+    rate = meter.rate(job.objects_done)
+    pace = ""
+    if rate:
+        left = max(job.objects_total - job.objects_done, 0)
+        pace = f"; {rate:,.1f} objects/s" + ("" if end else f", ETA {_clock(left / rate)}")
     line = (
         f"\r{job.id} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] "
         f"{job.objects_done:,}/{job.objects_total:,} objects, "
         f"{job.versions_rewrapped:,} versions and {job.keks_rewrapped:,} KEK versions rewrapped"
-        f" ({job.state.value})"
+        f" ({job.state.value}){pace}"
     )
     # A bar redrawn in place on a terminal; whole lines, only at the end, in a log.
     if sys.stderr.isatty() or end:
         print(line if sys.stderr.isatty() else line[1:], end="\n" if end else "", file=sys.stderr)
+
+
+def _clock(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
 async def _root(args: argparse.Namespace, settings: Settings) -> int:

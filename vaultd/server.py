@@ -11,15 +11,16 @@ import socket
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from ulid import ULID
 
 from providers import KeyProvider, ProviderRegistry, build_registry
 from providers.internal import DEFAULT_URI, InternalProvider
+from vaultd import startup
 from vaultd.api.admin import AdminServicer
 from vaultd.api.auth import Authentication, kek_created_sink
 from vaultd.api.errors import ErrorMapping
@@ -27,6 +28,7 @@ from vaultd.api.keys import KeyServicer
 from vaultd.api.objects import ObjectServicer
 from vaultd.api.observe import Observe
 from vaultd.api.ratelimit import RateLimit
+from vaultd.api.reflection import add_reflection
 from vaultd.api.wrapping import Wrapper, WrappingRegistrar
 from vaultd.console import Console, ConsoleListener, start_console
 from vaultd.core import audit
@@ -106,7 +108,7 @@ async def open_guarded_store(settings: Settings, internal: InternalProvider) -> 
     guard = StoreGuard(
         store,
         internal.fingerprints(),
-        known_store(settings.data_dir, root_key_is_new=internal.created),
+        known_store(settings.root_key_path.parent),
         allow_volatile=settings.allow_volatile_redis,
         check_seconds=settings.store_check_seconds,
     )
@@ -199,6 +201,12 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     )
 
 
+def tls_description(settings: Settings) -> str:
+    if settings.tls_cert_file is None:
+        return "plaintext"
+    return "mutual TLS" if settings.tls_client_ca_file is not None else "TLS"
+
+
 def wrappers(settings: Settings, metrics: Metrics | None) -> list[Wrapper]:
     """Outermost first: each wraps the ones after it, so ErrorMapping maps what later
     layers raise, and Observe sees every call's final status."""
@@ -213,8 +221,23 @@ def wrappers(settings: Settings, metrics: Metrics | None) -> list[Wrapper]:
     return chain
 
 
+FIRST_ADMIN_KEY_FILE = "first-admin-key"
+
+
+def write_first_admin_key(data_dir: Path, secret: str) -> Path:
+    """The generated first admin key in data_dir/first-admin-key, readable by its owner only."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / FIRST_ADMIN_KEY_FILE
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        os.fchmod(file.fileno(), 0o600)  # an older file may have had another mode
+        file.write(secret + "\n")
+    return path
+
+
 async def open_api_keys(store: Store, audit_log: AuditLog, settings: Settings) -> ApiKeys:
-    """The API keys, after making the first admin key if the store has none (DESIGN.md 10)."""
+    """The API keys, after making the first admin key if the store has none (docs/ARCHITECTURE.md
+    section 10)."""
     api_keys = ApiKeys(store, TtlCache(settings.api_key_cache_seconds, API_KEY_CACHE_ENTRIES))
     supplied = settings.bootstrap_api_key
     new = await api_keys.bootstrap(supplied.get_secret_value() if supplied else None)
@@ -225,9 +248,12 @@ async def open_api_keys(store: Store, audit_log: AuditLog, settings: Settings) -
         )
         if supplied is None:
             # Once, on stdout and never in a log: whoever starts a fresh store copies it now.
+            # Also in a 0600 file, so it is not lost in the scroll of an install's output.
+            path = write_first_admin_key(settings.data_dir, new.secret)
             print(
                 f"vaultd: the first admin API key (environment {DEFAULT_ENVIRONMENT!r}) is shown "
-                f"this once; vaultd keeps only its hash: {new.secret}",
+                f"this once; vaultd keeps only its hash: {new.secret} (also in {path}, mode "
+                "0600: delete it once copied)",
                 flush=True,
             )
     return api_keys
@@ -304,12 +330,12 @@ async def start(
     # grpc's servicer starts out SERVING; vaultd says so only once it is (workers: all of them).
     await set_health(health_servicer, serving=False)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
-    # What reflection.enable_server_reflection does for an aio server, through the registrar.
-    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
-        reflection.aio.ReflectionServicer(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)
-        ),
-        registrar,
+    # Reflection without Authentication unless configured: the schema is public.
+    add_reflection(
+        registrar
+        if settings.reflection.require_api_key
+        else WrappingRegistrar(server, wrappers(settings, metrics)),
+        (*SERVICE_NAMES, health.SERVICE_NAME),
     )
     credentials = server_credentials(settings)
     if credentials is None:
@@ -335,10 +361,16 @@ async def start(
         await ready()
     await set_health(health_servicer, serving=True)
     log.info(
-        "vaultd listening on %s (port %d, %s)",
-        settings.listen,
-        port,
-        "plaintext" if credentials is None else "TLS",
+        "%s",
+        startup.banner(
+            listen=settings.listen,
+            port=port,
+            tls=tls_description(settings),
+            store=startup.store_description(settings.redis_url, settings.data_dir),
+            providers=registry.schemes,
+            byok_rules=len(rules.rules),
+            metrics=settings.metrics_listen,
+        ),
     )
     watcher = asyncio.create_task(lifecycle.runner.watch(), name="rewrap watcher")
     store_watcher = asyncio.create_task(

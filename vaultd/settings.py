@@ -1,9 +1,10 @@
 """vaultd's settings: command-line options over VAULTD_* variables over the YAML config file.
 
 The YAML file may group storage options as `storage: {redis_url: ..., data_dir: ...,
-allow_volatile_redis: ...}`; they land on the same fields as --redis-url and --data-dir.
-Likewise `tls: {cert_file, key_file, client_ca_file}` lands on tls_cert_file, ... (--tls-cert,
-...) and `audit: {retention_days, reads}` on audit_retention_days and audit_reads.
+allow_volatile_redis: ...}` (docs/ARCHITECTURE.md section 10); they land on the same fields as
+--redis-url and --data-dir. Likewise `tls: {cert_file, key_file, client_ca_file}` lands on
+tls_cert_file, ... (--tls-cert, ...) and `audit: {retention_days, reads}` on
+audit_retention_days and audit_reads.
 """
 
 from __future__ import annotations
@@ -25,6 +26,15 @@ from vaultd.logs import LogFormat, LogLevel
 
 # YAML groups whose keys land on flat fields, with the prefix those fields carry.
 _FLATTENED_GROUPS = {"storage": "", "tls": "tls_", "audit": "audit_"}
+
+
+class ReflectionSettings(BaseModel):
+    """Server reflection for grpcurl and `buf curl`: open by default, since the schema is
+    public; `require_api_key: true` makes it need a valid key like any call."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    require_api_key: bool = False
 
 
 class KekCacheSettings(BaseModel):
@@ -122,6 +132,7 @@ class Settings(BaseSettings):
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
     rate_limit: RateLimitSettings = RateLimitSettings()
+    reflection: ReflectionSettings = ReflectionSettings()
 
     @model_validator(mode="before")
     @classmethod

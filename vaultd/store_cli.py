@@ -1,8 +1,9 @@
 """`vaultd store init|status`: the store's identity and what an acknowledged write survives.
 
-`init` gives an empty store its identity on purpose, for the cases vaultd refuses to decide
-alone (docs/OPERATIONS.md): a root key file with history next to an empty store, or a host that
-remembers another store. It never touches data: a store that has an identity keeps it.
+`init` gives an empty store its identity on purpose, or makes the root key remember a store it
+did not serve before, for the cases vaultd refuses to decide alone (docs/OPERATIONS.md): a root
+key that served a store which is now empty, or another one. It never touches data: a store that
+has an identity keeps it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ def add_commands(
     store = commands.add_parser("store", help="the store's identity and durability")
     store_commands = store.add_subparsers(dest="store_command", required=True)
     store_commands.add_parser(
-        "init", parents=[common], help="give an empty store its identity, and remember it here"
+        "init",
+        parents=[common],
+        help="give an empty store its identity (or adopt this one), and remember it",
     )
     store_commands.add_parser(
         "status", parents=[common], help="print the store's identity and durability"
@@ -51,7 +54,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         guard = StoreGuard(
             store,
             internal.fingerprints(),
-            known_store(settings.data_dir, root_key_is_new=internal.created),
+            known_store(settings.root_key_path.parent),
             allow_volatile=settings.allow_volatile_redis,
         )
         identity = await guard.init()

@@ -22,12 +22,13 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 from multiprocessing.connection import wait
 from multiprocessing.synchronize import Barrier
 from types import FrameType
 from typing import Any
 
-from vaultd import logs
+from vaultd import logs, startup
 from vaultd.metrics import split_host_port
 from vaultd.settings import Settings
 
@@ -59,10 +60,16 @@ def check(settings: Settings) -> None:
 async def prepare(settings: Settings) -> None:
     """Make the root key, the store's schema and identity once, and fail on bad configuration
     or a store vaultd must not serve here."""
-    from vaultd.server import internal_provider, load_key_config, open_guarded_store
+    from vaultd.server import (
+        internal_provider,
+        load_key_config,
+        open_guarded_store,
+        server_credentials,
+    )
 
     internal = internal_provider(settings)
     load_key_config(settings, internal=internal)
+    server_credentials(settings)  # unreadable TLS files: one line here, not one per worker
     guard = await open_guarded_store(settings, internal)
     await guard.store.close()
 
@@ -102,7 +109,7 @@ def run(settings: Settings) -> int:
     if stopping:  # a signal came while workers were starting
         forward(signal.SIGTERM)
 
-    failed = False
+    exit_code = 0  # the first failed worker's: 2 tells a supervisor "configuration", 1 "runtime"
     running = list(workers)
     while running:
         ended = wait([worker.sentinel for worker in running])
@@ -111,7 +118,8 @@ def run(settings: Settings) -> int:
             worker.join()
             if worker.exitcode == 0:
                 continue
-            failed = True
+            code = worker.exitcode or 1
+            exit_code = exit_code or (code if code > 0 else 1)  # < 0: killed by a signal
             if not stopping:
                 log.error(
                     "worker pid %s exited with code %s; stopping the others",
@@ -120,10 +128,10 @@ def run(settings: Settings) -> int:
                 )
                 forward(signal.SIGTERM)
     log.info("all workers stopped")
-    return 1 if failed else 0
+    return exit_code
 
 
-def _worker(fields: dict[str, Any], listening: Barrier) -> None:
+def _worker(fields: dict[str, Any], listening: Barrier | None = None) -> None:
     from vaultd import eventloop
     from vaultd.server import serve
 
@@ -133,6 +141,15 @@ def _worker(fields: dict[str, Any], listening: Barrier) -> None:
     async def all_listening() -> None:
         # A worker that never binds breaks the barrier for the others: each then exits 1, and
         # the parent with them, rather than serving at part capacity.
-        await asyncio.to_thread(listening.wait, ALL_LISTENING_TIMEOUT_SECONDS)
+        if listening is not None:
+            await asyncio.to_thread(listening.wait, ALL_LISTENING_TIMEOUT_SECONDS)
 
-    eventloop.run(serve(settings, ready=all_listening))
+    try:
+        eventloop.run(serve(settings, ready=all_listening))
+    except Exception as exc:
+        # The same one line `vaultd serve` prints, and its exit code for the parent to pass on.
+        failure = startup.describe(exc, listen=settings.listen, redis_url=settings.redis_url)
+        if failure is None:
+            raise
+        print(f"vaultd: worker {os.getpid()}: {failure.message}", file=sys.stderr, flush=True)
+        sys.exit(failure.exit_code)

@@ -110,7 +110,7 @@ def _serve_volatile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("{")]
     assert code == 2
     assert len(err) == 1, err
-    assert err[0].startswith("vaultd: refusing the store: the store would lose acknowledged")
+    assert err[0].startswith("vaultd: the store would lose acknowledged")
 
 
 # 0: each call looks its key up, so the first call after the restart finds the store emptied.
@@ -227,8 +227,8 @@ async def test_another_deployments_store_is_refused(tmp_path: Path) -> None:
     # Same root key, another store: the host remembers the one it served.
     (tmp_path / "third").mkdir()
     (tmp_path / "third" / "root.key").write_bytes((tmp_path / "first" / "root.key").read_bytes())
-    third = ["store", "init", "--data-dir", str(tmp_path / "third")]
-    assert await asyncio.to_thread(main, third) == 0  # its own, new store, on purpose
+    vaultd = await start(_settings(tmp_path / "third", None))  # its own, new store
+    await vaultd.stop(None)
     third_id = (tmp_path / "third" / STORE_ID_FILE).read_text().strip()
     first_id = (tmp_path / "first" / STORE_ID_FILE).read_text().strip()
     assert third_id != first_id
@@ -240,14 +240,15 @@ async def test_another_deployments_store_is_refused(tmp_path: Path) -> None:
         await start(_settings(tmp_path / "third", None))
 
 
-async def test_an_empty_store_next_to_a_used_root_key_needs_store_init(tmp_path: Path) -> None:
+async def test_an_emptied_store_next_to_its_root_key_needs_store_init(tmp_path: Path) -> None:
+    """The root key remembers the store it served: the store file gone (a volume not mounted,
+    a restore gone wrong) is refused until the operator says it is meant to start afresh."""
     data_dir = tmp_path / "vaultd"
     vaultd = await start(_settings(data_dir, None))
     await vaultd.stop(None)
-    (data_dir / STORE_ID_FILE).unlink()  # a new host with the old root key file
     for suffix in ("", "-wal", "-shm"):
         (data_dir / f"vaultd.db{suffix}").unlink(missing_ok=True)
-    with pytest.raises(StoreRefused, match="the root key file is not new"):
+    with pytest.raises(StoreRefused, match="it was emptied or replaced"):
         await start(_settings(data_dir, None))
     assert await asyncio.to_thread(main, ["store", "init", "--data-dir", str(data_dir)]) == 0
     vaultd = await start(_settings(data_dir, None))
@@ -256,8 +257,12 @@ async def test_an_empty_store_next_to_a_used_root_key_needs_store_init(tmp_path:
         assert await _read(vaultd, "fresh") == b"start afresh, on purpose"
     finally:
         await vaultd.stop(None)
-    # init never replaces an identity
-    assert await asyncio.to_thread(main, ["store", "init", "--data-dir", str(data_dir)]) == 1
+    # init never replaces an identity: it adopts its own store, and refuses another's
+    assert await asyncio.to_thread(main, ["store", "init", "--data-dir", str(data_dir)]) == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "vaultd.db").write_bytes((data_dir / "vaultd.db").read_bytes())
+    assert await asyncio.to_thread(main, ["store", "init", "--data-dir", str(other)]) == 1
 
 
 async def test_a_store_an_older_vaultd_filled_is_adopted(tmp_path: Path) -> None:

@@ -16,6 +16,8 @@ import { fileURLToPath } from 'node:url';
 
 import grpc from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
+import protoFiles from 'google-proto-files';
+import protobuf from 'protobufjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PROTOS = path.resolve(HERE, '../../protos');
@@ -269,42 +271,30 @@ function call(service, method, request) {
   });
 }
 
-// The reason from google.rpc.Status -> details[] (Any) -> google.rpc.ErrorInfo, read with a
-// minimal protobuf decoder, since those protos are not in protos/.
-function fields(buffer) {
-  const out = [];
-  let at = 0;
-  const varint = () => {
-    let value = 0;
-    for (let shift = 0; ; shift += 7) {
-      const byte = buffer[at++];
-      value += (byte & 0x7f) * 2 ** shift;
-      if (!(byte & 0x80)) return value;
-    }
-  };
-  while (at < buffer.length) {
-    const key = varint();
-    const [number, wire] = [Math.floor(key / 8), key % 8];
-    if (wire === 0) out.push([number, varint()]);
-    else if (wire === 2) {
-      const length = varint();
-      out.push([number, buffer.subarray(at, at + length)]);
-      at += length;
-    } else throw new Error(`unexpected wire type ${wire}`);
+// google.rpc.Status and its details, decoded with protobufjs from the googleapis protos that
+// google-proto-files ships: the status travels in the `grpc-status-details-bin` trailer, each
+// detail an Any whose type_url names its message.
+const rpcProtos = new protobuf.Root().loadSync(
+  ['rpc/status.proto', 'rpc/error_details.proto'].map((file) => protoFiles.getProtoPath(file)),
+  { keepCase: true },
+);
+const RpcStatus = rpcProtos.lookupType('google.rpc.Status');
+
+// Every detail of a failed call, keyed by message name ("google.rpc.ErrorInfo", ...).
+function detailsOf(error) {
+  const [raw] = error.metadata.get('grpc-status-details-bin');
+  const status = RpcStatus.decode(raw);
+  const details = {};
+  for (const any of status.details) {
+    const name = any.type_url.split('/').pop();
+    const type = rpcProtos.lookupType(name);
+    details[name] = type.toObject(type.decode(any.value));
   }
-  return out;
+  return details;
 }
 
 function reasonOf(error) {
-  const [raw] = error.metadata.get('grpc-status-details-bin');
-  for (const [number, any] of fields(raw)) {
-    if (number !== 3) continue;
-    const parts = new Map(fields(any));
-    if (parts.get(1).toString() === 'type.googleapis.com/google.rpc.ErrorInfo') {
-      return new Map(fields(parts.get(2))).get(1).toString();
-    }
-  }
-  return null;
+  return detailsOf(error)['google.rpc.ErrorInfo']?.reason ?? null;
 }
 
 async function assertDecryptionFailed(promise) {
@@ -334,6 +324,56 @@ test('creates an object and reads it back', { skip: LIVE }, async () => {
   assert.equal(byId.object.metadata.version_id, metadata.version_id);
   const byName = await call('objects', 'GetObjectByName', { name });
   assert.deepEqual(byName.object.value, value);
+});
+
+test('runs the full flow: by name, stale update, list pages, data key, Encrypt/Decrypt', { skip: LIVE }, async () => {
+  const context = tenant();
+  const prefix = `node-flow-${unique()}-`;
+  const created = await call('objects', 'CreateObject', {
+    name: `${prefix}db-password`, value: Buffer.from('hunter2'), key_context: context,
+  });
+  const first = created.metadata.version_id;
+  const { object } = await call('objects', 'GetObjectByName', { name: `${prefix}db-password` });
+  assert.equal(object.value.toString(), 'hunter2');
+
+  const { id } = created.metadata;
+  const updated = await call('objects', 'UpdateObject', { id, value: Buffer.from('v2'), version_check: first });
+  await assert.rejects(
+    call('objects', 'UpdateObject', { id, value: Buffer.from('v3'), version_check: first }),
+    (error) => {
+      assert.equal(error.code, grpc.status.ABORTED, error.message);
+      const info = detailsOf(error)['google.rpc.ErrorInfo'];
+      assert.equal(info.domain, 'vaultd');
+      assert.equal(info.reason, 'VERSION_CONFLICT');
+      assert.equal(info.metadata.current_version_id, updated.metadata.version_id);
+      return true;
+    },
+  );
+
+  for (const i of [0, 1]) {
+    await call('objects', 'CreateObject', { name: `${prefix}page-${i}`, value: Buffer.from('x'), key_context: context });
+  }
+  const names = [];
+  let after = '';
+  let pages = 0;
+  do {
+    const page = await call('objects', 'ListObjects', { limit: 2, name_prefix: prefix, after });
+    pages += 1;
+    names.push(...page.objects.map((o) => o.name));
+    after = page.list_metadata.after;
+  } while (after);
+  assert.equal(names.length, 3);
+  assert.equal(pages, 2);
+
+  const dataKey = await call('keys', 'CreateDataKey', { key_context: context });
+  const again = await call('keys', 'DecryptDataKey', { encrypted_keys: dataKey.encrypted_keys });
+  assert.equal(dataKey.data_key.length, 32);
+  assert.deepEqual(again.data_key, dataKey.data_key);
+
+  const aad = Buffer.from('aad');
+  const sealed = await call('keys', 'Encrypt', { plaintext: Buffer.from('from node'), key_context: context, associated_data: aad });
+  const opened = await call('keys', 'Decrypt', { ciphertext: sealed.ciphertext, associated_data: aad });
+  assert.equal(opened.plaintext.toString(), 'from node');
 });
 
 test('creates a data key whose encrypted_keys follows FORMAT.md', { skip: LIVE }, async () => {

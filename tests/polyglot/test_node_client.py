@@ -28,7 +28,7 @@ from vaultd.client import AsyncVaultClient
 
 HERE = Path(__file__).resolve().parent
 # Tests in client.test.mjs besides one per vector: the vector-count check and the live ones.
-OTHER_NODE_TESTS = 7
+OTHER_NODE_TESTS = 8
 NODE_TIMEOUT_SECONDS = 120
 
 
@@ -45,7 +45,7 @@ def node_or_skip() -> str:
         if not ok
     ]
     if missing:
-        message = f"missing {', '.join(missing)}: run `npm ci` in tests/polyglot"
+        message = f"missing {', '.join(missing)}: run `npm install` in tests/polyglot"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

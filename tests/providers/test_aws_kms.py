@@ -20,7 +20,7 @@ from providers import (
 )
 from providers._retry import MAX_ATTEMPTS, with_retries
 from providers.aws_kms import AwsCredentials, AwsKmsProvider
-from tests.standins.aws import AwsKmsStandIn
+from tests.standins.aws import CUSTOMER_ACCOUNT, OTHER_REGION, REGION, AwsKmsStandIn
 
 T = TypeVar("T")
 BINDING = {"organization_id": "org_123", "vaultd:kek": "kek_1"}
@@ -148,6 +148,10 @@ async def test_key_errors_are_key_unavailable_at_once(
 
     assert uri in str(caught.value)
     assert standin.calls["wrap"] - before == 1
+    # A denial is about the key; a ciphertext the key cannot open is about that one blob.
+    assert caught.value.denied == (
+        error_type not in {"IncorrectKeyException", "InvalidCiphertextException"}
+    )
 
 
 @pytest.mark.parametrize(
@@ -223,7 +227,13 @@ async def test_uris_it_cannot_use_fail_before_any_call(
     for uri, reason in [
         ("aws-kms://1234abcd-12ab-34cd-56ef-1234567890ab", "not a KMS key ARN"),
         ("aws-kms://arn:aws:s3:us-east-1:123456789012:key/x", "not a KMS key ARN"),
-        ("aws-kms://arn:aws:kms:eu-west-1:123456789012:key/x", "key is in eu-west-1"),
+        ("aws-kms://arn:aws:kms::123456789012:key/x", "not a KMS key ARN"),
+        (f"{_KEY}?role=x", "unknown parameter"),
+        (f"{_KEY}?external_id=abc", "external_id needs role_arn"),
+        (f"{_KEY}?role_arn=arn:aws:iam::123:role/r", "not an IAM role ARN"),
+        (f"{_KEY}?role_arn={_ROLE}&role_arn={_ROLE}", "more than once"),
+        (f"{_KEY}?role_arn={_ROLE}&external_id=a", "not a valid STS external id"),
+        (f"{_KEY}?role_arn", "not name=value"),
     ]:
         with pytest.raises(KeyUnavailableError, match=reason) as caught:
             await provider.wrap(uri, os.urandom(32), BINDING)
@@ -237,6 +247,86 @@ async def test_an_unknown_key_is_unavailable(
     uri = "aws-kms://arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000"
     with pytest.raises(KeyUnavailableError, match="NotFoundException"):
         await provider.wrap(uri, os.urandom(32), BINDING)
+
+
+_KEY = "aws-kms://arn:aws:kms:eu-west-1:222222222222:key/x"
+_ROLE = "arn:aws:iam::222222222222:role/vaultd"
+
+
+async def test_a_key_in_another_region_is_used_in_its_own_region(
+    provider: AwsKmsProvider, standin: AwsKmsStandIn
+) -> None:
+    name = f"k-{os.urandom(4).hex()}"
+    uri = standin.create_key(name, region=OTHER_REGION)
+    assert f":{OTHER_REGION}:" in uri
+    key = os.urandom(32)
+
+    wrapped = await provider.wrap(uri, key, BINDING)
+
+    assert await provider.unwrap(uri, wrapped, BINDING) == key
+    assert (
+        await provider.unwrap(standin.alias_uri(name, region=OTHER_REGION), wrapped, BINDING) == key
+    )
+    # moto keeps one backend per region: the same ARN in the default region does not exist, so
+    # the round trip above shows the call went to the key's own region.
+    wrong_region = uri.replace(f":{OTHER_REGION}:", f":{REGION}:")
+    with pytest.raises(KeyUnavailableError, match="NotFoundException") as caught:
+        await provider.unwrap(wrong_region, wrapped, BINDING)
+    assert caught.value.denied
+
+
+async def test_a_customer_account_key_through_an_assumed_role_with_external_id(
+    standin: AwsKmsStandIn,
+) -> None:
+    provider = AwsKmsProvider.from_settings(standin.provider_settings)
+    external_id = f"ext-{os.urandom(6).hex()}"
+    role_arn = standin.add_role(
+        f"vaultd-{os.urandom(3).hex()}", account=CUSTOMER_ACCOUNT, external_id=external_id
+    )
+    key_arn_uri = standin.create_key(
+        f"k-{os.urandom(4).hex()}", region=OTHER_REGION, account=CUSTOMER_ACCOUNT
+    )
+    uri = f"{key_arn_uri}?role_arn={role_arn}&external_id={external_id}"
+    key = os.urandom(32)
+    before = standin.calls.copy()
+
+    wrapped = [await provider.wrap(uri, key, BINDING) for _ in range(3)]
+    assert [await provider.unwrap(uri, w, BINDING) for w in wrapped] == [key] * 3
+
+    # Credentials are assumed once and kept by the one cached client for (region, role).
+    assert standin.calls - before == {"assume_role": 1, "wrap": 3, "unwrap": 3}
+    assert list(provider._clients) == [(OTHER_REGION, role_arn, external_id)]
+
+    # vaultd's own identity cannot see the customer's account: without the role, not found.
+    with pytest.raises(KeyUnavailableError, match="NotFoundException"):
+        await provider.unwrap(key_arn_uri, wrapped[0], BINDING)
+
+    # The customer revokes through the key policy: refused at once, flagged as a denial.
+    standin.revoke(key_arn_uri)
+    with pytest.raises(KeyUnavailableError, match="AccessDeniedException") as caught:
+        await provider.unwrap(uri, wrapped[0], BINDING)
+    assert caught.value.denied
+    standin.restore(key_arn_uri)
+    assert await provider.unwrap(uri, wrapped[0], BINDING) == key
+
+
+async def test_assume_role_refused_is_a_denial_and_calls_no_kms(
+    standin: AwsKmsStandIn,
+) -> None:
+    provider = AwsKmsProvider.from_settings(standin.provider_settings)
+    role_arn = standin.add_role(
+        f"vaultd-{os.urandom(3).hex()}", account=CUSTOMER_ACCOUNT, external_id="right-id"
+    )
+    key_uri = standin.create_key(f"k-{os.urandom(4).hex()}", account=CUSTOMER_ACCOUNT)
+    before = standin.calls.copy()
+
+    for query in (f"role_arn={role_arn}&external_id=wrong-id", f"role_arn={role_arn}"):
+        with pytest.raises(KeyUnavailableError, match=r"STS refused .*AccessDenied") as caught:
+            await provider.wrap(f"{key_uri}?{query}", os.urandom(32), BINDING)
+        assert caught.value.denied
+        assert "right-id" not in str(caught.value)
+
+    assert standin.calls - before == {"assume_role": 2}
 
 
 @pytest.mark.parametrize(

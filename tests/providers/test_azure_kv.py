@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.core.pipeline.transport import RequestsTransport
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from providers import KeyUnavailableError, ProviderSetupError, ProviderUnavailableError
 from providers._retry import MAX_ATTEMPTS
-from providers.azure_kv import AzureKvProvider
+from providers.azure_kv import WRAPPED_MARKER, AzureKvProvider, decode_wrapped, encode_wrapped
 from tests.standins.azure import AzureKvStandIn, StaticTokenCredential
+
+VECTOR = json.loads(
+    (Path(__file__).parents[1] / "vectors" / "providers" / "azure_kv.json").read_text()
+)
 
 ORG_ABC = {"organization_id": "org_abc"}
 ORG_XYZ = {"organization_id": "org_xyz"}
@@ -66,7 +75,13 @@ async def test_round_trip_wraps_and_unwraps_once_on_the_service(
     unwrapped = await provider.unwrap(key_uri, wrapped, ORG_ABC)
 
     assert unwrapped == kek
-    assert len(wrapped) == 256  # an RSA-2048 ciphertext, made by the service's key
+    # Version 2: the versioned kid the service used, then an RSA-2048 ciphertext.
+    kid, ciphertext = decode_wrapped(wrapped)
+    name = key_uri.rsplit("/", 1)[1]
+    assert (
+        kid == f"https://{azure_kv_standin.host}/keys/{name}/{azure_kv_standin.keys[name].version}"
+    )
+    assert wrapped.startswith(WRAPPED_MARKER) and len(ciphertext) == 256
     assert kek not in wrapped
     seen = azure_kv_standin.calls - before
     assert seen == {"wrap": 1, "unwrap": 1}
@@ -147,6 +162,9 @@ async def test_throttling_and_server_errors_are_retried(
 ) -> None:
     kek = os.urandom(32)
     wrapped = await provider.wrap(key_uri, kek, ORG_ABC)
+    # The first unwrap under a key version makes that version's client, which asks once for the
+    # key (GET, forbidden) before it unwraps on the service; counted from here on, only POSTs.
+    assert await provider.unwrap(key_uri, wrapped, ORG_ABC) == kek
     http_sends.clear()
 
     azure_kv_standin.inject_faults(429, 503)
@@ -172,6 +190,9 @@ async def test_outage_is_unavailable_within_the_deadline_then_recovers(
 ) -> None:
     kek = os.urandom(32)
     wrapped = await provider.wrap(key_uri, kek, ORG_ABC)
+    # The first unwrap under a key version makes that version's client, which asks once for the
+    # key (GET, forbidden) before it unwraps on the service; counted from here on, only POSTs.
+    assert await provider.unwrap(key_uri, wrapped, ORG_ABC) == kek
     http_sends.clear()
 
     azure_kv_standin.stop()
@@ -189,6 +210,102 @@ async def test_outage_is_unavailable_within_the_deadline_then_recovers(
     assert len(http_sends) == MAX_ATTEMPTS
     assert elapsed < 3
     assert await provider.unwrap(key_uri, wrapped, ORG_ABC) == kek
+
+
+async def test_rotating_the_key_in_key_vault_strands_nothing(
+    provider: AzureKvProvider, key_uri: str, azure_kv_standin: AzureKvStandIn
+) -> None:
+    kek = os.urandom(32)
+    before_rotation = await provider.wrap(key_uri, kek, ORG_ABC)
+    old_kid, old_ciphertext = decode_wrapped(before_rotation)
+
+    new_version = azure_kv_standin.rotate(key_uri)
+    after_rotation = await provider.wrap(key_uri, kek, ORG_ABC)
+
+    assert decode_wrapped(after_rotation)[0] == f"{old_kid.rsplit('/', 1)[0]}/{new_version}"
+    assert await provider.unwrap(key_uri, before_rotation, ORG_ABC) == kek
+    assert await provider.unwrap(key_uri, after_rotation, ORG_ABC) == kek
+    # What version 1 would have stored (the bare ciphertext) is what rotation used to strand:
+    # Key Vault opens it with the newest version, which is not the one that made it.
+    with pytest.raises(KeyUnavailableError):
+        await provider.unwrap(key_uri, old_ciphertext, ORG_ABC)
+
+
+async def test_a_stored_kid_never_sends_a_request_elsewhere(
+    provider: AzureKvProvider, key_uri: str, azure_kv_standin: AzureKvStandIn
+) -> None:
+    kek = os.urandom(32)
+    kid, ciphertext = decode_wrapped(await provider.wrap(key_uri, kek, ORG_ABC))
+    other = azure_kv_standin.create_key(f"other-{uuid.uuid4().hex[:8]}")
+    before = azure_kv_standin.calls.copy()
+
+    for forged in (
+        kid.replace(azure_kv_standin.host, "attacker.example:443"),
+        kid.replace(key_uri.rsplit("/", 1)[1], other.rsplit("/", 1)[1]),
+    ):
+        with pytest.raises(KeyUnavailableError, match="another vault or key"):
+            await provider.unwrap(key_uri, encode_wrapped(forged, ciphertext), ORG_ABC)
+    # A URI pinned to another version does not take a kid of this one either.
+    with pytest.raises(KeyUnavailableError, match="another vault or key"):
+        await provider.unwrap(f"{key_uri}/0000", encode_wrapped(kid, ciphertext), ORG_ABC)
+    for malformed in (b"", WRAPPED_MARKER + b"\x00\x05abc" + ciphertext, ciphertext[:-1]):
+        with pytest.raises(KeyUnavailableError, match="malformed"):
+            await provider.unwrap(key_uri, malformed, ORG_ABC)
+
+    assert azure_kv_standin.calls == before
+
+
+async def test_keys_in_two_vaults_through_one_provider(
+    provider: AzureKvProvider,
+    key_uri: str,
+    azure_kv_standin: AzureKvStandIn,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # The customer's own vault: another server, same trust anchor (the session certificate).
+    second = AzureKvStandIn(*azure_kv_standin.tls_files)
+    second.start()
+    try:
+        theirs = second.create_key("customer-key")
+        kek = os.urandom(32)
+        ours_wrapped = await provider.wrap(key_uri, kek, ORG_ABC)
+        theirs_wrapped = await provider.wrap(theirs, kek, ORG_ABC)
+
+        assert decode_wrapped(theirs_wrapped)[0].startswith(f"https://{second.host}/")
+        assert await provider.unwrap(theirs, theirs_wrapped, ORG_ABC) == kek
+        assert await provider.unwrap(key_uri, ours_wrapped, ORG_ABC) == kek
+        assert second.calls == {"wrap": 1, "unwrap": 1}
+    finally:
+        second.stop()
+
+
+async def test_the_format_vector_unwraps_in_both_versions(
+    provider: AzureKvProvider, azure_kv_standin: AzureKvStandIn
+) -> None:
+    private = serialization.load_pem_private_key(VECTOR["rsa_private_key_pem"].encode(), None)
+    assert isinstance(private, rsa.RSAPrivateKey)
+    key, binding = base64.b64decode(VECTOR["key"]), VECTOR["binding"]
+    v1, v2 = base64.b64decode(VECTOR["wrapped_v1"]), base64.b64decode(VECTOR["wrapped_v2"])
+
+    # The layout, read by hand as docs/FORMAT.md describes it.
+    assert v2[:8] == b"vdazkv\x00\x02"
+    size = int.from_bytes(v2[8:10], "big")
+    assert v2[10 : 10 + size].decode() == VECTOR["kid"]
+    assert decode_wrapped(v2) == (VECTOR["kid"], v2[10 + size :])
+    assert decode_wrapped(v1) == (None, v1)
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(VECTOR["canonical_binding"].encode())
+    payload = b"vaultd-azkv-v1" + digest.finalize() + key
+    assert private.decrypt(v1, oaep) == payload == private.decrypt(v2[10 + size :], oaep)
+
+    # And through the provider, against the same key material served by the stand-in.
+    version = VECTOR["kid"].rsplit("/", 1)[1]
+    uri = azure_kv_standin.import_key(f"vector-{uuid.uuid4().hex[:8]}", private, version)
+    assert await provider.unwrap(uri, v1, binding) == key
+    kid = VECTOR["kid"].replace(
+        VECTOR["key_uri"].removeprefix("azure-kv://"), uri.removeprefix("azure-kv://")
+    )
+    assert await provider.unwrap(uri, encode_wrapped(kid, decode_wrapped(v2)[1]), binding) == key
 
 
 def test_from_settings_rejects_unknown_keys(azure_kv_standin: AzureKvStandIn) -> None:

@@ -22,7 +22,7 @@ from providers import (
     ProviderUnavailableError,
     canonical_binding,
 )
-from providers._retry import MAX_ATTEMPTS
+from providers._retry import BREAKER_COOL_DOWN_SECONDS, MAX_ATTEMPTS
 from providers.gcp_kms import GcpKmsProvider
 from tests.standins.gcp import GcpKmsStandIn
 
@@ -213,8 +213,9 @@ async def test_outage_is_unavailable_within_the_deadline_and_recovery_needs_no_r
         standin.start()
 
     # gRPC reconnects on its own backoff (capped at 1 s by the provider), so a call made the
-    # instant the server is back may still fail fast; the same provider must recover within it.
-    async with asyncio.timeout(3):
+    # instant the server is back may still fail fast, and enough failures open the key's
+    # circuit breaker for its cool-down; the same provider must recover within both.
+    async with asyncio.timeout(3 + BREAKER_COOL_DOWN_SECONDS):
         while True:
             try:
                 assert await provider.unwrap(uri, wrapped, BINDING) == key

@@ -48,7 +48,10 @@ def shared_root_key(redis_url: str) -> Path:
     """One root key file per Redis database for the whole session. The servers that tests start
     on one database are one deployment: a store's identity names the root key that made it, and
     vaultd refuses a store made with another (vaultd/core/storeguard.py)."""
-    return _ROOT_KEYS / (redis_url.replace("/", "_").replace(":", "_") + ".key")
+    # A directory each: the root key remembers its store in a store-id file beside it.
+    directory = _ROOT_KEYS / redis_url.replace("/", "_").replace(":", "_")
+    directory.mkdir(exist_ok=True)
+    return directory / "root.key"
 
 
 def settings_for(data_dir: Path, redis_url: str | None, **extra: object) -> Settings:

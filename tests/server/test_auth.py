@@ -9,7 +9,6 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.server.conftest import Running, settings_for
 from tests.server.test_objects import expect_error, unique
@@ -186,26 +185,6 @@ async def test_health_needs_no_key(anonymous: grpc.aio.Channel) -> None:
     health = health_pb2_grpc.HealthStub(anonymous)
     reply = await health.Check(health_pb2.HealthCheckRequest(service="vaultd.v1.AdminService"))
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
-
-
-async def _list_services(chan: grpc.aio.Channel) -> set[str]:
-    reflect = reflection_pb2_grpc.ServerReflectionStub(chan)
-    responses = reflect.ServerReflectionInfo(
-        iter([reflection_pb2.ServerReflectionRequest(list_services="")])
-    )
-    services: set[str] = set()
-    async for response in responses:
-        services = {s.name for s in response.list_services_response.service}
-    return services
-
-
-async def test_reflection_needs_a_key(running: Running, anonymous: grpc.aio.Channel) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await _list_services(anonymous)
-    assert details_of(caught.value).reason == "API_KEY_MISSING"
-    secret, _ = await key_for(running, permissions=("objects:read",))
-    async with channel(running.target, secret) as reader:
-        assert "vaultd.v1.AdminService" in await _list_services(reader)
 
 
 # --- permissions ---------------------------------------------------------------------------

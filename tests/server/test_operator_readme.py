@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import re
 import shlex
 import subprocess
 from collections.abc import AsyncIterator
@@ -21,6 +20,7 @@ import pytest
 
 from tests.server.conftest import settings_for
 from tests.support.buf import buf as find_buf
+from tests.support.docblocks import runnable_blocks
 from tests.support.tls import make_pki
 from vaultd.core.apikeys import new_secret
 from vaultd.server import Vaultd, start
@@ -33,12 +33,9 @@ PEM_FILES = {"ca.pem": "ca", "client.pem": "client_cert", "client-key.pem": "cli
 
 
 def readme_grpcurl_commands() -> list[list[str]]:
-    """Each grpcurl command of the README's grpcurl section, split as the shell would."""
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("### Poking it with grpcurl", 1)[1]
-    block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
-    assert block, "README.md: the grpcurl section has no ```sh block"
-    joined = block.group(1).replace("\\\n", " ")
+    """Each grpcurl command of the README's `grpcurl` block, split as the shell would."""
+    block = runnable_blocks(REPO / "README.md")["grpcurl"]
+    joined = block.replace("\\\n", " ")
     return [
         shlex.split(line) for line in joined.splitlines() if line.strip().startswith("grpcurl ")
     ]
@@ -84,8 +81,8 @@ def to_buf_curl(buf: str, argv: list[str], live: Live) -> list[str]:
         if arg == "-plaintext":
             plaintext = True
         elif arg == "-H":
-            # grpcurl sends -H headers with reflection requests too; buf curl when told so.
-            command += [arg, next(args).replace("$KEY", live.key), "--reflect-header", "*"]
+            # Reflection needs no key: the header goes to the call (grpcurl sends it to both).
+            command += [arg, next(args).replace("$KEY", live.key)]
         elif arg == "-d":
             command += [arg, next(args)]
         elif arg in ("-cacert", "-cert", "-key"):

@@ -11,6 +11,12 @@ wrapper adds what moto lacks and the tests need:
 - faults: fail_next() answers the next requests with a given KMS error (throttling, 5xx, ...).
 - outages: stop() closes the listening socket (connections are refused), start() listens on the
   same port again. moto's state is in-process, so keys survive.
+- other accounts and regions: create_key(name, region=..., account=...) makes the key in that
+  account (moto keeps one backend per account and region; the stand-in reaches another account
+  by assuming a role in it, which moto ties to that account) and add_role() names a role in a
+  customer's account vaultd may assume. moto trusts every AssumeRole, so the wrapper plays the
+  role's trust policy: AssumeRole for a role not added, or with the wrong ExternalId, is denied
+  the way STS denies it (HTTP 403, AccessDenied). `calls["assume_role"]` counts every request.
 
 It is moto's own server (the app, request handler and werkzeug server that ThreadedMotoServer
 assembles) built here because ThreadedMotoServer offers no hook to wrap its WSGI app.
@@ -27,6 +33,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qs
 
 import boto3
 import pytest
@@ -39,6 +46,8 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
+OTHER_REGION = "eu-west-1"
+CUSTOMER_ACCOUNT = "222222222222"
 CREDENTIALS = {"access_key_id": "testing", "secret_access_key": "testing"}
 _OPERATIONS = {"TrentService.Encrypt": "wrap", "TrentService.Decrypt": "unwrap"}
 _KEY_ID_BYTES = 36  # moto's ciphertext blob starts with the key id (a UUID)
@@ -68,6 +77,9 @@ class AwsKmsStandIn:
             "endpoint_url": self.url,
             **CREDENTIALS,
         }
+        self.provider_settings["sts_endpoint_url"] = self.url
+        self._roles: dict[str, str | None] = {}
+        """Role ARN -> the ExternalId its trust policy requires (None: none required)."""
         self._names: dict[str, frozenset[str]] = {}
         """Every name of each key (id, ARN, alias, alias ARN) -> all its names."""
         self._denied: set[str] = set()
@@ -87,12 +99,15 @@ class AwsKmsStandIn:
 
     # The StandIn shape.
 
-    def create_key(self, name: str) -> str:
+    def create_key(self, name: str, *, region: str = REGION, account: str = ACCOUNT) -> str:
         """A symmetric key with the alias `alias/<name>`; returns its key ARN URI."""
-        meta = self._admin.create_key(Description=name)["KeyMetadata"]
+        admin = self._admin_client(region, account)
+        meta = admin.create_key(Description=name)["KeyMetadata"]
         alias = f"alias/{name}"
-        self._admin.create_alias(AliasName=alias, TargetKeyId=meta["KeyId"])
-        names = frozenset({meta["KeyId"], meta["Arn"], alias, self._alias_arn(name)})
+        admin.create_alias(AliasName=alias, TargetKeyId=meta["KeyId"])
+        names = frozenset(
+            {meta["KeyId"], meta["Arn"], alias, self._alias_arn(name, region, account)}
+        )
         with self._lock:
             self._names.update(dict.fromkeys(names, names))
         return f"aws-kms://{meta['Arn']}"
@@ -130,9 +145,46 @@ class AwsKmsStandIn:
 
     # Beyond the shape.
 
-    def alias_uri(self, name: str) -> str:
+    def alias_uri(self, name: str, *, region: str = REGION, account: str = ACCOUNT) -> str:
         """The alias ARN URI of the key create_key(name) made."""
-        return f"aws-kms://{self._alias_arn(name)}"
+        return f"aws-kms://{self._alias_arn(name, region, account)}"
+
+    def add_role(self, name: str, *, account: str, external_id: str | None = None) -> str:
+        """A role in `account` that vaultd may assume (with this ExternalId); its ARN."""
+        role_arn = f"arn:aws:iam::{account}:role/{name}"
+        with self._lock:
+            self._roles[role_arn] = external_id
+        return role_arn
+
+    def remove_role(self, role_arn: str) -> None:
+        """The customer deletes the role (or its trust in vaultd): AssumeRole is denied."""
+        with self._lock:
+            self._roles.pop(role_arn, None)
+
+    def _admin_client(self, region: str, account: str) -> Any:
+        if region == REGION and account == ACCOUNT:
+            return self._admin
+        credentials: dict[str, str] = {
+            "aws_access_key_id": CREDENTIALS["access_key_id"],
+            "aws_secret_access_key": CREDENTIALS["secret_access_key"],
+        }
+        if account != ACCOUNT:
+            # Straight to moto, past the wrapper's trust checks: this is the customer's own admin.
+            sts = boto3.client("sts", region_name=region, endpoint_url=self.url, **credentials)
+            found = sts.assume_role(
+                RoleArn=f"arn:aws:iam::{account}:role/standin-admin", RoleSessionName="admin"
+            )["Credentials"]
+            credentials = {
+                "aws_access_key_id": found["AccessKeyId"],
+                "aws_secret_access_key": found["SecretAccessKey"],
+                "aws_session_token": found["SessionToken"],
+            }
+        return boto3.client("kms", region_name=region, endpoint_url=self.url, **credentials)
+
+    def clear_faults(self) -> None:
+        """Drop every fault fail_next() armed and not yet served: the KMS is healthy again."""
+        with self._lock:
+            self._faults.clear()
 
     def fail_next(self, error_type: str, status: int, times: int = 1) -> None:
         """Answer the next `times` Encrypt / Decrypt requests with this KMS error."""
@@ -144,7 +196,7 @@ class AwsKmsStandIn:
     def _app(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         operation = _OPERATIONS.get(environ.get("HTTP_X_AMZ_TARGET", ""))
         if operation is None:
-            return self._moto(environ, start_response)
+            return self._sts_or_moto(environ, start_response)
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
         environ["wsgi.input"] = io.BytesIO(body)
         with self._lock:
@@ -164,9 +216,26 @@ class AwsKmsStandIn:
             )
         return self._moto(environ, start_response)
 
+    def _sts_or_moto(
+        self, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """AssumeRole from vaultd passes the role's trust policy first; all else goes to moto."""
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", errors="replace")).items()}
+        if form.get("Action") != "AssumeRole" or form.get("RoleSessionName") == "admin":
+            return self._moto(environ, start_response)
+        role_arn = form.get("RoleArn", "")
+        with self._lock:
+            self.calls["assume_role"] += 1
+            trusted = role_arn in self._roles and self._roles[role_arn] == form.get("ExternalId")
+        if not trusted:
+            return _sts_error(start_response, "AccessDenied", 403)
+        return self._moto(environ, start_response)
+
     @staticmethod
-    def _alias_arn(name: str) -> str:
-        return f"arn:aws:kms:{REGION}:{ACCOUNT}:alias/{name}"
+    def _alias_arn(name: str, region: str = REGION, account: str = ACCOUNT) -> str:
+        return f"arn:aws:kms:{region}:{account}:alias/{name}"
 
 
 def _arn(key_uri: str) -> str:
@@ -189,6 +258,21 @@ def _error(
     start_response(
         f"{status} {HTTPStatus(status).phrase}",
         [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
+def _sts_error(start_response: StartResponse, code: str, status: int) -> list[bytes]:
+    """An error the way STS sends it: the query protocol's XML."""
+    body = (
+        '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
+        f"<Type>Sender</Type><Code>{code}</Code>"
+        "<Message>User is not authorized to perform: sts:AssumeRole</Message>"
+        "</Error><RequestId>standin</RequestId></ErrorResponse>"
+    ).encode()
+    start_response(
+        f"{status} {HTTPStatus(status).phrase}",
+        [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))],
     )
     return [body]
 

@@ -20,7 +20,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,15 @@ class _Key:
     version: str
     private: rsa.RSAPrivateKey
     enabled: bool = True
+    older: dict[str, rsa.RSAPrivateKey] = field(default_factory=dict)
+    """Versions before the newest, still usable when asked for by version, as in Key Vault."""
+
+    def at(self, version: str | None) -> tuple[str, rsa.RSAPrivateKey] | None:
+        if version in (None, "", self.version):
+            return self.version, self.private
+        if version in self.older:
+            return version, self.older[version]
+        return None
 
 
 def _b64url_decode(text: str) -> bytes:
@@ -109,6 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(403, _error("Forbidden", "The user does not have keys get permission."))
             return
         if fault := vault.next_fault():
+            vault.count("faulted")  # a request that reached the vault, answered with the fault
             self._reply(fault, _error("Throttled" if fault == 429 else "ServiceError", "injected"))
             return
         op = "wrap" if match["op"] == "wrapkey" else "unwrap"
@@ -118,9 +128,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _operate(self, op: str, name: str, version: str | None, body: bytes) -> None:
         vault = self.server.vault
         key = vault.keys.get(name)
-        if key is None or version not in (None, "", key.version):
+        found = None if key is None else key.at(version)
+        if key is None or found is None:
             self._reply(404, _error("KeyNotFound", f"A key with (name/id) {name} was not found"))
             return
+        used_version, private = found
         if not key.enabled:
             self._reply(
                 403,
@@ -134,13 +146,13 @@ class _Handler(BaseHTTPRequestHandler):
         value = _b64url_decode(request["value"])
         try:
             if op == "wrap":
-                result = key.private.public_key().encrypt(value, _OAEP)
+                result = private.public_key().encrypt(value, _OAEP)
             else:
-                result = key.private.decrypt(value, _OAEP)
+                result = private.decrypt(value, _OAEP)
         except ValueError:
             self._reply(400, _error("BadParameter", "The parameter value is not valid."))
             return
-        kid = f"https://{vault.host}/keys/{name}/{key.version}"
+        kid = f"https://{vault.host}/keys/{name}/{used_version}"
         self._reply(200, {"kid": kid, "value": _b64url_encode(result)})
 
     def _reply(
@@ -181,6 +193,7 @@ class AzureKvStandIn:
 
     def __init__(self, cert_path: Path, key_path: Path, token: str = TOKEN) -> None:
         self.token = token
+        self.tls_files = (cert_path, key_path)
         self.credential = StaticTokenCredential(token)
         self.calls: Counter[str] = Counter()
         self.keys: dict[str, _Key] = {}
@@ -206,6 +219,20 @@ class AzureKvStandIn:
         self.keys[name] = _Key(version=uuid.uuid4().hex, private=private)
         return f"azure-kv://{self.host}/keys/{name}"
 
+    def import_key(self, name: str, private: rsa.RSAPrivateKey, version: str) -> str:
+        """A key with given material and version id (for vectors made elsewhere)."""
+        self.keys[name] = _Key(version=version, private=private)
+        return f"azure-kv://{self.host}/keys/{name}"
+
+    def rotate(self, key_uri: str) -> str:
+        """A new newest version, as Key Vault's rotate does; older versions stay usable by id.
+        Returns the new version id."""
+        key = self.keys[self._name(key_uri)]
+        key.older[key.version] = key.private
+        key.version = uuid.uuid4().hex
+        key.private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return key.version
+
     def revoke(self, key_uri: str) -> None:
         self.keys[self._name(key_uri)].enabled = False
 
@@ -216,6 +243,10 @@ class AzureKvStandIn:
         """Answer the next authenticated wraps/unwraps with these statuses (429, 503, ...)."""
         with self._lock:
             self._faults.extend(statuses)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
 
     def next_fault(self) -> int | None:
         with self._lock:

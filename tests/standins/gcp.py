@@ -8,15 +8,26 @@ CRC32C fields checked and echoed, disabled keys refused, unknown keys not found.
 
 The server runs on its own event loop in its own thread, so the tests' loop never shares it
 and the synchronous stop()/start() of the StandIn shape can simply wait for it.
+
+Impersonation: `iam` is a stand-in for the IAM Credentials API (generateAccessToken over HTTP,
+as google-auth's impersonated credentials call it). It mints a token for a service account
+only to a caller presenting SOURCE_TOKEN (vaultd's own identity) and only while the service
+account grants vaultd the token-creator role (grant_token_creator). A key may be restricted to
+service accounts (allow_only): Encrypt / Decrypt on it then need a bearer token minted for one
+of them, else PERMISSION_DENIED, as Cloud KMS answers a principal without the IAM role.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
+import json
 import os
+import re
 import threading
 from collections import Counter
 from collections.abc import Coroutine, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
 import google_crc32c
@@ -31,6 +42,73 @@ T = TypeVar("T")
 SERVICE = "google.cloud.kms.v1.KeyManagementService"
 KEY_RING = "projects/vaultd-test/locations/global/keyRings/vaultd"
 _NONCE_BYTES = 12
+SOURCE_TOKEN = "vaultd-source-token"
+"""The bearer token of vaultd's own identity, which may ask to impersonate."""
+_GENERATE = re.compile(r"^/v1/projects/-/serviceAccounts/(?P<sa>[^/:]+):generateAccessToken$")
+
+
+class IamCredentialsStandIn:
+    """generateAccessToken over HTTP on 127.0.0.1, with the token-creator grants it checks."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.tokens: dict[str, str] = {}
+        """Token -> the service account it was minted for."""
+        self._creators: set[str] = set()
+        self._lock = threading.Lock()
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status, doc = standin._generate(self.path, self.headers.get("Authorization"))
+                data = json.dumps(doc).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def grant_token_creator(self, service_account: str) -> None:
+        with self._lock:
+            self._creators.add(service_account)
+
+    def revoke_token_creator(self, service_account: str) -> None:
+        """The customer withdraws vaultd's right to act as their service account; tokens
+        already minted die with it (as if they expired)."""
+        with self._lock:
+            self._creators.discard(service_account)
+            self.tokens = {t: sa for t, sa in self.tokens.items() if sa != service_account}
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _generate(self, path: str, authorization: str | None) -> tuple[int, dict[str, Any]]:
+        match = _GENERATE.match(path)
+        with self._lock:
+            self.calls["impersonate"] += 1
+            if match is None:
+                return 404, _iam_error(404, "NOT_FOUND")
+            if authorization != f"Bearer {SOURCE_TOKEN}" or match["sa"] not in self._creators:
+                return 403, _iam_error(403, "PERMISSION_DENIED")
+            token = f"ya29.standin.{os.urandom(8).hex()}"
+            self.tokens[token] = match["sa"]
+        expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+        return 200, {"accessToken": token, "expireTime": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def _iam_error(code: int, status: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": "Permission denied (stand-in)", "status": status}}
 
 
 def crc32c(data: bytes) -> int:
@@ -53,6 +131,8 @@ class GcpKmsStandIn:
         """The additional_authenticated_data of every Encrypt and Decrypt received, in order."""
         self._keys: dict[str, AESGCM] = {}
         self._disabled: set[str] = set()
+        self._principals: dict[str, frozenset[str]] = {}
+        self.iam = IamCredentialsStandIn()
         self._fail_next: list[grpc.StatusCode] = []
         self._corrupt_next = 0
         self._server: grpc.aio.Server | None = None
@@ -66,6 +146,7 @@ class GcpKmsStandIn:
         self.provider_settings: dict[str, Any] = {
             "endpoint": f"127.0.0.1:{self.port}",
             "insecure": True,
+            "iam_endpoint": self.iam.url,
         }
 
     # The StandIn shape.
@@ -74,6 +155,22 @@ class GcpKmsStandIn:
         crypto_key = f"{KEY_RING}/cryptoKeys/{name}"
         self._keys[crypto_key] = AESGCM(AESGCM.generate_key(bit_length=256))
         return f"gcp-kms://{crypto_key}"
+
+    def create_key_in(self, name: str, *, project: str, location: str) -> str:
+        """A key in another project and location (the customer's)."""
+        crypto_key = f"projects/{project}/locations/{location}/keyRings/customer/cryptoKeys/{name}"
+        self._keys[crypto_key] = AESGCM(AESGCM.generate_key(bit_length=256))
+        return f"gcp-kms://{crypto_key}"
+
+    def allow_only(self, key_uri: str, *service_accounts: str) -> None:
+        """Only these service accounts (by their minted tokens) may use the key."""
+        self._principals[self._name(key_uri)] = frozenset(service_accounts)
+
+    def source_credentials(self) -> Any:
+        """google-auth credentials of vaultd's own identity, as the IAM stand-in knows it."""
+        from google.oauth2.credentials import Credentials
+
+        return Credentials(token=SOURCE_TOKEN)
 
     def revoke(self, key_uri: str) -> None:
         self._disabled.add(self._name(key_uri))
@@ -97,12 +194,16 @@ class GcpKmsStandIn:
         """Answer the next `count` requests with `code`, as an overloaded service does."""
         self._fail_next.extend([code] * count)
 
+    def clear_faults(self) -> None:
+        self._fail_next.clear()
+
     def corrupt_next(self, count: int) -> None:
         """Damage the payload of the next `count` responses after their checksum is computed,
         as a bit flip in transit would."""
         self._corrupt_next += count
 
     def close(self) -> None:
+        self.iam.close()
         self.stop()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
@@ -142,7 +243,7 @@ class GcpKmsStandIn:
 
     @staticmethod
     def _name(key_uri: str) -> str:
-        return key_uri.removeprefix("gcp-kms://")
+        return key_uri.removeprefix("gcp-kms://").partition("?")[0]
 
     async def _key(self, name: str, context: grpc.aio.ServicerContext[Any, Any]) -> AESGCM:
         if self._fail_next:
@@ -150,6 +251,15 @@ class GcpKmsStandIn:
         key = self._keys.get(name)
         if key is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"CryptoKey {name} not found.")
+        allowed = self._principals.get(name)
+        if allowed is not None:
+            metadata = dict(context.invocation_metadata() or ())
+            bearer = str(metadata.get("authorization", "")).removeprefix("Bearer ")
+            if self.iam.tokens.get(bearer) not in allowed:
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"Permission 'cloudkms.cryptoKeyVersions.useToEncrypt' denied on {name}.",
+                )
         if name in self._disabled:
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,

@@ -13,6 +13,10 @@ vaultd reaches Vault only through the proxy, which:
 - is the outage switch: stop() closes its listener and every open connection (connections are
   refused), start() listens on the same port again. Killing bao would lose the in-memory dev
   storage and with it every key.
+
+A second instance (`customer_hcvault_standin`) stands for a customer's own Vault, reached by
+rules that name its address: it also issues more tokens (new_token / revoke_token) and AppRole
+credentials (approle()), and the proxy counts AppRole logins as "login".
 """
 
 from __future__ import annotations
@@ -101,10 +105,59 @@ class HcVaultStandIn:
 
     # Beyond the shape.
 
+    @property
+    def address(self) -> str:
+        """Where vaultd reaches this Vault (the counting proxy)."""
+        return str(self.provider_settings["address"])
+
+    def new_token(self, ttl: str = "24h") -> str:
+        """Another token with vaultd's policy (as a customer would hand one out)."""
+        created = self._admin.auth.token.create(
+            policies=[POLICY], no_default_policy=True, ttl=ttl, renewable=False
+        )
+        return str(created["auth"]["client_token"])
+
+    def revoke_token(self, token: str) -> None:
+        self._admin.auth.token.revoke(token)
+
+    def approle(self, role: str, token_ttl: str = "1h") -> tuple[str, str]:
+        """(role id, secret id) of an AppRole whose tokens carry vaultd's policy."""
+        if "approle/" not in self._admin.sys.list_auth_methods():
+            self._admin.sys.enable_auth_method("approle")
+        self._admin.auth.approle.create_or_update_approle(
+            role, token_policies=[POLICY], token_ttl=token_ttl, token_no_default_policy=True
+        )
+        role_id = self._admin.auth.approle.read_role_id(role)["data"]["role_id"]
+        secret_id = self._admin.auth.approle.generate_secret_id(role)["data"]["secret_id"]
+        return str(role_id), str(secret_id)
+
+    def destroy_secret_ids(self, role: str) -> None:
+        """The customer withdraws the AppRole's secret ids (tokens issued live out their TTL)."""
+        for accessor in self._admin.auth.approle.list_secret_id_accessors(role)["data"]["keys"]:
+            self._admin.auth.approle.destroy_secret_id_accessor(role, accessor)
+
     def fail_next(self, status: int, times: int = 1) -> None:
         """Answer the next `times` encrypt / decrypt requests with this HTTP status."""
         with self._lock:
             self._faults.extend([status] * times)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def server_pids(self) -> list[int]:
+        """The OpenBao processes: `bao` may be a launcher whose child is the server, so the
+        launcher and its descendants (to stop them all with SIGSTOP: a hung Vault)."""
+        found, frontier = [self._process.pid], [self._process.pid]
+        while frontier:
+            parent = frontier.pop()
+            for stat in Path("/proc").glob("[0-9]*/stat"):
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                        child = int(stat.parent.name)
+                        found.append(child)
+                        frontier.append(child)
+        return found
 
     def close(self) -> None:
         self._proxy.stop()
@@ -137,6 +190,8 @@ class HcVaultStandIn:
 
 
 def _operation(path: str) -> str | None:
+    if path.startswith("/v1/auth/approle/login"):
+        return "login"
     for verb, operation in (("encrypt", "wrap"), ("decrypt", "unwrap")):
         if path.startswith(f"/v1/{MOUNT}/{verb}/"):
             return operation
@@ -270,7 +325,7 @@ def _quietly(call: Callable[..., object], *args: object) -> None:
 
 
 def _name(key_uri: str) -> str:
-    return key_uri.rpartition("/keys/")[2]
+    return key_uri.partition("?")[0].rpartition("/keys/")[2]
 
 
 def _bao_binary() -> str:
@@ -338,5 +393,15 @@ def _free_port_pair() -> int:
 def hcvault_standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HcVaultStandIn]:
     """One OpenBao per session; tests keep apart by creating their own keys."""
     standin = HcVaultStandIn(tmp_path_factory.mktemp("openbao"))
+    yield standin
+    standin.close()
+
+
+@pytest.fixture(scope="session")
+def customer_hcvault_standin(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[HcVaultStandIn]:
+    """A second OpenBao: a customer's own Vault, which rules reach by naming its address."""
+    standin = HcVaultStandIn(tmp_path_factory.mktemp("openbao-customer"))
     yield standin
     standin.close()

@@ -1,4 +1,4 @@
-"""The one place domain errors become gRPC statuses (DESIGN.md section 7).
+"""The one place domain errors become gRPC statuses (docs/ARCHITECTURE.md section 7).
 
 Every VaultError becomes its status code with a google.rpc.Status carrying ErrorInfo (reason,
 domain "vaultd", metadata), for bad fields BadRequest, and when a later retry may succeed (a

@@ -1,4 +1,4 @@
-"""Typed exceptions for vaultd's error reasons (DESIGN.md section 7), for both clients.
+"""Typed exceptions for vaultd's error reasons (docs/ARCHITECTURE.md section 7), for both clients.
 
 A failed call becomes the exception its `google.rpc.ErrorInfo` reason names (read from the
 `grpc-status-details-bin` trailer); without one (a proxy, a transport failure) the status code

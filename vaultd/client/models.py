@@ -78,6 +78,11 @@ class DataKey:
     key_context: Mapping[str, str] | None
     key_ids: tuple[str, ...]
 
+    @property
+    def data_key(self) -> bytes:
+        """`key` under the proto's field name (CreateDataKeyResponse.data_key)."""
+        return self.key
+
 
 def to_datetime(timestamp: Timestamp) -> datetime:
     """A google.protobuf.Timestamp as an aware UTC datetime."""

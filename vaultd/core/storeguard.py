@@ -9,11 +9,10 @@ Two checks, when vaultd opens its store and every `check_seconds` while it serve
 - **Identity.** A store carries an identity, written once: a store id and the fingerprints of
   the root key versions that served it. The host remembers the store id it served (KnownStore).
   vaultd refuses a store whose fingerprints its root key has none of (another deployment's
-  store), a store other than the one it remembers, and an empty store when it has reason to
-  expect data: it served a store before, or its root key file was not new. Such a store was
-  emptied (Redis restarted without persistence) or replaced, and bootstrapping it afresh would
-  hide that; `vaultd store init` says so explicitly. A store an older vaultd filled (data, no
-  identity) gets one on first open.
+  store), a store other than the one it remembers, and a store without identity when it
+  remembers one: such a store was emptied (Redis restarted without persistence) or replaced,
+  and bootstrapping it afresh would hide that; `vaultd store init` says so explicitly. A store
+  an older vaultd filled (data, no identity) gets one on first open.
 
 A check that fails while serving makes every call fail UNAVAILABLE with the reason
 (STORE_IDENTITY_MISMATCH, STORE_NOT_DURABLE) until a later check passes; an unreachable store
@@ -51,11 +50,10 @@ class StoreRefused(Exception):
 
 @dataclass(frozen=True, slots=True)
 class KnownStore:
-    """What this host remembers of its store: the id it served (None: never one), whether its
-    root key file was made just now, and how to remember a store id."""
+    """What this host remembers of its store: the id it served (None: never one), and how to
+    remember a store id."""
 
     store_id: str | None
-    root_key_is_new: bool
     remember: Callable[[str], None]
 
 
@@ -102,12 +100,18 @@ class StoreGuard:
         return found
 
     async def init(self) -> StoreIdentity:
-        """`vaultd store init`: give an empty (or pre-identity) store an identity on purpose,
-        and make this host remember it."""
+        """`vaultd store init`: give a store without identity one on purpose, or adopt one made
+        with this root key; either way the root key remembers it from now on."""
         found = await self._store.get_identity()
-        if found is not None:
-            raise StoreRefused(f"the store is already initialised (store id {found.store_id})")
-        identity = await self._create()
+        if found is None:
+            identity = await self._create()
+        elif found.root_fingerprints.isdisjoint(self._fingerprints):
+            raise StoreRefused(
+                f"store {found.store_id} is already initialised, with another root key: it is"
+                " another deployment's store"
+            )
+        else:
+            identity = found  # served on purpose from now on; its identity stays as it is
         self._adopt(identity)
         return identity
 
@@ -198,12 +202,6 @@ class StoreGuard:
             )
         if await self._store.has_data():
             log.info("giving the store, filled by an earlier vaultd, an identity")
-            return await self._create()
-        if not self._known.root_key_is_new:
-            raise StoreRefused(
-                "the store is empty, but the root key file is not new: if this store is meant to"
-                " be new, run `vaultd store init` once; if it should hold data, restore it"
-            )
         return await self._create()
 
     async def _create(self) -> StoreIdentity:

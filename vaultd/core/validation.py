@@ -1,4 +1,5 @@
-"""Rules for what clients send: key contexts (DESIGN.md section 3), names, ids and values.
+"""Rules for what clients send: key contexts (docs/ARCHITECTURE.md section 3), names, ids,
+values.
 
 Each check raises an InvalidArgument subclass naming the field, the item and the rule, never the
 offending value itself beyond its position and length (a value may be a secret pasted by mistake).
