@@ -352,7 +352,7 @@ async def start(
     try:
         console = await start_console(
             settings,
-            Console(observed_store, api_keys, audit_log, lifecycle, rules, registry, metrics),
+            Console(vault, api_keys, audit_log, lifecycle, rules, registry, metrics),
         )
     except BaseException:
         await server.stop(None)

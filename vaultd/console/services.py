@@ -25,10 +25,9 @@ from vaultd.core.apikeys import ApiKeys, NewApiKey
 from vaultd.core.audit import AuditLog, Origin, Subject
 from vaultd.core.errors import VaultError
 from vaultd.core.lifecycle import KekSelector, KeyLifecycle, parse_item
-from vaultd.core.objects import Actor
+from vaultd.core.objects import Actor, ObjectVault
 from vaultd.core.rules import KeyRules
 from vaultd.metrics import Metrics
-from vaultd.storage import Store
 from vaultd.storage.base import ApiKeyRecord, AuditPage, AuditQuery, KekRecord, RewrapJob
 
 log = logging.getLogger(__name__)
@@ -51,7 +50,7 @@ class Verification:
 class Console:
     """The core services the console calls, handed over by vaultd's assembly (server.py)."""
 
-    store: Store  # count_objects only: the overview's object count
+    vault: ObjectVault  # count only: the overview's object count, never a value
     api_keys: ApiKeys
     audit_log: AuditLog
     lifecycle: KeyLifecycle
@@ -211,10 +210,7 @@ class Acting:
 
     async def count_objects(self) -> int:
         """The environment's object count: metadata, never a value."""
-        try:
-            return await self._c.store.count_objects(self.environment_id)
-        except Exception as exc:  # the store's own errors: shown as "unavailable"
-            raise Unavailable("the store did not answer the object count") from exc
+        return await self._c.vault.count(self.environment_id)
 
     async def verify_byok(self) -> list[Verification]:
         """Check every provider key the settings name (as `vaultd byok verify` does)."""
@@ -228,11 +224,6 @@ class Acting:
             self._c.verifications[uri] = found
             results.append(found)
         return results
-
-
-class Unavailable(VaultError):
-    code = "UNAVAILABLE"
-    reason = "BACKEND_UNAVAILABLE"
 
 
 def key_uris(rules: KeyRules) -> list[str]:
