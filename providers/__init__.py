@@ -43,11 +43,20 @@ class KeyUnavailableError(ProviderError):
 class ProviderUnavailableError(ProviderError):
     """The provider cannot be reached, timed out, or answered with a server error: an outage,
     not an answer about the key. `retry_after` (seconds) is when trying again makes sense, if
-    known (a circuit breaker's remaining cool-down)."""
+    known (a circuit breaker's remaining cool-down).
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    `deadline_reached` is True when the call stopped because the caller's deadline
+    (providers.deadline) left no room for another attempt: an answer for that caller only. A
+    caller sharing the call's result (a single-flight cache) with time left should try again
+    itself rather than take this error as its own.
+    """
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, deadline_reached: bool = False
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.deadline_reached = deadline_reached
 
 
 class UnknownSchemeError(ProviderError):

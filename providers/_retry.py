@@ -127,18 +127,22 @@ async def with_retries(
     caller's deadline; with `breakers`, through the breaker of `key_uri`."""
     last: ProviderUnavailableError | None = None
     timed_out = 0
+    by_deadline = False
     for attempt in range(1, attempts + 1):
         left = remaining()
         if left is not None and left < MIN_USEFUL_ATTEMPT_SECONDS:
+            by_deadline = True
             break
         if breakers is not None:
             breakers.before_attempt(key_uri)
+        cut_by_deadline = left is not None and left < attempt_timeout
         timeout = attempt_timeout if left is None else min(attempt_timeout, left)
         try:
             async with asyncio.timeout(timeout):
                 result = await call()
         except TimeoutError:
             timed_out += 1
+            by_deadline = cut_by_deadline
             last = ProviderUnavailableError(f"{key_uri}: no answer within {timeout:.2f}s")
         except ProviderUnavailableError as exc:
             last = exc
@@ -164,10 +168,12 @@ async def with_retries(
         delay = random.uniform(0, min(MAX_DELAY_SECONDS, base_delay * 2 ** (attempt - 1)))
         left = remaining()
         if left is not None and left < delay + MIN_USEFUL_ATTEMPT_SECONDS:
+            by_deadline = True
             break  # no room for another attempt: answer now
         await asyncio.sleep(delay)
     if last is None:
         last = ProviderUnavailableError(f"{key_uri}: no time left for a provider call")
     if last.retry_after is None:
         last.retry_after = RETRY_AFTER_SECONDS
+    last.deadline_reached = by_deadline
     raise last

@@ -244,6 +244,16 @@ class AzureKvProvider:
             raise KeyUnavailableError(f"{key_uri}: wrapped key is bound to another context item")
         return payload[len(expected) :]
 
+    def needs_rewrap(self, key_uri: str, wrapped: bytes) -> bool:
+        """Version 1 bytes (no kid) should be re-wrapped: until they carry the version that
+        wrapped them, rotating the key in Key Vault would strand them. `vaultd kek rewrap`
+        does it; a wrapped key that is not ours at all is left for unwrap to refuse."""
+        try:
+            kid, _ = decode_wrapped(wrapped)
+        except ValueError:
+            return False
+        return kid is None
+
     async def verify(self, key_uri: str) -> None:
         probe = os.urandom(32)
         binding = {"vaultd:verify": SCHEME}

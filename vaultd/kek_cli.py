@@ -26,6 +26,7 @@ from vaultd.admin_cli import iso, operator, print_table
 from vaultd.core import audit
 from vaultd.core.apikeys import DEFAULT_ENVIRONMENT
 from vaultd.core.audit import AuditLog, Origin, Subject
+from vaultd.core.auditchain import AuditKeys
 from vaultd.core.cache import TtlCache
 from vaultd.core.errors import VaultError
 from vaultd.core.keyring import Keyring
@@ -103,7 +104,11 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 
     registry, rules = load_key_config(settings)
     store = await open_store(settings.redis_url, settings.data_dir)
-    audit_log = AuditLog(store, timedelta(days=settings.audit_retention_days))
+    audit_log = AuditLog(
+        store,
+        timedelta(days=settings.audit_retention_days),
+        keys=AuditKeys.load_or_create(settings.audit_key_path),
+    )
     # No cache: a command must see what a server just changed, and acts once.
     keyring = Keyring(store, registry, rules, TtlCache(0, 0))
     lifecycle = key_lifecycle(settings, store, keyring, rules, audit_log)

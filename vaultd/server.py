@@ -20,9 +20,10 @@ from ulid import ULID
 
 from providers import KeyProvider, ProviderRegistry, build_registry
 from providers.internal import DEFAULT_URI, InternalProvider
-from vaultd import startup
+from vaultd import securefiles, startup
 from vaultd.api.admin import AdminServicer
-from vaultd.api.auth import Authentication, kek_created_sink
+from vaultd.api.auth import Authentication, BodyGate, kek_admission, kek_created_sink
+from vaultd.api.authlimit import FailedAuthentications
 from vaultd.api.errors import ErrorMapping
 from vaultd.api.keys import KeyServicer
 from vaultd.api.objects import ObjectServicer
@@ -34,20 +35,22 @@ from vaultd.console import Console, ConsoleListener, start_console
 from vaultd.core import audit
 from vaultd.core.apikeys import DEFAULT_ENVIRONMENT, ApiKeys, check_bootstrap_secret
 from vaultd.core.audit import AuditLog, Origin, Subject
+from vaultd.core.auditchain import AuditKeys
 from vaultd.core.cache import TtlCache
 from vaultd.core.datakeys import DataKeys
 from vaultd.core.envelope import Kek
 from vaultd.core.keyring import CacheKey, Keyring
 from vaultd.core.lifecycle import KeyLifecycle
 from vaultd.core.objects import Actor, ObjectVault
+from vaultd.core.quota import KekQuota, KekQuotaLimits
 from vaultd.core.ratelimit import TokenBuckets
 from vaultd.core.rewrap import JobFinishedSink, RewrapRunner
 from vaultd.core.rules import KeyRules
 from vaultd.core.storeguard import StoreGuard
 from vaultd.known_store import known_store
 from vaultd.metrics import Metrics, MetricsServer
-from vaultd.settings import Settings
-from vaultd.storage import Store, open_store
+from vaultd.settings import Settings, TransportSettings
+from vaultd.storage import SQLITE_FILE_NAME, Store, open_store
 from vaultd.storage.base import RewrapJob, RewrapState
 from vaultd.v1 import (
     admin_service_pb2,
@@ -83,6 +86,17 @@ def internal_provider(settings: Settings) -> InternalProvider:
             path,
         )
     return provider
+
+
+def check_file_permissions(settings: Settings) -> None:
+    """Refuse to start (InsecurePath, one line) when another account on the host could read a
+    key or the embedded store, or plant files where vaultd writes them."""
+    securefiles.check_private_file(settings.root_key_path, "root key file")
+    securefiles.check_private_dir(settings.root_key_path.parent, "root key directory")
+    securefiles.check_private_file(settings.audit_key_path, "audit key file")
+    if settings.redis_url is None:
+        securefiles.check_private_dir(settings.data_dir, "data directory")
+        securefiles.check_private_file(settings.data_dir / SQLITE_FILE_NAME, "store file")
 
 
 def load_key_config(
@@ -189,6 +203,29 @@ def key_lifecycle(
     return KeyLifecycle(store, keyring, rules, runner)
 
 
+def transport_options(transport: TransportSettings) -> list[tuple[str, int]]:
+    """gRPC core channel arguments for the HTTP/2 limits; a 0 setting adds none."""
+
+    def ms(seconds: float) -> int:
+        return max(1, round(seconds * 1000))
+
+    wanted: list[tuple[str, float, int]] = [
+        ("grpc.max_concurrent_streams", transport.max_concurrent_streams, 0),
+        ("grpc.http2.lookahead_bytes", transport.stream_window_bytes, 0),
+        ("grpc.keepalive_time_ms", transport.keepalive_time_seconds, 1),
+        ("grpc.keepalive_timeout_ms", transport.keepalive_timeout_seconds, 1),
+        ("grpc.max_connection_idle_ms", transport.max_connection_idle_seconds, 1),
+        ("grpc.max_connection_age_ms", transport.max_connection_age_seconds, 1),
+        ("grpc.max_connection_age_grace_ms", transport.max_connection_age_grace_seconds, 1),
+        ("grpc.max_metadata_size", transport.max_metadata_bytes, 0),
+    ]
+    options = [(name, ms(value) if in_ms else int(value)) for name, value, in_ms in wanted if value]
+    if transport.stream_window_bytes:
+        # Otherwise bandwidth-delay probing grows the window past the setting.
+        options.append(("grpc.http2.bdp_probe", 0))
+    return options
+
+
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     """TLS credentials when a certificate is configured; with a client CA, mutual TLS."""
     if settings.tls_cert_file is None or settings.tls_key_file is None:
@@ -221,17 +258,25 @@ def wrappers(settings: Settings, metrics: Metrics | None) -> list[Wrapper]:
     return chain
 
 
+def failed_auth(settings: Settings) -> FailedAuthentications | None:
+    """The per-peer budget of failed authentications, unless turned off."""
+    limit = settings.rate_limit
+    if not limit.failed_auth_per_second:
+        return None
+    return FailedAuthentications(
+        TokenBuckets(limit.failed_auth_per_second, limit.failed_auth_burst)
+    )
+
+
 FIRST_ADMIN_KEY_FILE = "first-admin-key"
 
 
 def write_first_admin_key(data_dir: Path, secret: str) -> Path:
     """The generated first admin key in data_dir/first-admin-key, readable by its owner only."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    securefiles.private_dir(data_dir)
     path = data_dir / FIRST_ADMIN_KEY_FILE
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        os.fchmod(file.fileno(), 0o600)  # an older file may have had another mode
-        file.write(secret + "\n")
+    # A fresh 0600 file renamed over any older one: never written through a planted symlink.
+    securefiles.replace(path, (secret + "\n").encode())
     return path
 
 
@@ -268,6 +313,7 @@ async def start(
 ) -> Vaultd:
     """Build every part from settings (plus injected providers) and start serving."""
     # Configuration first: a bad rule or provider fails the start, not the first request.
+    check_file_permissions(settings)
     internal = internal_provider(settings)
     registry, rules = load_key_config(settings, providers, internal)
     if settings.bootstrap_api_key is not None:
@@ -281,7 +327,11 @@ async def start(
     # Metrics cost nothing unless asked for: no timing proxy, no observer, no HTTP server.
     metrics = Metrics() if settings.metrics_listen or settings.console_listen else None
     observed_store = metrics.timed_store(store) if metrics else store
-    audit_log = AuditLog(observed_store, timedelta(days=settings.audit_retention_days))
+    audit_log = AuditLog(
+        observed_store,
+        timedelta(days=settings.audit_retention_days),
+        keys=AuditKeys.load_or_create(settings.audit_key_path),
+    )
     api_keys = await open_api_keys(observed_store, audit_log, settings)
     keyring = Keyring(
         observed_store,
@@ -291,6 +341,9 @@ async def start(
         on_provider_call=metrics.provider_call if metrics else None,
         on_kek_created=kek_created_sink(audit_log),
         rotation_period=settings.keys.rotation_period,
+        admit_kek=kek_admission(
+            KekQuota(observed_store, KekQuotaLimits(**settings.kek_quota.model_dump()))
+        ),
     )
     lifecycle = key_lifecycle(settings, observed_store, keyring, rules, audit_log)
     vault = ObjectVault(observed_store, keyring, settings.max_value_bytes)
@@ -303,17 +356,24 @@ async def start(
             # Workers share the port on purpose; a lone server must not silently share it
             # with a second one started by mistake (gRPC turns SO_REUSEPORT on by default).
             ("grpc.so_reuseport", int(settings.workers > 1)),
+            *transport_options(settings.transport),
         ],
     )
     # Every handler is wrapped once here, not intercepted per call. Authentication innermost:
     # what it raises is mapped by ErrorMapping, and a call refused by the rate limit never
     # costs a key lookup.
+    # BodyGate outermost: no layer reads a request's bytes before its caller is known.
     registrar = WrappingRegistrar(
         server,
         [
+            BodyGate(),
             *wrappers(settings, metrics),
             Authentication(
-                api_keys, audit_log, guard, reads_best_effort=settings.audit_reads == "best_effort"
+                api_keys,
+                audit_log,
+                guard,
+                reads_best_effort=settings.audit_reads == "best_effort",
+                failures=failed_auth(settings),
             ),
         ],
     )

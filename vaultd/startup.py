@@ -26,6 +26,7 @@ import yaml
 from pydantic import ValidationError
 
 from providers import ProviderError
+from vaultd.core.errors import BackendUnavailable
 from vaultd.core.rules import RuleError
 from vaultd.storage.base import StoreUnavailable
 
@@ -179,6 +180,10 @@ def describe(
     if isinstance(exc, StoreUnavailable):
         where = f"Redis at {redact_url(redis_url)}" if redis_url else "the store"
         return Failure(f"cannot reach {where}: {exc}; start it, or fix {REDIS_SETTING}", RUNTIME)
+    if isinstance(exc, BackendUnavailable):
+        # Reached, but it could not take the start-up writes (a full disk, no replica for
+        # wait_replicas): the message says which.
+        return Failure(f"cannot start: {exc.message}", RUNTIME)
     if isinstance(exc, PermissionError | IsADirectoryError | NotADirectoryError) or (
         isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.ENOSPC, errno.EACCES)
     ):

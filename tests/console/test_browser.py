@@ -26,6 +26,7 @@ from tests.console.conftest import READ_ONLY_KEY, WIDTHS, ConsoleServer
 from tests.server.conftest import settings_for
 from tests.support.auth import BOOTSTRAP_API_KEY
 from vaultd.core.apikeys import secret_hash
+from vaultd.core.audit import bounded_context
 from vaultd.server import start
 from vaultd.storage.base import AuditQuery, RewrapState
 from vaultd.v1 import object_service_pb2 as pb
@@ -124,13 +125,15 @@ async def test_an_operator_walks_through_every_page(
     (kek,) = [k for k in await store.list_keks(ENV) if k.item_value == org_a]
     assert len(kek.versions) == 2
     rotated = await events(server, "vault.kek.rotated")
+    # Context values are stored as the audit log stores them (keyed hashes when it has keys).
+    stored_item = stored_context(server, {"organization_id": org_a})
     assert [(e.method, e.actor_name, e.key_ids, dict(e.key_context)) for e in rotated] == [
-        ("console:RotateKeks", "bootstrap", (kek.kek_id,), {"organization_id": org_a})
+        ("console:RotateKeks", "bootstrap", (kek.kek_id,), stored_item)
     ]
     # The new version's vault.kek.created names the console call that made it, as for an RPC.
     v2 = [e for e in await events(server, "vault.kek.created") if e.key_ids[0].endswith(".v2")]
     assert [(e.method, e.actor_name, dict(e.key_context)) for e in v2] == [
-        ("console:RotateKeks", "bootstrap", {"organization_id": org_a})
+        ("console:RotateKeks", "bootstrap", stored_item)
     ]
 
     # Shred is never one click: the confirmation wants the item typed, and a wrong one is refused.
@@ -249,6 +252,11 @@ PAGES = [
     ("jobs", "/jobs"),
     ("api-keys", "/api-keys"),
 ]
+
+
+def stored_context(server: ConsoleServer, context: dict[str, str]) -> dict[str, str]:
+    keys = server.vaultd.audit_log.keys  # type: ignore[union-attr]
+    return bounded_context(context, keys.field_hash if keys else None)
 
 
 async def all_events(server: ConsoleServer) -> list[Any]:

@@ -226,6 +226,17 @@ def ids(prefix: str, real: Sequence[str]) -> st.SearchStrategy[str]:
     return st.one_of(parts)
 
 
+def cursors(real: Sequence[str]) -> st.SearchStrategy[str]:
+    """List cursors: object ids (ListObjects) and the stores' audit cursors (a SQLite sequence
+    number, a Redis stream id), including numbers past what either store can hold, which once
+    made ListAuditEvents fail with INTERNAL (SECURITY.md section 6)."""
+    numbers = st.sampled_from((0, 1, 2**63 - 1, 2**63, 2**64 - 1, 2**64, 10**40)) | st.integers(
+        0, 10**25
+    )
+    stream_ids = st.tuples(numbers, numbers).map(lambda p: f"{p[0]}-{p[1]}")
+    return ids("secret_", real) | numbers.map(str) | stream_ids
+
+
 # --- names and contexts ----------------------------------------------------------------------
 
 
@@ -517,7 +528,7 @@ BY_NAME: dict[str, tuple[int, FieldStrategy]] = {
     "name_prefix": (_STRING, _plain(lambda p: names(p.names))),
     "id": (_STRING, _plain(lambda p: ids("secret_", p.object_ids))),
     "before": (_STRING, _plain(lambda p: ids("secret_", p.object_ids))),
-    "after": (_STRING, _plain(lambda p: ids("secret_", p.object_ids))),
+    "after": (_STRING, _plain(lambda p: cursors(p.object_ids))),
     "version_id": (_STRING, _plain(lambda p: ids("ver_", p.version_ids))),
     "version_check": (_STRING, _plain(lambda p: ids("ver_", p.version_ids))),
     "key_context": (_MAP, _plain(lambda p: contexts(p.contexts))),

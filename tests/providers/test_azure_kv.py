@@ -18,7 +18,12 @@ from azure.core.pipeline.transport import RequestsTransport
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from providers import KeyUnavailableError, ProviderSetupError, ProviderUnavailableError
+from providers import (
+    KeyUnavailableError,
+    ProviderSetupError,
+    ProviderUnavailableError,
+    needs_rewrap,
+)
 from providers._retry import MAX_ATTEMPTS
 from providers.azure_kv import WRAPPED_MARKER, AzureKvProvider, decode_wrapped, encode_wrapped
 from tests.standins.azure import AzureKvStandIn, StaticTokenCredential
@@ -259,7 +264,6 @@ async def test_keys_in_two_vaults_through_one_provider(
     provider: AzureKvProvider,
     key_uri: str,
     azure_kv_standin: AzureKvStandIn,
-    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     # The customer's own vault: another server, same trust anchor (the session certificate).
     second = AzureKvStandIn(*azure_kv_standin.tls_files)
@@ -302,6 +306,8 @@ async def test_the_format_vector_unwraps_in_both_versions(
     version = VECTOR["kid"].rsplit("/", 1)[1]
     uri = azure_kv_standin.import_key(f"vector-{uuid.uuid4().hex[:8]}", private, version)
     assert await provider.unwrap(uri, v1, binding) == key
+    # A rewrap job upgrades version 1 to version 2; version 2 stays as it is.
+    assert needs_rewrap(provider, uri, v1) and not needs_rewrap(provider, uri, v2)
     kid = VECTOR["kid"].replace(
         VECTOR["key_uri"].removeprefix("azure-kv://"), uri.removeprefix("azure-kv://")
     )

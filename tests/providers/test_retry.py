@@ -60,6 +60,7 @@ async def test_transient_failures_are_retried_and_exhaustion_carries_a_retry_hin
         await with_retries(kms, base_delay=0)
     assert kms.requests == MAX_ATTEMPTS
     assert caught.value.retry_after == RETRY_AFTER_SECONDS
+    assert not caught.value.deadline_reached
 
 
 async def test_a_refusal_is_not_retried_and_keeps_its_denied_flag() -> None:
@@ -92,13 +93,17 @@ async def test_the_deadline_bounds_attempts_and_leaves_room_to_answer() -> None:
         assert left is not None and -1.0 < left < MIN_USEFUL_ATTEMPT_SECONDS
     assert kms.requests == 1, "no second attempt: none could fit"
     assert caught.value.retry_after == RETRY_AFTER_SECONDS
+    assert caught.value.deadline_reached, "an answer for this caller, not for those sharing it"
 
 
 async def test_no_attempt_starts_once_the_deadline_has_passed() -> None:
     kms = Kms()
-    with answer_within(0.0), pytest.raises(ProviderUnavailableError, match="no time left"):
+    with (
+        answer_within(0.0),
+        pytest.raises(ProviderUnavailableError, match="no time left") as caught,
+    ):
         await with_retries(kms)
-    assert kms.requests == 0
+    assert kms.requests == 0 and caught.value.deadline_reached
 
 
 def test_nested_deadlines_keep_the_earlier() -> None:

@@ -206,3 +206,13 @@ def test_permission_denied_names_the_uid_and_the_fix() -> None:
     assert failure.message.startswith("cannot write /var/lib/vaultd/root.key: Permission denied")
     assert f"writable by uid {uid}" in failure.message and "chown -R" in failure.message
     assert "--data-dir" in failure.message
+
+
+def test_a_store_that_cannot_take_the_start_up_writes_is_one_runtime_line() -> None:
+    from vaultd.core.errors import BackendUnavailable
+
+    refused = BackendUnavailable("storage is unavailable (only 0 replica(s) connected); retry")
+    failure = startup.describe(refused)
+    assert failure == startup.Failure(
+        "cannot start: storage is unavailable (only 0 replica(s) connected); retry", 1
+    )

@@ -94,6 +94,7 @@ class Keyring:
         on_provider_call: ProviderCallObserver | None = None,
         on_kek_created: KekCreatedSink | None = None,
         rotation_period: timedelta | None = None,
+        admit_kek: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._providers = providers
@@ -103,6 +104,8 @@ class Keyring:
         self._on_provider_call = on_provider_call
         self._on_kek_created = on_kek_created
         self._rotation_period = rotation_period
+        # Asked before a new KEK (version 1) is made: the KEK quotas (quota.py).
+        self._admit_kek = admit_kek
 
     async def current_keks(self, environment_id: str, context: KeyContext) -> list[Kek]:
         """The newest KEK of each item that must wrap a DEK for this context."""
@@ -245,6 +248,8 @@ class Keyring:
         The new version is used only as the store then shows it, read back durably: that read
         gives its stamp, and proves it survived what the add's own confirmation may have missed.
         """
+        if version == 1 and self._admit_kek is not None:
+            await self._admit_kek(environment_id)
         key_uri = self._rules.key_uri(item_key, item_value)
         plain = new_dek()
         draft = KekVersion(item_key, item_value, version, key_uri, b"", self._clock())

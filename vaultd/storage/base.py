@@ -291,6 +291,11 @@ class AuditEvent:
     key_context: Mapping[str, str] = field(default_factory=dict)
     data_key_id: str = ""
     api_key_id: str = ""
+    # Its place in its writer's hash chain (core/auditchain.py); empty in events written
+    # before chaining existed.
+    chain: str = ""
+    seq: int = 0
+    mac: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -466,6 +466,17 @@ AUDIT_READ_BATCH = 500
 AUDIT_CLOCK_MARGIN_MS = 60_000
 """How far before `since` a read starts: stream ids carry Redis's clock, events vaultd's."""
 _STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+_LAST_STREAM_ID = f"{2**64 - 1}-{2**64 - 1}"
+
+
+def _is_stream_id(text: str) -> bool:
+    """Whether `text` is an id Redis could have given a stream entry: two unsigned 64-bit
+    halves (20 digits can hold more, which Redis refuses with an error)."""
+    return _STREAM_ID.fullmatch(text) is not None and all(
+        int(half) < 2**64 for half in text.split("-")
+    )
+
+
 _REWRAP_KEYS = [job_key(JobKind.REWRAP), job_key(JobKind.REWRAP_HOLDERS)]
 _MIGRATIONS = job_key(JobKind.MIGRATIONS)
 _KEK_INDEX_MIGRATION = "kek-index"
@@ -1016,9 +1027,11 @@ class RedisStore:
     @_available
     async def read_audit_events(self, environment_id: str, query: AuditQuery) -> AuditPage:
         stream = _audit_stream(environment_id)
-        if query.after and not _STREAM_ID.fullmatch(query.after):
+        if query.after and not _is_stream_id(query.after):
             raise BadCursor("not a cursor from a previous read")
         start = "-"
+        if query.after == _LAST_STREAM_ID:
+            return AuditPage([], query.after)  # nothing can come after it; Redis would refuse
         if query.after:
             start = "(" + query.after
         elif query.since is not None:

@@ -57,14 +57,20 @@ class CreateApiKeyResponse(_message.Message):
     def __init__(self, api_key: _Optional[str] = ..., metadata: _Optional[_Union[ApiKeyMetadata, _Mapping]] = ...) -> None: ...
 
 class ListApiKeysRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("limit", "after")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    after: str
+    def __init__(self, limit: _Optional[int] = ..., after: _Optional[str] = ...) -> None: ...
 
 class ListApiKeysResponse(_message.Message):
-    __slots__ = ("api_keys",)
+    __slots__ = ("api_keys", "list_metadata")
     API_KEYS_FIELD_NUMBER: _ClassVar[int]
+    LIST_METADATA_FIELD_NUMBER: _ClassVar[int]
     api_keys: _containers.RepeatedCompositeFieldContainer[ApiKeyMetadata]
-    def __init__(self, api_keys: _Optional[_Iterable[_Union[ApiKeyMetadata, _Mapping]]] = ...) -> None: ...
+    list_metadata: _object_service_pb2.ListMetadata
+    def __init__(self, api_keys: _Optional[_Iterable[_Union[ApiKeyMetadata, _Mapping]]] = ..., list_metadata: _Optional[_Union[_object_service_pb2.ListMetadata, _Mapping]] = ...) -> None: ...
 
 class RevokeApiKeyRequest(_message.Message):
     __slots__ = ("id",)
@@ -200,14 +206,20 @@ class RewrapJob(_message.Message):
     def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[RewrapState, str]] = ..., kek_ids: _Optional[_Iterable[str]] = ..., objects_total: _Optional[int] = ..., objects_done: _Optional[int] = ..., versions_rewrapped: _Optional[int] = ..., keks_rewrapped: _Optional[int] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListKeksRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("limit", "after")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    after: str
+    def __init__(self, limit: _Optional[int] = ..., after: _Optional[str] = ...) -> None: ...
 
 class ListKeksResponse(_message.Message):
-    __slots__ = ("keks",)
+    __slots__ = ("keks", "list_metadata")
     KEKS_FIELD_NUMBER: _ClassVar[int]
+    LIST_METADATA_FIELD_NUMBER: _ClassVar[int]
     keks: _containers.RepeatedCompositeFieldContainer[KekMetadata]
-    def __init__(self, keks: _Optional[_Iterable[_Union[KekMetadata, _Mapping]]] = ...) -> None: ...
+    list_metadata: _object_service_pb2.ListMetadata
+    def __init__(self, keks: _Optional[_Iterable[_Union[KekMetadata, _Mapping]]] = ..., list_metadata: _Optional[_Union[_object_service_pb2.ListMetadata, _Mapping]] = ...) -> None: ...
 
 class RotateKeksRequest(_message.Message):
     __slots__ = ("selector",)
@@ -246,14 +258,20 @@ class GetRewrapJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[RewrapJob, _Mapping]] = ...) -> None: ...
 
 class ListRewrapJobsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("limit", "after")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    after: str
+    def __init__(self, limit: _Optional[int] = ..., after: _Optional[str] = ...) -> None: ...
 
 class ListRewrapJobsResponse(_message.Message):
-    __slots__ = ("jobs",)
+    __slots__ = ("jobs", "list_metadata")
     JOBS_FIELD_NUMBER: _ClassVar[int]
+    LIST_METADATA_FIELD_NUMBER: _ClassVar[int]
     jobs: _containers.RepeatedCompositeFieldContainer[RewrapJob]
-    def __init__(self, jobs: _Optional[_Iterable[_Union[RewrapJob, _Mapping]]] = ...) -> None: ...
+    list_metadata: _object_service_pb2.ListMetadata
+    def __init__(self, jobs: _Optional[_Iterable[_Union[RewrapJob, _Mapping]]] = ..., list_metadata: _Optional[_Union[_object_service_pb2.ListMetadata, _Mapping]] = ...) -> None: ...
 
 class RetireKekVersionsRequest(_message.Message):
     __slots__ = ("item", "min_decryption_version")
