@@ -30,7 +30,7 @@ from vaultd.core.auditchain import AuditKeys
 from vaultd.core.cache import TtlCache
 from vaultd.core.errors import VaultError
 from vaultd.core.keyring import Keyring
-from vaultd.core.lifecycle import KekSelector, KeyLifecycle, parse_item
+from vaultd.core.lifecycle import KekSelector, KeyLifecycle, item_named, parse_item
 from vaultd.core.objects import Actor
 from vaultd.settings import Settings
 from vaultd.storage import open_store
@@ -82,7 +82,12 @@ def add_commands(
     shred = kek_commands.add_parser(
         "shred", parents=parents, help="destroy an item's KEK for good (crypto-shredding)"
     )
-    shred.add_argument("--item", required=True, help="key=value")
+    named = shred.add_mutually_exclusive_group(required=True)
+    named.add_argument("--item", help="key=value")
+    named.add_argument(
+        "--item-key", help="the item's key, with --item-value: nothing is split, * is literal"
+    )
+    shred.add_argument("--item-value", help="the item's value, with --item-key")
     shred.add_argument("--confirm", action="store_true", help="required: there is no undo")
 
     root = commands.add_parser("root", help="the internal provider's root key file")
@@ -144,7 +149,12 @@ async def _kek(
         if not args.confirm:
             print("vaultd: a shred destroys keys for good; add --confirm", file=sys.stderr)
             return 2
-        record = await lifecycle.shred(env, parse_item(args.item))
+        items = (
+            (parse_item(args.item),)
+            if args.item is not None
+            else item_named(args.item_key, args.item_value or "")
+        )
+        record = await lifecycle.shred(env, *items)
         await _audit(audit_log, audit.KEK_SHREDDED, origin, [record])
         print(f"shredded {record.kek_id} ({record.item_key}={record.item_value})")
     else:

@@ -25,6 +25,7 @@ from vaultd.api.admin import AdminServicer
 from vaultd.api.auth import Authentication, BodyGate, kek_admission, kek_created_sink
 from vaultd.api.authlimit import FailedAuthentications
 from vaultd.api.errors import ErrorMapping
+from vaultd.api.http import HttpListener, start_http
 from vaultd.api.keys import KeyServicer
 from vaultd.api.objects import ObjectServicer
 from vaultd.api.observe import Observe
@@ -148,10 +149,13 @@ class Vaultd:
     store_watcher: asyncio.Task[None]
     metrics_server: MetricsServer | None = None
     audit_log: AuditLog | None = None
+    http: HttpListener | None = None
     console: ConsoleListener | None = None
 
     async def stop(self, grace: float | None) -> None:
         await self.health.enter_graceful_shutdown()
+        if self.http is not None:
+            await self.http.stop()
         if self.console is not None:
             await self.console.stop()
         await self.server.stop(grace)
@@ -408,13 +412,18 @@ async def start(
         metrics_server = metrics.serve(settings.metrics_listen)
         log.info("metrics on http://%s/metrics", settings.metrics_listen)
     await server.start()
-    # The web console (off unless console_listen is set) calls the same core services.
+    # The WorkOS-compatible HTTP API runs the handlers just wrapped, so it shares every layer.
+    http: HttpListener | None = None
     try:
+        http = await start_http(settings, registrar.handlers)
+        # The web console (off unless console_listen is set) calls the same core services.
         console = await start_console(
             settings,
             Console(vault, api_keys, audit_log, lifecycle, rules, registry, metrics),
         )
     except BaseException:
+        if http is not None:
+            await http.stop()
         await server.stop(None)
         raise
     if ready is not None:
@@ -448,6 +457,7 @@ async def start(
         store_watcher,
         metrics_server,
         audit_log,
+        http,
         console,
     )
 

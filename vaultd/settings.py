@@ -162,6 +162,8 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(30.0, ge=0)
     workers: int = Field(1, ge=1)
     metrics_listen: str | None = None
+    # HOST:PORT of the WorkOS-Vault-compatible HTTP/JSON API (docs/HTTP.md); off when unset.
+    http_listen: str | None = None
     # HOST:PORT of the operator web console (docs/CONSOLE.md); off when unset.
     console_listen: str | None = None
     log_format: LogFormat = "json"

@@ -9,7 +9,7 @@ import grpc
 from vaultd.api import convert, paging
 from vaultd.api.caller import caller_of
 from vaultd.core.errors import InvalidArgument
-from vaultd.core.lifecycle import KekSelector, KeyLifecycle, parse_item
+from vaultd.core.lifecycle import KekSelector, KeyLifecycle, item_named, parse_item
 from vaultd.core.rules import KeyRules
 from vaultd.storage.base import KekRecord, RewrapJob, RewrapState
 from vaultd.v1 import admin_service_pb2 as pb
@@ -28,6 +28,8 @@ def kek_metadata(record: KekRecord, rules: KeyRules) -> pb.KekMetadata:
     meta = pb.KekMetadata(
         id=record.kek_id,
         item=f"{record.item_key}={record.item_value}",
+        item_key=record.item_key,
+        item_value=record.item_value,
         versions=[
             pb.KekVersion(
                 version=v.version,
@@ -125,8 +127,13 @@ class LifecycleRpcs:
         return pb.RetireKekVersionsResponse(kek=kek_metadata(record, self._rules))
 
     async def ShredKek(self, request: pb.ShredKekRequest, context: Context) -> pb.ShredKekResponse:
-        item = parse_item(request.item)
+        if request.item_key or request.item_value:
+            if request.item:
+                raise InvalidArgument("item", "name the item as item or as item_key and item_value")
+            items = item_named(request.item_key, request.item_value)
+        else:
+            items = (parse_item(request.item),)
         if not request.confirm:
             raise InvalidArgument("confirm", "must be true: a shred destroys keys for good")
-        record = await self._lifecycle.shred(caller_of(context).environment_id, item)
+        record = await self._lifecycle.shred(caller_of(context).environment_id, *items)
         return pb.ShredKekResponse(kek=kek_metadata(record, self._rules))

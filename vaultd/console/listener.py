@@ -4,7 +4,7 @@ The same stack as the WorkOS-compatible HTTP listener (uvicorn + a plain ASGI ap
 binds the socket and drives uvicorn's Server.startup/shutdown on the running event loop, so one
 process and one loop serve gRPC and the console, and vaultd's SIGTERM handling stops both. TLS
 follows the gRPC listener's settings (same certificate; with a client CA, client certificates
-are required). When that listener lands, ConsoleApp can be mounted under /console on it instead.
+are required). ConsoleApp could instead be mounted under /console on that listener (http_listen).
 """
 
 from __future__ import annotations

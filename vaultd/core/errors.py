@@ -118,6 +118,14 @@ class DecryptionFailed(VaultError):
     reason = "DECRYPTION_FAILED"
 
 
+class IntegrityViolation(VaultError):
+    """Stored data contradicts what authenticates it (a swapped, relabelled or rolled-back
+    record, or a KEK recorded for another item): refused, never served (docs/SECURITY.md)."""
+
+    code = "DATA_LOSS"
+    reason = "INTEGRITY_VIOLATION"
+
+
 class ObjectNotFound(VaultError):
     code = "NOT_FOUND"
     reason = "OBJECT_NOT_FOUND"

@@ -8,6 +8,7 @@ concurrent misses for one KEK make one.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -25,10 +26,11 @@ from providers import (
     needs_rewrap,
 )
 from vaultd.core.cache import TtlCache
-from vaultd.core.envelope import EncryptedKeys, Kek, key_id, new_dek, unwrap_entry
+from vaultd.core.envelope import EncryptedKeys, Kek, Purpose, key_id, new_dek, unwrap_entry
 from vaultd.core.errors import (
     BackendUnavailable,
     DecryptionFailed,
+    IntegrityViolation,
     KeyShredded,
     KeyUnavailable,
     KeyVersionRetired,
@@ -38,6 +40,7 @@ from vaultd.core.rules import KeyRules
 from vaultd.core.validation import KeyContext
 from vaultd.storage.base import KekRecord, KekStamp, KekVersion, Store, StoreUnavailable
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 CacheKey = tuple[str, ...]
 _CURRENT_ATTEMPTS = 3
@@ -56,6 +59,14 @@ KEK_ID = re.compile("kek_[0-9a-f]{32}")
 
 
 def kek_id_for(environment_id: str, item_key: str, item_value: str) -> str:
+    """The KEK id of a context item (docs/FORMAT.md section 2).
+
+    The input is NUL-separated. It is injective because no part can hold a NUL: environment
+    ids are [A-Za-z0-9_-], and context keys and values refuse control characters since
+    (validation.py). Items accepted before that (with a NUL) keep the ids they were given, and
+    every use of a KEK checks that its record names the very item asked for (`_checked`), so
+    two items whose inputs could ever meet never share a key.
+    """
     material = "\0".join(("vaultd/kek-id/v1", environment_id, item_key, item_value))
     return "kek_" + hashlib.sha256(material.encode()).hexdigest()[:32]
 
@@ -114,13 +125,14 @@ class Keyring:
             for key, value in self._rules.items_to_wrap(context)
         ]
 
-    async def unwrap_dek(self, environment_id: str, keys: EncryptedKeys) -> bytes:
-        """The DEK from the first entry whose KEK can be had; errors only if none can."""
+    async def unwrap_dek(self, environment_id: str, keys: EncryptedKeys, purpose: Purpose) -> bytes:
+        """The DEK from the first entry whose KEK can be had and that authenticates as made for
+        `purpose`; errors only if none does."""
         errors: list[VaultError] = []
         for entry in keys.entries:
             try:
                 kek = await self.version(environment_id, entry.kek_id, entry.kek_version)
-                return unwrap_entry(keys, entry, kek.key)
+                return unwrap_entry(keys, entry, kek.key, purpose)
             except VaultError as exc:
                 errors.append(exc)
         # An unavailable, shredded or retired key says what to fix; prefer it over "does not
@@ -159,7 +171,7 @@ class Keyring:
         """
         kek_id = kek_id_for(environment_id, item_key, item_value)
         while True:
-            record = live(await self.record(environment_id, kek_id))
+            record = _checked(live(await self.record(environment_id, kek_id)), item_key, item_value)
             next_version = 1 if record is None else len(record.versions) + 1
             added = await self._add_version(
                 environment_id, kek_id, item_key, item_value, next_version
@@ -214,7 +226,9 @@ class Keyring:
             # Rarely more than once: only when another writer adds the same version first, or
             # the store loses a version just made (failover) and it must be made again.
             for _ in range(_CURRENT_ATTEMPTS):
-                record = live(await self.record(environment_id, kek_id))
+                record = _checked(
+                    live(await self.record(environment_id, kek_id)), item_key, item_value
+                )
                 versions = () if record is None else record.versions
                 if versions and not self._due(versions[-1]):
                     return await self._unwrap(environment_id, kek_id, versions[-1])
@@ -329,4 +343,15 @@ def live(record: MaybeRecord) -> MaybeRecord:
             f"the keys of {record.item_key}={record.item_value} were shredded",
             metadata={"kek_id": record.kek_id},
         )
+    return record
+
+
+def _checked(record: MaybeRecord, item_key: str, item_value: str) -> MaybeRecord:
+    """The record, unless it belongs to another item than the one whose id led to it."""
+    if record is not None and (record.item_key, record.item_value) != (item_key, item_value):
+        log.error(
+            "KEK %s is recorded for another context item than the one it was derived from",
+            record.kek_id,
+        )
+        raise IntegrityViolation("the key of this context item does not belong to it")
     return record

@@ -145,16 +145,17 @@ return "ok"
 
 _GET = """
 -- An object with one of its versions, in one round trip.
--- KEYS[1] object hash  KEYS[2] versions hash
+-- KEYS[1] object hash  KEYS[2] versions hash  KEYS[3] history list
 -- ARGV[1] version id, or "" for the current version
--- Returns {name, key context, created_at, version record}, or nil if either is missing.
+-- Returns {name, key context, created_at, version record, newest version's info record}, or
+-- nil if either is missing.
 local meta = redis.call("HMGET", KEYS[1], "name", "ctx", "created", "current")
 if not meta[1] then return nil end
 local version_id = ARGV[1]
 if version_id == "" then version_id = meta[4] end
 local record = redis.call("HGET", KEYS[2], version_id)
 if not record then return nil end
-return {meta[1], meta[2], meta[3], record}
+return {meta[1], meta[2], meta[3], record, redis.call("LINDEX", KEYS[3], -1) or ""}
 """
 
 _LIST_VERSIONS = """
@@ -1155,15 +1156,16 @@ class RedisStore:
     async def _get_object(
         self, environment_id: str, object_id: str, version_id: str
     ) -> StoredObject | None:
-        # The two keys the read needs, not all six of _ObjectKeys: each name is checked and built.
+        # The three keys the read needs, not all six of _ObjectKeys: each name is checked and built.
         keys = [
             key(environment_id, Kind.OBJECT, object_id),
             key(environment_id, Kind.VERSIONS, object_id),
+            key(environment_id, Kind.HISTORY, object_id),
         ]
         reply = await self._script(self._get, keys=keys, args=[version_id])
         if reply is None:
             return None
-        name, context, created, record = reply
+        name, context, created, record, newest = reply
         return StoredObject(
             environment_id=environment_id,
             id=object_id,
@@ -1171,6 +1173,7 @@ class RedisStore:
             key_context=codec.decode_context(context),
             created_at=codec.from_micros(int(created)),
             version=codec.decode_version(record),
+            newest_version_id=codec.decode_version_info(newest).version_id if newest else "",
         )
 
 

@@ -174,7 +174,9 @@ _VERSION_COLUMNS = (
     " v.updated_by_id, v.updated_by_name"
 )
 _SELECT_OBJECT = f"""
-SELECT o.id, o.name, o.key_context, o.created_at, {_VERSION_COLUMNS}
+SELECT o.id, o.name, o.key_context, o.created_at, {_VERSION_COLUMNS},
+  (SELECT n.version_id FROM versions n
+    WHERE n.environment_id = o.environment_id AND n.object_id = o.id ORDER BY n.seq DESC LIMIT 1)
 FROM objects o JOIN versions v
   ON v.environment_id = o.environment_id AND v.object_id = o.id AND v.version_id = {{version}}
 WHERE o.environment_id = ? AND o.{{column}} = ?
@@ -921,7 +923,13 @@ def _object(environment_id: str, row: tuple[Any, ...]) -> StoredObject:
     object_id, name, context, created = row[:4]
     context_map = codec.decode_context(context)
     return StoredObject(
-        environment_id, object_id, name, context_map, codec.from_micros(created), _version(row[4:])
+        environment_id,
+        object_id,
+        name,
+        context_map,
+        codec.from_micros(created),
+        _version(row[4:-1]),
+        newest_version_id=row[-1],
     )
 
 

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from vaultd.v1 import object_service_pb2 as vaultd_dot_v1_dot_object__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dvaultd/v1/admin_service.proto\x12\tvaultd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1evaultd/v1/object_service.proto\"\xb7\x01\n\x0e\x41piKeyMetadata\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x65nvironment_id\x18\x03 \x01(\t\x12\x13\n\x0bpermissions\x18\x04 \x03(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"P\n\x13\x43reateApiKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x65nvironment_id\x18\x02 \x01(\t\x12\x13\n\x0bpermissions\x18\x03 \x03(\t\"T\n\x14\x43reateApiKeyResponse\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12+\n\x08metadata\x18\x02 \x01(\x0b\x32\x19.vaultd.v1.ApiKeyMetadata\"2\n\x12ListApiKeysRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\t\"r\n\x13ListApiKeysResponse\x12+\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x19.vaultd.v1.ApiKeyMetadata\x12.\n\rlist_metadata\x18\x02 \x01(\x0b\x32\x17.vaultd.v1.ListMetadata\"!\n\x13RevokeApiKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t\"C\n\x14RevokeApiKeyResponse\x12+\n\x08metadata\x18\x01 \x01(\x0b\x32\x19.vaultd.v1.ApiKeyMetadata\"\x9d\x03\n\nAuditEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x65nvironment_id\x18\x04 \x01(\t\x12\x1f\n\x05\x61\x63tor\x18\x05 \x01(\x0b\x32\x10.vaultd.v1.Actor\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x0e\n\x06method\x18\x08 \x01(\t\x12\x0c\n\x04peer\x18\t \x01(\t\x12\x11\n\tobject_id\x18\n \x01(\t\x12\x13\n\x0bobject_name\x18\x0b \x01(\t\x12\x0f\n\x07key_ids\x18\x0c \x03(\t\x12:\n\x0bkey_context\x18\r \x03(\x0b\x32%.vaultd.v1.AuditEvent.KeyContextEntry\x12\x13\n\x0b\x64\x61ta_key_id\x18\x0e \x01(\t\x12\x12\n\napi_key_id\x18\x0f \x01(\t\x1a\x31\n\x0fKeyContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"o\n\x16ListAuditEventsRequest\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\r\n\x05\x61\x66ter\x18\x04 \x01(\t\"P\n\x17ListAuditEventsResponse\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.vaultd.v1.AuditEvent\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\"A\n\x0bKekSelector\x12\r\n\x05items\x18\x01 \x03(\t\x12\x16\n\x0ekey_uri_prefix\x18\x02 \x01(\t\x12\x0b\n\x03\x61ll\x18\x03 \x01(\x08\"^\n\nKekVersion\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x0f\n\x07key_uri\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb2\x01\n\x0bKekMetadata\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04item\x18\x02 \x01(\t\x12\'\n\x08versions\x18\x03 \x03(\x0b\x32\x15.vaultd.v1.KekVersion\x12\x1e\n\x16min_decryption_version\x18\x04 \x01(\r\x12/\n\x0bshredded_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07key_uri\x18\x06 \x01(\t\"\x9f\x02\n\tRewrapJob\x12\n\n\x02id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.vaultd.v1.RewrapState\x12\x0f\n\x07kek_ids\x18\x03 \x03(\t\x12\x15\n\robjects_total\x18\x04 \x01(\x03\x12\x14\n\x0cobjects_done\x18\x05 \x01(\x03\x12\x1a\n\x12versions_rewrapped\x18\x06 \x01(\x03\x12\x16\n\x0ekeks_rewrapped\x18\x07 \x01(\x03\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"/\n\x0fListKeksRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\t\"h\n\x10ListKeksResponse\x12$\n\x04keks\x18\x01 \x03(\x0b\x32\x16.vaultd.v1.KekMetadata\x12.\n\rlist_metadata\x18\x02 \x01(\x0b\x32\x17.vaultd.v1.ListMetadata\"=\n\x11RotateKeksRequest\x12(\n\x08selector\x18\x01 \x01(\x0b\x32\x16.vaultd.v1.KekSelector\":\n\x12RotateKeksResponse\x12$\n\x04keks\x18\x01 \x03(\x0b\x32\x16.vaultd.v1.KekMetadata\">\n\x12StartRewrapRequest\x12(\n\x08selector\x18\x01 \x01(\x0b\x32\x16.vaultd.v1.KekSelector\"8\n\x13StartRewrapResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.vaultd.v1.RewrapJob\"!\n\x13GetRewrapJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"9\n\x14GetRewrapJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.vaultd.v1.RewrapJob\"5\n\x15ListRewrapJobsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\t\"l\n\x16ListRewrapJobsResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.vaultd.v1.RewrapJob\x12.\n\rlist_metadata\x18\x02 \x01(\x0b\x32\x17.vaultd.v1.ListMetadata\"H\n\x18RetireKekVersionsRequest\x12\x0c\n\x04item\x18\x01 \x01(\t\x12\x1e\n\x16min_decryption_version\x18\x02 \x01(\r\"@\n\x19RetireKekVersionsResponse\x12#\n\x03kek\x18\x01 \x01(\x0b\x32\x16.vaultd.v1.KekMetadata\"0\n\x0fShredKekRequest\x12\x0c\n\x04item\x18\x01 \x01(\t\x12\x0f\n\x07\x63onfirm\x18\x02 \x01(\x08\"7\n\x10ShredKekResponse\x12#\n\x03kek\x18\x01 \x01(\x0b\x32\x16.vaultd.v1.KekMetadata*u\n\x0bRewrapState\x12\x1c\n\x18REWRAP_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14REWRAP_STATE_RUNNING\x10\x01\x12\x15\n\x11REWRAP_STATE_DONE\x10\x02\x12\x17\n\x13REWRAP_STATE_FAILED\x10\x03\x32\x83\x07\n\x0c\x41\x64minService\x12O\n\x0c\x43reateApiKey\x12\x1e.vaultd.v1.CreateApiKeyRequest\x1a\x1f.vaultd.v1.CreateApiKeyResponse\x12L\n\x0bListApiKeys\x12\x1d.vaultd.v1.ListApiKeysRequest\x1a\x1e.vaultd.v1.ListApiKeysResponse\x12O\n\x0cRevokeApiKey\x12\x1e.vaultd.v1.RevokeApiKeyRequest\x1a\x1f.vaultd.v1.RevokeApiKeyResponse\x12X\n\x0fListAuditEvents\x12!.vaultd.v1.ListAuditEventsRequest\x1a\".vaultd.v1.ListAuditEventsResponse\x12\x43\n\x08ListKeks\x12\x1a.vaultd.v1.ListKeksRequest\x1a\x1b.vaultd.v1.ListKeksResponse\x12I\n\nRotateKeks\x12\x1c.vaultd.v1.RotateKeksRequest\x1a\x1d.vaultd.v1.RotateKeksResponse\x12L\n\x0bStartRewrap\x12\x1d.vaultd.v1.StartRewrapRequest\x1a\x1e.vaultd.v1.StartRewrapResponse\x12O\n\x0cGetRewrapJob\x12\x1e.vaultd.v1.GetRewrapJobRequest\x1a\x1f.vaultd.v1.GetRewrapJobResponse\x12U\n\x0eListRewrapJobs\x12 .vaultd.v1.ListRewrapJobsRequest\x1a!.vaultd.v1.ListRewrapJobsResponse\x12^\n\x11RetireKekVersions\x12#.vaultd.v1.RetireKekVersionsRequest\x1a$.vaultd.v1.RetireKekVersionsResponse\x12\x43\n\x08ShredKek\x12\x1a.vaultd.v1.ShredKekRequest\x1a\x1b.vaultd.v1.ShredKekResponseB\x82\x01\n\x0cio.vaultd.v1B\x11\x41\x64minServiceProtoP\x01Z2github.com/vaultd/vaultd/gen/go/vaultd/v1;vaultdv1\xa2\x02\x03VXX\xaa\x02\tVaultd.V1\xca\x02\tVaultd\\V1\xea\x02\nVaultd::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dvaultd/v1/admin_service.proto\x12\tvaultd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1evaultd/v1/object_service.proto\"\xb7\x01\n\x0e\x41piKeyMetadata\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x65nvironment_id\x18\x03 \x01(\t\x12\x13\n\x0bpermissions\x18\x04 \x03(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"P\n\x13\x43reateApiKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x65nvironment_id\x18\x02 \x01(\t\x12\x13\n\x0bpermissions\x18\x03 \x03(\t\"T\n\x14\x43reateApiKeyResponse\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12+\n\x08metadata\x18\x02 \x01(\x0b\x32\x19.vaultd.v1.ApiKeyMetadata\"2\n\x12ListApiKeysRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\t\"r\n\x13ListApiKeysResponse\x12+\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x19.vaultd.v1.ApiKeyMetadata\x12.\n\rlist_metadata\x18\x02 \x01(\x0b\x32\x17.vaultd.v1.ListMetadata\"!\n\x13RevokeApiKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t\"C\n\x14RevokeApiKeyResponse\x12+\n\x08metadata\x18\x01 \x01(\x0b\x32\x19.vaultd.v1.ApiKeyMetadata\"\x9d\x03\n\nAuditEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x65nvironment_id\x18\x04 \x01(\t\x12\x1f\n\x05\x61\x63tor\x18\x05 \x01(\x0b\x32\x10.vaultd.v1.Actor\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x0e\n\x06method\x18\x08 \x01(\t\x12\x0c\n\x04peer\x18\t \x01(\t\x12\x11\n\tobject_id\x18\n \x01(\t\x12\x13\n\x0bobject_name\x18\x0b \x01(\t\x12\x0f\n\x07key_ids\x18\x0c \x03(\t\x12:\n\x0bkey_context\x18\r \x03(\x0b\x32%.vaultd.v1.AuditEvent.KeyContextEntry\x12\x13\n\x0b\x64\x61ta_key_id\x18\x0e \x01(\t\x12\x12\n\napi_key_id\x18\x0f \x01(\t\x1a\x31\n\x0fKeyContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"o\n\x16ListAuditEventsRequest\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\r\n\x05\x61\x66ter\x18\x04 \x01(\t\"P\n\x17ListAuditEventsResponse\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.vaultd.v1.AuditEvent\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\"A\n\x0bKekSelector\x12\r\n\x05items\x18\x01 \x03(\t\x12\x16\n\x0ekey_uri_prefix\x18\x02 \x01(\t\x12\x0b\n\x03\x61ll\x18\x03 \x01(\x08\"^\n\nKekVersion\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x0f\n\x07key_uri\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd8\x01\n\x0bKekMetadata\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04item\x18\x02 \x01(\t\x12\'\n\x08versions\x18\x03 \x03(\x0b\x32\x15.vaultd.v1.KekVersion\x12\x1e\n\x16min_decryption_version\x18\x04 \x01(\r\x12/\n\x0bshredded_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07key_uri\x18\x06 \x01(\t\x12\x10\n\x08item_key\x18\x07 \x01(\t\x12\x12\n\nitem_value\x18\x08 \x01(\t\"\x9f\x02\n\tRewrapJob\x12\n\n\x02id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.vaultd.v1.RewrapState\x12\x0f\n\x07kek_ids\x18\x03 \x03(\t\x12\x15\n\robjects_total\x18\x04 \x01(\x03\x12\x14\n\x0cobjects_done\x18\x05 \x01(\x03\x12\x1a\n\x12versions_rewrapped\x18\x06 \x01(\x03\x12\x16\n\x0ekeks_rewrapped\x18\x07 \x01(\x03\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"/\n\x0fListKeksRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\t\"h\n\x10ListKeksResponse\x12$\n\x04keks\x18\x01 \x03(\x0b\x32\x16.vaultd.v1.KekMetadata\x12.\n\rlist_metadata\x18\x02 \x01(\x0b\x32\x17.vaultd.v1.ListMetadata\"=\n\x11RotateKeksRequest\x12(\n\x08selector\x18\x01 \x01(\x0b\x32\x16.vaultd.v1.KekSelector\":\n\x12RotateKeksResponse\x12$\n\x04keks\x18\x01 \x03(\x0b\x32\x16.vaultd.v1.KekMetadata\">\n\x12StartRewrapRequest\x12(\n\x08selector\x18\x01 \x01(\x0b\x32\x16.vaultd.v1.KekSelector\"8\n\x13StartRewrapResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.vaultd.v1.RewrapJob\"!\n\x13GetRewrapJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"9\n\x14GetRewrapJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.vaultd.v1.RewrapJob\"5\n\x15ListRewrapJobsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\t\"l\n\x16ListRewrapJobsResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.vaultd.v1.RewrapJob\x12.\n\rlist_metadata\x18\x02 \x01(\x0b\x32\x17.vaultd.v1.ListMetadata\"H\n\x18RetireKekVersionsRequest\x12\x0c\n\x04item\x18\x01 \x01(\t\x12\x1e\n\x16min_decryption_version\x18\x02 \x01(\r\"@\n\x19RetireKekVersionsResponse\x12#\n\x03kek\x18\x01 \x01(\x0b\x32\x16.vaultd.v1.KekMetadata\"V\n\x0fShredKekRequest\x12\x0c\n\x04item\x18\x01 \x01(\t\x12\x0f\n\x07\x63onfirm\x18\x02 \x01(\x08\x12\x10\n\x08item_key\x18\x03 \x01(\t\x12\x12\n\nitem_value\x18\x04 \x01(\t\"7\n\x10ShredKekResponse\x12#\n\x03kek\x18\x01 \x01(\x0b\x32\x16.vaultd.v1.KekMetadata*u\n\x0bRewrapState\x12\x1c\n\x18REWRAP_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14REWRAP_STATE_RUNNING\x10\x01\x12\x15\n\x11REWRAP_STATE_DONE\x10\x02\x12\x17\n\x13REWRAP_STATE_FAILED\x10\x03\x32\x83\x07\n\x0c\x41\x64minService\x12O\n\x0c\x43reateApiKey\x12\x1e.vaultd.v1.CreateApiKeyRequest\x1a\x1f.vaultd.v1.CreateApiKeyResponse\x12L\n\x0bListApiKeys\x12\x1d.vaultd.v1.ListApiKeysRequest\x1a\x1e.vaultd.v1.ListApiKeysResponse\x12O\n\x0cRevokeApiKey\x12\x1e.vaultd.v1.RevokeApiKeyRequest\x1a\x1f.vaultd.v1.RevokeApiKeyResponse\x12X\n\x0fListAuditEvents\x12!.vaultd.v1.ListAuditEventsRequest\x1a\".vaultd.v1.ListAuditEventsResponse\x12\x43\n\x08ListKeks\x12\x1a.vaultd.v1.ListKeksRequest\x1a\x1b.vaultd.v1.ListKeksResponse\x12I\n\nRotateKeks\x12\x1c.vaultd.v1.RotateKeksRequest\x1a\x1d.vaultd.v1.RotateKeksResponse\x12L\n\x0bStartRewrap\x12\x1d.vaultd.v1.StartRewrapRequest\x1a\x1e.vaultd.v1.StartRewrapResponse\x12O\n\x0cGetRewrapJob\x12\x1e.vaultd.v1.GetRewrapJobRequest\x1a\x1f.vaultd.v1.GetRewrapJobResponse\x12U\n\x0eListRewrapJobs\x12 .vaultd.v1.ListRewrapJobsRequest\x1a!.vaultd.v1.ListRewrapJobsResponse\x12^\n\x11RetireKekVersions\x12#.vaultd.v1.RetireKekVersionsRequest\x1a$.vaultd.v1.RetireKekVersionsResponse\x12\x43\n\x08ShredKek\x12\x1a.vaultd.v1.ShredKekRequest\x1a\x1b.vaultd.v1.ShredKekResponseB\x82\x01\n\x0cio.vaultd.v1B\x11\x41\x64minServiceProtoP\x01Z2github.com/vaultd/vaultd/gen/go/vaultd/v1;vaultdv1\xa2\x02\x03VXX\xaa\x02\tVaultd.V1\xca\x02\tVaultd\\V1\xea\x02\nVaultd::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,8 +36,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\014io.vaultd.v1B\021AdminServiceProtoP\001Z2github.com/vaultd/vaultd/gen/go/vaultd/v1;vaultdv1\242\002\003VXX\252\002\tVaultd.V1\312\002\tVaultd\\V1\352\002\nVaultd::V1'
   _globals['_AUDITEVENT_KEYCONTEXTENTRY']._loaded_options = None
   _globals['_AUDITEVENT_KEYCONTEXTENTRY']._serialized_options = b'8\001'
-  _globals['_REWRAPSTATE']._serialized_start=2886
-  _globals['_REWRAPSTATE']._serialized_end=3003
+  _globals['_REWRAPSTATE']._serialized_start=2962
+  _globals['_REWRAPSTATE']._serialized_end=3079
   _globals['_APIKEYMETADATA']._serialized_start=110
   _globals['_APIKEYMETADATA']._serialized_end=293
   _globals['_CREATEAPIKEYREQUEST']._serialized_start=295
@@ -65,37 +65,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_KEKVERSION']._serialized_start=1413
   _globals['_KEKVERSION']._serialized_end=1507
   _globals['_KEKMETADATA']._serialized_start=1510
-  _globals['_KEKMETADATA']._serialized_end=1688
-  _globals['_REWRAPJOB']._serialized_start=1691
-  _globals['_REWRAPJOB']._serialized_end=1978
-  _globals['_LISTKEKSREQUEST']._serialized_start=1980
-  _globals['_LISTKEKSREQUEST']._serialized_end=2027
-  _globals['_LISTKEKSRESPONSE']._serialized_start=2029
-  _globals['_LISTKEKSRESPONSE']._serialized_end=2133
-  _globals['_ROTATEKEKSREQUEST']._serialized_start=2135
-  _globals['_ROTATEKEKSREQUEST']._serialized_end=2196
-  _globals['_ROTATEKEKSRESPONSE']._serialized_start=2198
-  _globals['_ROTATEKEKSRESPONSE']._serialized_end=2256
-  _globals['_STARTREWRAPREQUEST']._serialized_start=2258
-  _globals['_STARTREWRAPREQUEST']._serialized_end=2320
-  _globals['_STARTREWRAPRESPONSE']._serialized_start=2322
-  _globals['_STARTREWRAPRESPONSE']._serialized_end=2378
-  _globals['_GETREWRAPJOBREQUEST']._serialized_start=2380
-  _globals['_GETREWRAPJOBREQUEST']._serialized_end=2413
-  _globals['_GETREWRAPJOBRESPONSE']._serialized_start=2415
-  _globals['_GETREWRAPJOBRESPONSE']._serialized_end=2472
-  _globals['_LISTREWRAPJOBSREQUEST']._serialized_start=2474
-  _globals['_LISTREWRAPJOBSREQUEST']._serialized_end=2527
-  _globals['_LISTREWRAPJOBSRESPONSE']._serialized_start=2529
-  _globals['_LISTREWRAPJOBSRESPONSE']._serialized_end=2637
-  _globals['_RETIREKEKVERSIONSREQUEST']._serialized_start=2639
-  _globals['_RETIREKEKVERSIONSREQUEST']._serialized_end=2711
-  _globals['_RETIREKEKVERSIONSRESPONSE']._serialized_start=2713
-  _globals['_RETIREKEKVERSIONSRESPONSE']._serialized_end=2777
-  _globals['_SHREDKEKREQUEST']._serialized_start=2779
-  _globals['_SHREDKEKREQUEST']._serialized_end=2827
-  _globals['_SHREDKEKRESPONSE']._serialized_start=2829
-  _globals['_SHREDKEKRESPONSE']._serialized_end=2884
-  _globals['_ADMINSERVICE']._serialized_start=3006
-  _globals['_ADMINSERVICE']._serialized_end=3905
+  _globals['_KEKMETADATA']._serialized_end=1726
+  _globals['_REWRAPJOB']._serialized_start=1729
+  _globals['_REWRAPJOB']._serialized_end=2016
+  _globals['_LISTKEKSREQUEST']._serialized_start=2018
+  _globals['_LISTKEKSREQUEST']._serialized_end=2065
+  _globals['_LISTKEKSRESPONSE']._serialized_start=2067
+  _globals['_LISTKEKSRESPONSE']._serialized_end=2171
+  _globals['_ROTATEKEKSREQUEST']._serialized_start=2173
+  _globals['_ROTATEKEKSREQUEST']._serialized_end=2234
+  _globals['_ROTATEKEKSRESPONSE']._serialized_start=2236
+  _globals['_ROTATEKEKSRESPONSE']._serialized_end=2294
+  _globals['_STARTREWRAPREQUEST']._serialized_start=2296
+  _globals['_STARTREWRAPREQUEST']._serialized_end=2358
+  _globals['_STARTREWRAPRESPONSE']._serialized_start=2360
+  _globals['_STARTREWRAPRESPONSE']._serialized_end=2416
+  _globals['_GETREWRAPJOBREQUEST']._serialized_start=2418
+  _globals['_GETREWRAPJOBREQUEST']._serialized_end=2451
+  _globals['_GETREWRAPJOBRESPONSE']._serialized_start=2453
+  _globals['_GETREWRAPJOBRESPONSE']._serialized_end=2510
+  _globals['_LISTREWRAPJOBSREQUEST']._serialized_start=2512
+  _globals['_LISTREWRAPJOBSREQUEST']._serialized_end=2565
+  _globals['_LISTREWRAPJOBSRESPONSE']._serialized_start=2567
+  _globals['_LISTREWRAPJOBSRESPONSE']._serialized_end=2675
+  _globals['_RETIREKEKVERSIONSREQUEST']._serialized_start=2677
+  _globals['_RETIREKEKVERSIONSREQUEST']._serialized_end=2749
+  _globals['_RETIREKEKVERSIONSRESPONSE']._serialized_start=2751
+  _globals['_RETIREKEKVERSIONSRESPONSE']._serialized_end=2815
+  _globals['_SHREDKEKREQUEST']._serialized_start=2817
+  _globals['_SHREDKEKREQUEST']._serialized_end=2903
+  _globals['_SHREDKEKRESPONSE']._serialized_start=2905
+  _globals['_SHREDKEKRESPONSE']._serialized_end=2960
+  _globals['_ADMINSERVICE']._serialized_start=3082
+  _globals['_ADMINSERVICE']._serialized_end=3981
 # @@protoc_insertion_point(module_scope)

@@ -166,20 +166,24 @@ class KekVersion(_message.Message):
     def __init__(self, version: _Optional[int] = ..., key_uri: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class KekMetadata(_message.Message):
-    __slots__ = ("id", "item", "versions", "min_decryption_version", "shredded_at", "key_uri")
+    __slots__ = ("id", "item", "versions", "min_decryption_version", "shredded_at", "key_uri", "item_key", "item_value")
     ID_FIELD_NUMBER: _ClassVar[int]
     ITEM_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     MIN_DECRYPTION_VERSION_FIELD_NUMBER: _ClassVar[int]
     SHREDDED_AT_FIELD_NUMBER: _ClassVar[int]
     KEY_URI_FIELD_NUMBER: _ClassVar[int]
+    ITEM_KEY_FIELD_NUMBER: _ClassVar[int]
+    ITEM_VALUE_FIELD_NUMBER: _ClassVar[int]
     id: str
     item: str
     versions: _containers.RepeatedCompositeFieldContainer[KekVersion]
     min_decryption_version: int
     shredded_at: _timestamp_pb2.Timestamp
     key_uri: str
-    def __init__(self, id: _Optional[str] = ..., item: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[KekVersion, _Mapping]]] = ..., min_decryption_version: _Optional[int] = ..., shredded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_uri: _Optional[str] = ...) -> None: ...
+    item_key: str
+    item_value: str
+    def __init__(self, id: _Optional[str] = ..., item: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[KekVersion, _Mapping]]] = ..., min_decryption_version: _Optional[int] = ..., shredded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_uri: _Optional[str] = ..., item_key: _Optional[str] = ..., item_value: _Optional[str] = ...) -> None: ...
 
 class RewrapJob(_message.Message):
     __slots__ = ("id", "state", "kek_ids", "objects_total", "objects_done", "versions_rewrapped", "keks_rewrapped", "error", "created_at", "updated_at")
@@ -288,12 +292,16 @@ class RetireKekVersionsResponse(_message.Message):
     def __init__(self, kek: _Optional[_Union[KekMetadata, _Mapping]] = ...) -> None: ...
 
 class ShredKekRequest(_message.Message):
-    __slots__ = ("item", "confirm")
+    __slots__ = ("item", "confirm", "item_key", "item_value")
     ITEM_FIELD_NUMBER: _ClassVar[int]
     CONFIRM_FIELD_NUMBER: _ClassVar[int]
+    ITEM_KEY_FIELD_NUMBER: _ClassVar[int]
+    ITEM_VALUE_FIELD_NUMBER: _ClassVar[int]
     item: str
     confirm: bool
-    def __init__(self, item: _Optional[str] = ..., confirm: _Optional[bool] = ...) -> None: ...
+    item_key: str
+    item_value: str
+    def __init__(self, item: _Optional[str] = ..., confirm: _Optional[bool] = ..., item_key: _Optional[str] = ..., item_value: _Optional[str] = ...) -> None: ...
 
 class ShredKekResponse(_message.Message):
     __slots__ = ("kek",)
