@@ -32,6 +32,7 @@ from vaultd.api.observe import Observe
 from vaultd.api.ratelimit import RateLimit
 from vaultd.api.reflection import add_reflection
 from vaultd.api.wrapping import Wrapper, WrappingRegistrar
+from vaultd.console import Console, ConsoleListener, start_console
 from vaultd.core import audit
 from vaultd.core.apikeys import DEFAULT_ENVIRONMENT, ApiKeys, check_bootstrap_secret
 from vaultd.core.audit import AuditLog, Origin, Subject
@@ -149,11 +150,14 @@ class Vaultd:
     metrics_server: MetricsServer | None = None
     audit_log: AuditLog | None = None
     http: HttpListener | None = None
+    console: ConsoleListener | None = None
 
     async def stop(self, grace: float | None) -> None:
         await self.health.enter_graceful_shutdown()
         if self.http is not None:
             await self.http.stop()
+        if self.console is not None:
+            await self.console.stop()
         await self.server.stop(grace)
         # Rewrap jobs stop where they are; their lease runs out and a process resumes them.
         self.rewrap_watcher.cancel()
@@ -325,7 +329,7 @@ async def start(
         settings.kek_cache.ttl_seconds, settings.kek_cache.max_entries
     )
     # Metrics cost nothing unless asked for: no timing proxy, no observer, no HTTP server.
-    metrics = Metrics() if settings.metrics_listen else None
+    metrics = Metrics() if settings.metrics_listen or settings.console_listen else None
     observed_store = metrics.timed_store(store) if metrics else store
     audit_log = AuditLog(
         observed_store,
@@ -416,9 +420,17 @@ async def start(
         log.info("metrics on http://%s/metrics", settings.metrics_listen)
     await server.start()
     # The WorkOS-compatible HTTP API runs the handlers just wrapped, so it shares every layer.
+    http: HttpListener | None = None
     try:
         http = await start_http(settings, registrar.handlers)
+        # The web console (off unless console_listen is set) calls the same core services.
+        console = await start_console(
+            settings,
+            Console(vault, api_keys, audit_log, lifecycle, rules, registry, metrics),
+        )
     except BaseException:
+        if http is not None:
+            await http.stop()
         await server.stop(None)
         raise
     if ready is not None:
@@ -453,6 +465,7 @@ async def start(
         metrics_server,
         audit_log,
         http,
+        console,
     )
 
 

@@ -169,6 +169,8 @@ class Settings(BaseSettings):
     metrics_listen: str | None = None
     # HOST:PORT of the WorkOS-Vault-compatible HTTP/JSON API (docs/HTTP.md); off when unset.
     http_listen: str | None = None
+    # HOST:PORT of the operator web console (docs/CONSOLE.md); off when unset.
+    console_listen: str | None = None
     log_format: LogFormat = "json"
     log_level: LogLevel = "info"
     # One JSON line per call (method, code, duration, peer, request id); off where that costs
@@ -200,6 +202,14 @@ class Settings(BaseSettings):
             raise ValueError("tls: cert_file and key_file go together")
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ValueError("tls: client_ca_file (mutual TLS) needs cert_file and key_file")
+        return self
+
+    @model_validator(mode="after")
+    def _check_console(self) -> Self:
+        # Console sessions live in the memory of the process that signed in; workers sharing
+        # one port would each know only some of them.
+        if self.console_listen and self.workers > 1:
+            raise ValueError("console_listen serves from one process: it needs workers: 1")
         return self
 
     @property

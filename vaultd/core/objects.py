@@ -306,6 +306,11 @@ class ObjectVault:
             )
         return await self._open(obj)
 
+    async def count(self, environment_id: str) -> int:
+        """How many objects the environment holds (metadata only: the console's overview)."""
+        with store_errors():
+            return await self._store.count_objects(environment_id)
+
     async def list_objects(self, environment_id: str, query: ListQuery) -> ListPage:
         limit = query.limit or DEFAULT_LIST_LIMIT
         if not 1 <= limit <= MAX_LIST_LIMIT:
