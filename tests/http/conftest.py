@@ -15,7 +15,7 @@ async def http_server(
 ) -> AsyncIterator[HttpVaultd]:
     redis_url = None
     if request.param == "redis":
-        redis_url = redis_url_for(request.getfixturevalue("redis_server").url, 14)
+        redis_url = redis_url_for(request.getfixturevalue("redis_server").url, 11)
     async with http_vaultd(
         request.param,
         tmp_path_factory.mktemp(f"http-{request.param}"),

@@ -15,7 +15,7 @@ async def http_server(
 ) -> AsyncIterator[HttpVaultd]:
     redis_url = None
     if request.param == "redis":
-        redis_url = redis_url_for(request.getfixturevalue("redis_server").url, 15)
+        redis_url = redis_url_for(request.getfixturevalue("redis_server").url, 12)
     async with http_vaultd(
         request.param,
         tmp_path_factory.mktemp(f"workos-{request.param}"),
