@@ -191,7 +191,7 @@ async def test_an_emptied_store_answers_the_real_cause_not_api_key_invalid(
     import redis.asyncio as aioredis
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    url = redis_server.url.removesuffix("/0") + "/11"
+    url = redis_server.url.removesuffix("/0") + "/14"  # a database of its own: it is flushed
     raw = aioredis.Redis.from_url(url)
     await raw.flushdb()
     settings = _settings(tmp_path / "vaultd", url, store_check_seconds=60)

@@ -31,7 +31,7 @@ from vaultd.v1 import object_service_pb2_grpc as opb_grpc
 
 BURST = 5
 FLOOD = 40
-AMPLIFICATION_REDIS_DB = 11
+AMPLIFICATION_REDIS_DB = 10
 TRUNCATED = "…"  # how an audit event marks a field it cut short
 
 
