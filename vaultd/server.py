@@ -36,6 +36,7 @@ from vaultd.core.audit import AuditLog, Origin, Subject
 from vaultd.core.cache import TtlCache
 from vaultd.core.datakeys import DataKeys
 from vaultd.core.envelope import Kek
+from vaultd.core.errors import KeyProviderUnavailable
 from vaultd.core.keyring import CacheKey, Keyring
 from vaultd.core.lifecycle import KeyLifecycle
 from vaultd.core.objects import Actor, ObjectVault
@@ -272,7 +273,11 @@ async def start(
     guard = await open_guarded_store(settings, internal)
     store = guard.store
     cache: TtlCache[CacheKey, Kek] = TtlCache(
-        settings.kek_cache.ttl_seconds, settings.kek_cache.max_entries
+        settings.kek_cache.ttl_seconds,
+        settings.kek_cache.max_entries,
+        grace_seconds=settings.kek_cache.outage_grace_seconds,
+        # Only a KMS outage is ridden out; a refusal or a storage error is answered as it is.
+        serve_stale_on=lambda exc: isinstance(exc, KeyProviderUnavailable),
     )
     # Metrics cost nothing unless asked for: no timing proxy, no observer, no HTTP server.
     metrics = Metrics() if settings.metrics_listen else None

@@ -156,6 +156,28 @@ class BackendUnavailable(VaultError):
     reason = "BACKEND_UNAVAILABLE"
 
 
+class KeyProviderUnavailable(BackendUnavailable):
+    """A KMS did not answer (in time) or answered with a server error: an outage, not a
+    refusal. `retry_delay` carries the provider's hint (its breaker's cool-down).
+
+    `deadline_reached`: the provider stopped because the caller's own deadline left no room for
+    another attempt. A caller that only shared the call (the KEK cache's single flight) and has
+    time left should try again itself rather than take this as its answer.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        retry_delay: float | None = None,
+        deadline_reached: bool = False,
+    ) -> None:
+        super().__init__(message, metadata=metadata)
+        self.retry_delay = retry_delay
+        self.deadline_reached = deadline_reached
+
+
 class StoreIdentityMismatch(VaultError):
     """The store is not the one this deployment served: emptied or replaced (storeguard.py)."""
 

@@ -3,6 +3,10 @@
 A KEK's id is a digest of (environment, item), so finding it needs no index and two environments
 never share one. Unwrapped KEKs live in a TtlCache: a warm cache makes no provider call, and
 concurrent misses for one KEK make one.
+
+A provider's explicit denial of a key (KeyUnavailableError with `denied`: the customer revoked
+it) drops every cached KEK this process unwrapped or wrapped under that key URI at once, so
+neither reads nor new writes go on under a revoked key until the cache would have expired.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from vaultd.core.envelope import EncryptedKeys, Kek, key_id, new_dek, unwrap_ent
 from vaultd.core.errors import (
     BackendUnavailable,
     DecryptionFailed,
+    KeyProviderUnavailable,
     KeyShredded,
     KeyUnavailable,
     KeyVersionRetired,
@@ -103,6 +108,9 @@ class Keyring:
         self._on_provider_call = on_provider_call
         self._on_kek_created = on_kek_created
         self._rotation_period = rotation_period
+        # Which KEKs (environment, kek id) were seen under each provider key URI: what a
+        # denial of that key must drop from the cache. Bounded by the KEKs this process used.
+        self._keks_under: dict[str, set[tuple[str, str]]] = {}
 
     async def current_keks(self, environment_id: str, context: KeyContext) -> list[Kek]:
         """The newest KEK of each item that must wrap a DEK for this context."""
@@ -263,9 +271,15 @@ class Keyring:
         self.cache.put(("version", environment_id, kek_id, str(version)), kek)
         return kek, found
 
+    def forget_key_uri(self, key_uri: str) -> int:
+        """Drop every cached KEK wrapped under `key_uri` (its provider denied the key)."""
+        keks = self._keks_under.pop(key_uri, set())
+        return self.cache.discard_where(lambda key: (key[1], key[2]) in keks)
+
     async def _wrap(
         self, environment_id: str, kek_id: str, key_uri: str, plain: bytes, version: KekVersion
     ) -> bytes:
+        self._keks_under.setdefault(key_uri, set()).add((environment_id, kek_id))
         return await self._provider_call(
             "wrap",
             key_uri,
@@ -276,6 +290,7 @@ class Keyring:
 
     async def _unwrap(self, environment_id: str, kek_id: str, record: KekVersion) -> Kek:
         uri = record.provider_uri
+        self._keks_under.setdefault(uri, set()).add((environment_id, kek_id))
         plain = await self._provider_call(
             "unwrap",
             uri,
@@ -295,14 +310,19 @@ class Keyring:
             result = await call()
             outcome = "ok"
             return result
-        except ProviderUnavailableError:
+        except ProviderUnavailableError as exc:
             outcome = "unavailable"
-            raise BackendUnavailable(
+            raise KeyProviderUnavailable(
                 f"key provider for {key_uri} is unavailable; retry later",
                 metadata={"key_uri": key_uri},
+                retry_delay=exc.retry_after,
+                deadline_reached=exc.deadline_reached,
             ) from None
         except (KeyUnavailableError, ProviderError) as exc:
             outcome = "key_unavailable"
+            if isinstance(exc, KeyUnavailableError) and exc.denied:
+                # A revocation: nothing cached under this key may serve another call.
+                self.forget_key_uri(key_uri)
             raise KeyUnavailable(str(exc), metadata={"key_uri": key_uri}) from None
         finally:
             if self._on_provider_call is not None:
