@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -33,6 +33,7 @@ from vaultd.api.wrapping import Wrapper, WrappingRegistrar
 from vaultd.core import audit
 from vaultd.core.apikeys import DEFAULT_ENVIRONMENT, ApiKeys, check_bootstrap_secret
 from vaultd.core.audit import AuditLog, Origin, Subject
+from vaultd.core.byok import ByokKeys
 from vaultd.core.cache import TtlCache
 from vaultd.core.datakeys import DataKeys
 from vaultd.core.envelope import Kek
@@ -49,6 +50,7 @@ from vaultd.metrics import Metrics, MetricsServer
 from vaultd.settings import Settings
 from vaultd.storage import Store, open_store
 from vaultd.storage.base import RewrapJob, RewrapState
+from vaultd.storage.byok import ByokKeyStore
 from vaultd.v1 import (
     admin_service_pb2,
     admin_service_pb2_grpc,
@@ -284,6 +286,11 @@ async def start(
     observed_store = metrics.timed_store(store) if metrics else store
     audit_log = AuditLog(observed_store, timedelta(days=settings.audit_retention_days))
     api_keys = await open_api_keys(observed_store, audit_log, settings)
+    # The environment's BYOK keys in the store, over the configured rules; re-read once per
+    # KEK-cache TTL, so a key added in another process is used within that.
+    byok_keys = ByokKeys(
+        cast(ByokKeyStore, observed_store), registry, rules, settings.kek_cache.ttl_seconds
+    )
     keyring = Keyring(
         observed_store,
         registry,
@@ -292,6 +299,7 @@ async def start(
         on_provider_call=metrics.provider_call if metrics else None,
         on_kek_created=kek_created_sink(audit_log),
         rotation_period=settings.keys.rotation_period,
+        rules_for=byok_keys.rules_for,
     )
     lifecycle = key_lifecycle(settings, observed_store, keyring, rules, audit_log)
     vault = ObjectVault(observed_store, keyring, settings.max_value_bytes)
@@ -325,7 +333,7 @@ async def start(
         KeyServicer(DataKeys(keyring, settings.max_value_bytes)), registrar
     )
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        AdminServicer(api_keys, audit_log, lifecycle, rules), registrar
+        AdminServicer(api_keys, audit_log, lifecycle, rules, byok_keys), registrar
     )
     health_servicer = health.aio.HealthServicer()
     # grpc's servicer starts out SERVING; vaultd says so only once it is (workers: all of them).

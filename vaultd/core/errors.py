@@ -239,3 +239,23 @@ class RateLimited(ResourceExhausted):
     def __init__(self, retry_delay: float) -> None:
         super().__init__(f"rate limit exceeded; retry in {retry_delay:.3f}s")
         self.retry_delay = retry_delay
+
+
+class ByokKeyNotFound(VaultError):
+    code = "NOT_FOUND"
+    reason = "BYOK_KEY_NOT_FOUND"
+
+
+class ByokKeyConflict(VaultError):
+    """Another BYOK key or a configured rule already governs the same match; `conflicts_with`
+    in the metadata names it."""
+
+    code = "ALREADY_EXISTS"
+    reason = "BYOK_KEY_CONFLICT"
+
+
+class ByokKeyVerificationFailed(VaultError):
+    """A wrap and unwrap of a probe through the key's provider failed; nothing was registered."""
+
+    code = "FAILED_PRECONDITION"
+    reason = "BYOK_KEY_VERIFICATION_FAILED"

@@ -39,7 +39,7 @@ from vaultd.core.errors import (
     KeyVersionRetired,
     VaultError,
 )
-from vaultd.core.rules import KeyRules
+from vaultd.core.rules import KeyRules, Resolver
 from vaultd.core.validation import KeyContext
 from vaultd.storage.base import KekRecord, KekStamp, KekVersion, Store, StoreUnavailable
 
@@ -99,6 +99,7 @@ class Keyring:
         on_provider_call: ProviderCallObserver | None = None,
         on_kek_created: KekCreatedSink | None = None,
         rotation_period: timedelta | None = None,
+        rules_for: Callable[[str], Awaitable[Resolver]] | None = None,
     ) -> None:
         self._store = store
         self._providers = providers
@@ -108,16 +109,24 @@ class Keyring:
         self._on_provider_call = on_provider_call
         self._on_kek_created = on_kek_created
         self._rotation_period = rotation_period
+        # An environment's BYOK keys over the configured rules (core/byok.py), when served.
+        self._rules_for = rules_for
         # Which KEKs (environment, kek id) were seen under each provider key URI: what a
         # denial of that key must drop from the cache. Bounded by the KEKs this process used.
         self._keks_under: dict[str, set[tuple[str, str]]] = {}
 
     async def current_keks(self, environment_id: str, context: KeyContext) -> list[Kek]:
         """The newest KEK of each item that must wrap a DEK for this context."""
+        rules = await self._rules_in(environment_id)
         return [
             await self._current(environment_id, key, value)
-            for key, value in self._rules.items_to_wrap(context)
+            for key, value in rules.items_to_wrap(context)
         ]
+
+    async def _rules_in(self, environment_id: str) -> Resolver:
+        if self._rules_for is None:
+            return self._rules
+        return await self._rules_for(environment_id)
 
     async def unwrap_dek(self, environment_id: str, keys: EncryptedKeys) -> bytes:
         """The DEK from the first entry whose KEK can be had; errors only if none can."""
@@ -180,7 +189,7 @@ class Keyring:
         a new CMK), or when the provider says its own key moved on (a new root key version).
         The KEK itself is unchanged, so no DEK is touched. Returns how many were re-wrapped.
         """
-        target = self._rules.key_uri(record.item_key, record.item_value)
+        target = (await self._rules_in(environment_id)).key_uri(record.item_key, record.item_value)
         done = 0
         for stored in record.versions:
             if stored.provider_uri == target and not self._stale(stored):
@@ -253,7 +262,7 @@ class Keyring:
         The new version is used only as the store then shows it, read back durably: that read
         gives its stamp, and proves it survived what the add's own confirmation may have missed.
         """
-        key_uri = self._rules.key_uri(item_key, item_value)
+        key_uri = (await self._rules_in(environment_id)).key_uri(item_key, item_value)
         plain = new_dek()
         draft = KekVersion(item_key, item_value, version, key_uri, b"", self._clock())
         wrapped = await self._wrap(environment_id, kek_id, key_uri, plain, draft)
