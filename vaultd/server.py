@@ -136,6 +136,7 @@ class Vaultd:
     store_watcher: asyncio.Task[None]
     metrics_server: MetricsServer | None = None
     audit_log: AuditLog | None = None
+    byok_keys: ByokKeys | None = None
 
     async def stop(self, grace: float | None) -> None:
         await self.health.enter_graceful_shutdown()
@@ -388,6 +389,7 @@ async def start(
         store_watcher,
         metrics_server,
         audit_log,
+        byok_keys,
     )
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
 
-from tests.byok.test_byok import STANDINS, expect, providers_for
+from tests.byok.test_byok import STANDINS, Clock, expect, providers_for
 from tests.standins import StandIn
 from tests.support.auth import BOOTSTRAP_API_KEY
 from tests.support.auth import channel as authed_channel
@@ -33,6 +34,7 @@ class Runtime:
     standin: StandIn
     vaultd: Vaultd
     channel: grpc.aio.Channel
+    data_dir: Path
 
     @property
     def admin(self) -> apb_grpc.AdminServiceStub:
@@ -55,9 +57,10 @@ async def runtime(
 ) -> AsyncIterator[Runtime]:
     standin: StandIn = request.getfixturevalue(STANDINS[request.param])
     configured, injected = providers_for(standin)
+    data_dir = tmp_path_factory.mktemp(f"runtime-{request.param}")
     settings = Settings(
         listen="127.0.0.1:0",
-        data_dir=tmp_path_factory.mktemp(f"runtime-{request.param}"),
+        data_dir=data_dir,
         kek_cache={"ttl_seconds": 60, "max_entries": 1000},
         providers=configured,
         byok=[
@@ -70,7 +73,7 @@ async def runtime(
     )
     vaultd = await start(settings, injected)
     channel = authed_channel(f"127.0.0.1:{vaultd.port}")
-    yield Runtime(standin, vaultd, channel)
+    yield Runtime(standin, vaultd, channel, data_dir)
     await channel.close()
     await vaultd.stop(None)
 
@@ -208,3 +211,55 @@ async def test_clashes_and_bad_input_are_refused_naming_the_rule(runtime: Runtim
         grpc.StatusCode.NOT_FOUND,
         "BYOK_KEY_NOT_FOUND",
     )
+
+
+async def test_another_process_on_the_same_store_uses_the_key_within_one_ttl(
+    runtime: Runtime, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Two vaultd on one SQLite file: a key registered through the first governs the second's
+    new KEKs once the second's view of the environment's keys is a TTL old, without a restart."""
+    configured, injected = providers_for(runtime.standin)
+    data_dir = runtime.data_dir
+    second = await start(
+        Settings(
+            listen="127.0.0.1:0",
+            data_dir=data_dir,
+            kek_cache={"ttl_seconds": 60, "max_entries": 1000},
+            providers=configured,
+            bootstrap_api_key=BOOTSTRAP_API_KEY,
+        ),
+        injected,
+    )
+    assert second.byok_keys is not None
+    clock = Clock()
+    second.byok_keys.cache.clock = clock
+    channel = authed_channel(f"127.0.0.1:{second.port}")
+    try:
+        objects = pb_grpc.ObjectServiceStub(channel)
+        tenant = f"org_two_{uuid.uuid4().hex[:8]}"
+        # The second process reads the environment's keys now (none for this tenant yet).
+        await objects.CreateObject(
+            pb.CreateObjectRequest(
+                name=f"two-{uuid.uuid4().hex}", value=b"x", key_context={"organization_id": "o"}
+            )
+        )
+        key_uri = runtime.standin.create_key(f"two-{uuid.uuid4().hex[:8]}")
+        await runtime.register(f"{tenant}*", key_uri)
+
+        async def wraps_for(suffix: str) -> int:
+            before = runtime.standin.calls["wrap"]
+            await objects.CreateObject(
+                pb.CreateObjectRequest(
+                    name=f"two-{uuid.uuid4().hex}",
+                    value=b"x",
+                    key_context={"organization_id": f"{tenant}{suffix}"},
+                )
+            )
+            return runtime.standin.calls["wrap"] - before
+
+        assert await wraps_for("-early") == 0, "inside the TTL: still the old rules"
+        clock.now += 61
+        assert await wraps_for("-late") == 1, "after one TTL: the new KEK is the customer's"
+    finally:
+        await channel.close()
+        await second.stop(None)
