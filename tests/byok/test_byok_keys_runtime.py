@@ -263,3 +263,19 @@ async def test_another_process_on_the_same_store_uses_the_key_within_one_ttl(
     finally:
         await channel.close()
         await second.stop(None)
+
+
+async def test_oversized_input_is_refused_without_echoing_it(runtime: Runtime) -> None:
+    cases = {
+        "long key": ({"k" * 5000: "v"}, "hcvault://x", "INVALID_KEY_CONTEXT"),
+        "long value": ({"organization_id": "😀" * 5000}, "hcvault://x", "INVALID_KEY_CONTEXT"),
+        "long uri": ({"organization_id": "o"}, "hcvault://" + "x" * 5000, "INVALID_ARGUMENT"),
+    }
+    for case, (match, key_uri, reason) in cases.items():
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await runtime.admin.CreateByokKey(
+                apb.CreateByokKeyRequest(match=match, key_uri=key_uri)
+            )
+        details = details_of(caught.value)
+        assert (details.code, details.reason) == (grpc.StatusCode.INVALID_ARGUMENT, reason), case
+        assert len(details.message) < 1000, case

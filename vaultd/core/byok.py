@@ -31,10 +31,11 @@ from vaultd.core.errors import (
 )
 from vaultd.core.keyring import store_errors
 from vaultd.core.rules import KeyRules, Rule, RuleError
-from vaultd.core.validation import KeyContext
+from vaultd.core.validation import KeyContext, validate_key_context
 from vaultd.storage.byok import ByokKeyRecord, ByokKeyStore
 
 MAX_ENVIRONMENTS_CACHED = 10_000
+MAX_KEY_URI_CHARS = 1024
 
 
 def _rule(record: ByokKeyRecord) -> Rule:
@@ -95,6 +96,16 @@ class ByokKeys:
         self, environment_id: str, match: Mapping[str, str], key_uri: str
     ) -> ByokKeyRecord:
         """Verify the key, then register it for the match; refused on a clash."""
+        # Bounded before anything echoes them: an error's message travels in the trailers.
+        if len(match) != 1:
+            raise InvalidArgument(
+                "match", "must hold exactly one context item, e.g. {organization_id: org_abc}"
+            )
+        validate_key_context(match, "match")
+        if not key_uri or len(key_uri) > MAX_KEY_URI_CHARS:
+            raise InvalidArgument(
+                "key_uri", f"must have 1 to {MAX_KEY_URI_CHARS} characters, e.g. aws-kms://arn:..."
+            )
         try:
             rule = Rule.parse(0, match, key_uri)
         except RuleError as exc:
