@@ -46,6 +46,16 @@ def test_add_list_verify_remove(hcvault_standin: HcVaultStandIn, tmp_path: Path)
     listed = _vaultd(config, data, "list", *env)
     assert listed.returncode == 0 and byok_id in listed.stdout, listed.stdout
 
+    # `vaultd kek rotate` resolves the item through the registered key, as a server does.
+    rotated = subprocess.run(
+        [str(VAULTD), "kek", "rotate", "--item", "organization_id=org_cli1", *env,
+         "--config", str(config), "--data-dir", str(data)],
+        capture_output=True, text=True, timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("VAULTD_")},
+    )  # fmt: skip
+    assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+    assert key in rotated.stdout and "internal://" not in rotated.stdout, rotated.stdout
+
     hcvault_standin.revoke(key)
     try:
         failed = _vaultd(config, data, "verify", byok_id, *env)
