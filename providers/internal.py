@@ -31,6 +31,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from providers import Binding, KeyUnavailableError, canonical_binding
+from vaultd import securefiles
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +70,10 @@ class RootKeyFile:
     @classmethod
     def create(cls, path: Path) -> RootKeyFile:
         """Write a new file with one random version, readable by its owner only."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        securefiles.private_dir(path.parent)
         root = cls(1, {1: AESGCM.generate_key(bit_length=256)}, {1: _now()})
         # O_EXCL: two processes starting at once must not each write a different root key.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, securefiles.NEW_FILE_FLAGS, 0o600)
         with os.fdopen(fd, "w") as f:
             root._dump(f)
         return root
@@ -123,8 +124,9 @@ class RootKeyFile:
     def _replace(self, path: Path) -> None:
         """Write beside the file, then rename over it: a crash leaves the old file or the new
         one, never half of one (and the directory entry is synced too)."""
-        temporary = path.with_name(path.name + ".new")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # A fresh name, created exclusively and never through a symlink (securefiles.py).
+        temporary = securefiles.temporary_beside(path)
+        fd = os.open(temporary, securefiles.NEW_FILE_FLAGS, 0o600)
         with os.fdopen(fd, "w") as f:
             self._dump(f)
         os.replace(temporary, path)

@@ -1,4 +1,5 @@
-"""`vaultd apikey create|list|revoke` and `vaultd audit tail`: straight on the configured store.
+"""`vaultd apikey create|list|revoke` and `vaultd audit tail|verify|hash`: straight on the
+configured store.
 
 No server is needed: these open the store the settings name (--config, --data-dir,
 --redis-url, as for `serve`). Whoever can open the store is trusted with every environment, so
@@ -20,9 +21,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from vaultd.core import audit
+from vaultd.core import audit, auditchain
 from vaultd.core.apikeys import ApiKeys, Permission
 from vaultd.core.audit import AuditLog, Origin, Subject
+from vaultd.core.auditchain import AuditKeys
 from vaultd.core.cache import TtlCache
 from vaultd.core.errors import VaultError
 from vaultd.core.objects import Actor
@@ -69,6 +71,17 @@ def add_commands(
     tail.add_argument(
         "--poll-seconds", type=float, default=1.0, help="how often --follow looks (default 1)"
     )
+    verify = audit_commands.add_parser(
+        "verify", parents=[common], help="check every event's hash chain; exit 1 at a break"
+    )
+    verify.add_argument(
+        "--environment",
+        help='only this environment ("" for unauthenticated calls; default: every one)',
+    )
+    hashed = audit_commands.add_parser(
+        "hash", parents=[common], help="how events store a context value, to search for it"
+    )
+    hashed.add_argument("value", help="the context value, e.g. org_123")
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -76,10 +89,20 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     store = await open_store(settings.redis_url, settings.data_dir)
     # No cache: each command looks once, and must see what another process just changed.
     api_keys = ApiKeys(store, TtlCache(0, 0))
-    audit_log = AuditLog(store, timedelta(days=settings.audit_retention_days))
+    audit_log = AuditLog(
+        store,
+        timedelta(days=settings.audit_retention_days),
+        keys=AuditKeys.load_or_create(settings.audit_key_path),
+    )
     try:
         if args.command == "apikey":
             return await _apikey(args, api_keys, audit_log)
+        if args.audit_command == "hash":
+            assert audit_log.keys is not None
+            print(audit_log.keys.field_hash(args.value))
+            return 0
+        if args.audit_command == "verify":
+            return await _verify(args, api_keys, audit_log)
         return await _tail(args, store, api_keys, audit_log)
     except VaultError as exc:
         print(f"vaultd: {exc.message}", file=sys.stderr)
@@ -161,6 +184,36 @@ async def _tail(
         if not args.follow:
             return 0
         await asyncio.sleep(args.poll_seconds)
+
+
+async def _verify(args: argparse.Namespace, api_keys: ApiKeys, audit_log: AuditLog) -> int:
+    """One line per environment; the first break, with its position, fails the command."""
+    assert audit_log.keys is not None
+    if args.environment is not None:
+        environments = [args.environment]
+    else:
+        keys = await api_keys.list()
+        environments = sorted(
+            {audit.UNAUTHENTICATED_ENVIRONMENT, *(k.environment_id for k in keys)}
+        )
+    broken = False
+    for environment in environments:
+        events, _ = await _read_all(audit_log, environment, AuditQuery())
+        verdict = auditchain.verify(audit_log.keys, events)
+        name = environment or "(unauthenticated)"
+        if verdict.broken is not None:
+            b = verdict.broken
+            broken = True
+            print(
+                f"{name}: BROKEN at position {b.position} (event {b.event_id}, {b.chain}): "
+                f"{b.problem}"
+            )
+        else:
+            print(
+                f"{name}: ok, {verdict.events} events in {verdict.chains} chain(s)"
+                + (f", {verdict.unchained} from before chaining" if verdict.unchained else "")
+            )
+    return 1 if broken else 0
 
 
 async def _read_all(

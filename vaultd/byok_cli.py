@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import timedelta
 from typing import cast
 
 from vaultd.admin_cli import iso, operator, print_table
 from vaultd.core import audit
 from vaultd.core.audit import AuditLog, Origin, Subject
+from vaultd.core.auditchain import AuditKeys
 from vaultd.core.byok import ByokKeys
 from vaultd.core.errors import VaultError
 from vaultd.core.objects import Actor
@@ -47,7 +49,11 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     store = await open_store(settings.redis_url, settings.data_dir)
     # TTL 0: a command reads what is stored now.
     keys = ByokKeys(cast(ByokKeyStore, store), registry, rules, 0)
-    audit_log = AuditLog(store)
+    audit_log = AuditLog(
+        store,
+        timedelta(days=settings.audit_retention_days),
+        keys=AuditKeys.load_or_create(settings.audit_key_path),
+    )
     env = args.environment
     try:
         if args.byok_command == "add":

@@ -57,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
         help="HOST:PORT for Prometheus /metrics (default off; env: VAULTD_METRICS_LISTEN)",
     )
     serve.add_argument(
+        "--http-listen",
+        help="HOST:PORT for the WorkOS-compatible HTTP API (default off; env: VAULTD_HTTP_LISTEN)",
+    )
+    serve.add_argument(
         "--log-format",
         choices=["json", "text"],
         help="stderr lines (default json; env: VAULTD_LOG_FORMAT)",
@@ -124,6 +128,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         listen=getattr(args, "listen", None),
         workers=getattr(args, "workers", None),
         metrics_listen=getattr(args, "metrics_listen", None),
+        http_listen=getattr(args, "http_listen", None),
         log_format=getattr(args, "log_format", None),
         log_level=getattr(args, "log_level", None),
         tls_cert_file=getattr(args, "tls_cert", None),

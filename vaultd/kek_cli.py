@@ -27,11 +27,12 @@ from vaultd.admin_cli import iso, operator, print_table
 from vaultd.core import audit
 from vaultd.core.apikeys import DEFAULT_ENVIRONMENT
 from vaultd.core.audit import AuditLog, Origin, Subject
+from vaultd.core.auditchain import AuditKeys
 from vaultd.core.byok import ByokKeys
 from vaultd.core.cache import TtlCache
 from vaultd.core.errors import VaultError
 from vaultd.core.keyring import Keyring
-from vaultd.core.lifecycle import KekSelector, KeyLifecycle, parse_item
+from vaultd.core.lifecycle import KekSelector, KeyLifecycle, item_named, parse_item
 from vaultd.core.objects import Actor
 from vaultd.settings import Settings
 from vaultd.storage import open_store
@@ -84,7 +85,12 @@ def add_commands(
     shred = kek_commands.add_parser(
         "shred", parents=parents, help="destroy an item's KEK for good (crypto-shredding)"
     )
-    shred.add_argument("--item", required=True, help="key=value")
+    named = shred.add_mutually_exclusive_group(required=True)
+    named.add_argument("--item", help="key=value")
+    named.add_argument(
+        "--item-key", help="the item's key, with --item-value: nothing is split, * is literal"
+    )
+    shred.add_argument("--item-value", help="the item's value, with --item-key")
     shred.add_argument("--confirm", action="store_true", help="required: there is no undo")
 
     root = commands.add_parser("root", help="the internal provider's root key file")
@@ -106,7 +112,11 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 
     registry, rules = load_key_config(settings)
     store = await open_store(settings.redis_url, settings.data_dir)
-    audit_log = AuditLog(store, timedelta(days=settings.audit_retention_days))
+    audit_log = AuditLog(
+        store,
+        timedelta(days=settings.audit_retention_days),
+        keys=AuditKeys.load_or_create(settings.audit_key_path),
+    )
     # No cache: a command must see what a server just changed, and acts once. The
     # environment's BYOK keys resolve items as in the server, so a rotation or a rewrap wraps
     # under the tenant's registered key, not the configured rules alone.
@@ -145,7 +155,12 @@ async def _kek(
         if not args.confirm:
             print("vaultd: a shred destroys keys for good; add --confirm", file=sys.stderr)
             return 2
-        record = await lifecycle.shred(env, parse_item(args.item))
+        items = (
+            (parse_item(args.item),)
+            if args.item is not None
+            else item_named(args.item_key, args.item_value or "")
+        )
+        record = await lifecycle.shred(env, *items)
         await _audit(audit_log, audit.KEK_SHREDDED, origin, [record])
         print(f"shredded {record.kek_id} ({record.item_key}={record.item_value})")
     else:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import ipaddress
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, cast
@@ -30,16 +32,31 @@ from prometheus_client.registry import Collector
 from vaultd.core.cache import TtlCache
 from vaultd.storage import Store
 
+log = logging.getLogger(__name__)
+
 # From half a millisecond (a warm cache hit) to 10 s (a KMS retrying inside a long deadline).
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
+# Where /metrics listens when no host is named: it tells anyone who can connect which RPCs
+# run and how often, without a key, so reaching it from elsewhere must be asked for.
+DEFAULT_METRICS_HOST = "127.0.0.1"
+
+
 def split_host_port(address: str) -> tuple[str, int]:
-    """("host", port) from "host:port" or "[v6]:port"; ValueError when it is not one."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit():
+    """("host", port) from "host:port", "[v6]:port", or a bare "port" / ":port" (loopback);
+    ValueError when it is none of these."""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
         raise ValueError(f"{address!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
+    return host.strip("[]") or DEFAULT_METRICS_HOST, int(port)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 class Metrics:
@@ -98,6 +115,12 @@ class Metrics:
     def serve(self, address: str) -> MetricsServer:
         """Serve /metrics over HTTP on `address` (HOST:PORT; port 0 picks a free one)."""
         host, port = split_host_port(address)
+        if not _is_loopback(host):
+            log.warning(
+                "metrics on %s are reachable from other hosts without a key; name a loopback "
+                "address (or only a port) to keep them local",
+                address,
+            )
         httpd, _thread = start_http_server(port, host, registry=self.registry)
         return MetricsServer(httpd)
 
@@ -111,6 +134,10 @@ class MetricsServer:
     @property
     def port(self) -> int:
         return int(self._httpd.server_port)
+
+    @property
+    def host(self) -> str:
+        return str(self._httpd.server_address[0])
 
     def close(self) -> None:
         self._httpd.shutdown()

@@ -20,10 +20,12 @@ from ulid import ULID
 
 from providers import KeyProvider, ProviderRegistry, build_registry
 from providers.internal import DEFAULT_URI, InternalProvider
-from vaultd import startup
+from vaultd import securefiles, startup
 from vaultd.api.admin import AdminServicer
-from vaultd.api.auth import Authentication, kek_created_sink
+from vaultd.api.auth import Authentication, BodyGate, kek_admission, kek_created_sink
+from vaultd.api.authlimit import FailedAuthentications
 from vaultd.api.errors import ErrorMapping
+from vaultd.api.http import HttpListener, start_http
 from vaultd.api.keys import KeyServicer
 from vaultd.api.objects import ObjectServicer
 from vaultd.api.observe import Observe
@@ -33,6 +35,7 @@ from vaultd.api.wrapping import Wrapper, WrappingRegistrar
 from vaultd.core import audit
 from vaultd.core.apikeys import DEFAULT_ENVIRONMENT, ApiKeys, check_bootstrap_secret
 from vaultd.core.audit import AuditLog, Origin, Subject
+from vaultd.core.auditchain import AuditKeys
 from vaultd.core.byok import ByokKeys
 from vaultd.core.cache import TtlCache
 from vaultd.core.datakeys import DataKeys
@@ -41,14 +44,15 @@ from vaultd.core.errors import KeyProviderUnavailable
 from vaultd.core.keyring import CacheKey, Keyring
 from vaultd.core.lifecycle import KeyLifecycle
 from vaultd.core.objects import Actor, ObjectVault
+from vaultd.core.quota import KekQuota, KekQuotaLimits
 from vaultd.core.ratelimit import TokenBuckets
 from vaultd.core.rewrap import JobFinishedSink, RewrapRunner
 from vaultd.core.rules import KeyRules
 from vaultd.core.storeguard import StoreGuard
 from vaultd.known_store import known_store
 from vaultd.metrics import Metrics, MetricsServer
-from vaultd.settings import Settings
-from vaultd.storage import Store, open_store
+from vaultd.settings import Settings, TransportSettings
+from vaultd.storage import SQLITE_FILE_NAME, Store, open_store
 from vaultd.storage.base import RewrapJob, RewrapState
 from vaultd.storage.byok import ByokKeyStore
 from vaultd.v1 import (
@@ -85,6 +89,17 @@ def internal_provider(settings: Settings) -> InternalProvider:
             path,
         )
     return provider
+
+
+def check_file_permissions(settings: Settings) -> None:
+    """Refuse to start (InsecurePath, one line) when another account on the host could read a
+    key or the embedded store, or plant files where vaultd writes them."""
+    securefiles.check_private_file(settings.root_key_path, "root key file")
+    securefiles.check_private_dir(settings.root_key_path.parent, "root key directory")
+    securefiles.check_private_file(settings.audit_key_path, "audit key file")
+    if settings.redis_url is None:
+        securefiles.check_private_dir(settings.data_dir, "data directory")
+        securefiles.check_private_file(settings.data_dir / SQLITE_FILE_NAME, "store file")
 
 
 def load_key_config(
@@ -136,10 +151,13 @@ class Vaultd:
     store_watcher: asyncio.Task[None]
     metrics_server: MetricsServer | None = None
     audit_log: AuditLog | None = None
+    http: HttpListener | None = None
     byok_keys: ByokKeys | None = None
 
     async def stop(self, grace: float | None) -> None:
         await self.health.enter_graceful_shutdown()
+        if self.http is not None:
+            await self.http.stop()
         await self.server.stop(grace)
         # Rewrap jobs stop where they are; their lease runs out and a process resumes them.
         self.rewrap_watcher.cancel()
@@ -189,6 +207,29 @@ def key_lifecycle(
     return KeyLifecycle(store, keyring, rules, runner)
 
 
+def transport_options(transport: TransportSettings) -> list[tuple[str, int]]:
+    """gRPC core channel arguments for the HTTP/2 limits; a 0 setting adds none."""
+
+    def ms(seconds: float) -> int:
+        return max(1, round(seconds * 1000))
+
+    wanted: list[tuple[str, float, int]] = [
+        ("grpc.max_concurrent_streams", transport.max_concurrent_streams, 0),
+        ("grpc.http2.lookahead_bytes", transport.stream_window_bytes, 0),
+        ("grpc.keepalive_time_ms", transport.keepalive_time_seconds, 1),
+        ("grpc.keepalive_timeout_ms", transport.keepalive_timeout_seconds, 1),
+        ("grpc.max_connection_idle_ms", transport.max_connection_idle_seconds, 1),
+        ("grpc.max_connection_age_ms", transport.max_connection_age_seconds, 1),
+        ("grpc.max_connection_age_grace_ms", transport.max_connection_age_grace_seconds, 1),
+        ("grpc.max_metadata_size", transport.max_metadata_bytes, 0),
+    ]
+    options = [(name, ms(value) if in_ms else int(value)) for name, value, in_ms in wanted if value]
+    if transport.stream_window_bytes:
+        # Otherwise bandwidth-delay probing grows the window past the setting.
+        options.append(("grpc.http2.bdp_probe", 0))
+    return options
+
+
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     """TLS credentials when a certificate is configured; with a client CA, mutual TLS."""
     if settings.tls_cert_file is None or settings.tls_key_file is None:
@@ -221,17 +262,25 @@ def wrappers(settings: Settings, metrics: Metrics | None) -> list[Wrapper]:
     return chain
 
 
+def failed_auth(settings: Settings) -> FailedAuthentications | None:
+    """The per-peer budget of failed authentications, unless turned off."""
+    limit = settings.rate_limit
+    if not limit.failed_auth_per_second:
+        return None
+    return FailedAuthentications(
+        TokenBuckets(limit.failed_auth_per_second, limit.failed_auth_burst)
+    )
+
+
 FIRST_ADMIN_KEY_FILE = "first-admin-key"
 
 
 def write_first_admin_key(data_dir: Path, secret: str) -> Path:
     """The generated first admin key in data_dir/first-admin-key, readable by its owner only."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    securefiles.private_dir(data_dir)
     path = data_dir / FIRST_ADMIN_KEY_FILE
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        os.fchmod(file.fileno(), 0o600)  # an older file may have had another mode
-        file.write(secret + "\n")
+    # A fresh 0600 file renamed over any older one: never written through a planted symlink.
+    securefiles.replace(path, (secret + "\n").encode())
     return path
 
 
@@ -268,6 +317,7 @@ async def start(
 ) -> Vaultd:
     """Build every part from settings (plus injected providers) and start serving."""
     # Configuration first: a bad rule or provider fails the start, not the first request.
+    check_file_permissions(settings)
     internal = internal_provider(settings)
     registry, rules = load_key_config(settings, providers, internal)
     if settings.bootstrap_api_key is not None:
@@ -285,7 +335,11 @@ async def start(
     # Metrics cost nothing unless asked for: no timing proxy, no observer, no HTTP server.
     metrics = Metrics() if settings.metrics_listen else None
     observed_store = metrics.timed_store(store) if metrics else store
-    audit_log = AuditLog(observed_store, timedelta(days=settings.audit_retention_days))
+    audit_log = AuditLog(
+        observed_store,
+        timedelta(days=settings.audit_retention_days),
+        keys=AuditKeys.load_or_create(settings.audit_key_path),
+    )
     api_keys = await open_api_keys(observed_store, audit_log, settings)
     # The environment's BYOK keys in the store, over the configured rules; re-read once per
     # KEK-cache TTL, so a key added in another process is used within that.
@@ -300,6 +354,9 @@ async def start(
         on_provider_call=metrics.provider_call if metrics else None,
         on_kek_created=kek_created_sink(audit_log),
         rotation_period=settings.keys.rotation_period,
+        admit_kek=kek_admission(
+            KekQuota(observed_store, KekQuotaLimits(**settings.kek_quota.model_dump()))
+        ),
         rules_for=byok_keys.rules_for,
     )
     lifecycle = key_lifecycle(settings, observed_store, keyring, rules, audit_log)
@@ -313,17 +370,24 @@ async def start(
             # Workers share the port on purpose; a lone server must not silently share it
             # with a second one started by mistake (gRPC turns SO_REUSEPORT on by default).
             ("grpc.so_reuseport", int(settings.workers > 1)),
+            *transport_options(settings.transport),
         ],
     )
     # Every handler is wrapped once here, not intercepted per call. Authentication innermost:
     # what it raises is mapped by ErrorMapping, and a call refused by the rate limit never
     # costs a key lookup.
+    # BodyGate outermost: no layer reads a request's bytes before its caller is known.
     registrar = WrappingRegistrar(
         server,
         [
+            BodyGate(),
             *wrappers(settings, metrics),
             Authentication(
-                api_keys, audit_log, guard, reads_best_effort=settings.audit_reads == "best_effort"
+                api_keys,
+                audit_log,
+                guard,
+                reads_best_effort=settings.audit_reads == "best_effort",
+                failures=failed_auth(settings),
             ),
         ],
     )
@@ -358,6 +422,12 @@ async def start(
         metrics_server = metrics.serve(settings.metrics_listen)
         log.info("metrics on http://%s/metrics", settings.metrics_listen)
     await server.start()
+    # The WorkOS-compatible HTTP API runs the handlers just wrapped, so it shares every layer.
+    try:
+        http = await start_http(settings, registrar.handlers)
+    except BaseException:
+        await server.stop(None)
+        raise
     if ready is not None:
         await ready()
     await set_health(health_servicer, serving=True)
@@ -389,6 +459,7 @@ async def start(
         store_watcher,
         metrics_server,
         audit_log,
+        http,
         byok_keys,
     )
 

@@ -55,6 +55,11 @@ class RateLimitSettings(BaseModel):
 
     requests_per_second: float = Field(0.0, ge=0)
     burst: int | None = Field(None, ge=1)
+    # Failed authentications per peer address (on by default): past `failed_auth_burst`, at
+    # `failed_auth_per_second` on average, a peer's calls are refused before any key lookup or
+    # audit write, whatever token they carry (docs/SECURITY.md section 5). 0: no limit.
+    failed_auth_per_second: float = Field(5.0, ge=0)
+    failed_auth_burst: int = Field(100, ge=1)
 
     @property
     def enabled(self) -> bool:
@@ -64,6 +69,41 @@ class RateLimitSettings(BaseModel):
     def bucket_size(self) -> int:
         """`burst`, or by default one second's worth of requests."""
         return self.burst or max(1, math.ceil(self.requests_per_second))
+
+
+class TransportSettings(BaseModel):
+    """HTTP/2 limits per connection and stream (docs/SECURITY.md section 5); 0 leaves gRPC's
+    own default (mostly: no limit)."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    # Streams (calls) one connection may have open at once. A client that opens more before
+    # the server's SETTINGS reach it sees the extra ones refused (UNAVAILABLE, retryable).
+    max_concurrent_streams: int = Field(1000, ge=0)
+    # Flow-control credit per stream before the server has read what was sent; BDP probing,
+    # which grows it, is off while this is set.
+    stream_window_bytes: int = Field(64 * 1024, ge=0)
+    # The server pings a connection quiet for this long, and drops it if no answer in timeout.
+    keepalive_time_seconds: float = Field(60.0, ge=0)
+    keepalive_timeout_seconds: float = Field(20.0, ge=0)
+    # A connection with no call for this long is closed (GOAWAY).
+    max_connection_idle_seconds: float = Field(300.0, ge=0)
+    # Every connection is closed after this long (clients reconnect, and rebalance), after
+    # letting its calls finish for the grace period.
+    max_connection_age_seconds: float = Field(3600.0, ge=0)
+    max_connection_age_grace_seconds: float = Field(30.0, ge=0)
+    # Request metadata (headers) larger than this is refused.
+    max_metadata_bytes: int = Field(16 * 1024, ge=0)
+
+
+class KekQuotaSettings(BaseModel):
+    """New KEKs (one per new context item) a caller may cause; 0 turns a quota off."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    per_key_per_minute: int = Field(600, ge=0)
+    per_environment_per_minute: int = Field(6000, ge=0)
+    per_environment_total: int = Field(1_000_000, ge=0)
 
 
 class KeyLifecycleSettings(BaseModel):
@@ -99,6 +139,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("vaultd-data")
     redis_url: str | None = None
     root_key_file: Path | None = None
+    audit_key_file: Path | None = None
     max_value_bytes: int = Field(1024 * 1024, ge=1)
     kek_cache: KekCacheSettings = KekCacheSettings()
     keys: KeyLifecycleSettings = KeyLifecycleSettings()
@@ -125,6 +166,8 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(30.0, ge=0)
     workers: int = Field(1, ge=1)
     metrics_listen: str | None = None
+    # HOST:PORT of the WorkOS-Vault-compatible HTTP/JSON API (docs/HTTP.md); off when unset.
+    http_listen: str | None = None
     log_format: LogFormat = "json"
     log_level: LogLevel = "info"
     # One JSON line per call (method, code, duration, peer, request id); off where that costs
@@ -134,6 +177,8 @@ class Settings(BaseSettings):
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
     rate_limit: RateLimitSettings = RateLimitSettings()
+    transport: TransportSettings = TransportSettings()
+    kek_quota: KekQuotaSettings = KekQuotaSettings()
     reflection: ReflectionSettings = ReflectionSettings()
 
     @model_validator(mode="before")
@@ -159,6 +204,12 @@ class Settings(BaseSettings):
     @property
     def root_key_path(self) -> Path:
         return self.root_key_file or self.data_dir / "root.key"
+
+    @property
+    def audit_key_path(self) -> Path:
+        """The secret that chains audit events and hashes their context values; every
+        process writing one store must share it (docs/SECURITY.md section 7)."""
+        return self.audit_key_file or self.data_dir / "audit.key"
 
     @classmethod
     def settings_customise_sources(

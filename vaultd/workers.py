@@ -55,6 +55,8 @@ def check(settings: Settings) -> None:
         )
     if settings.metrics_listen and split_host_port(settings.metrics_listen)[1] == 0:
         raise ValueError("--workers needs a fixed --metrics-listen port (worker k uses port + k)")
+    if settings.http_listen and split_host_port(settings.http_listen)[1] == 0:
+        raise ValueError("--workers needs a fixed --http-listen port (the workers share it)")
 
 
 async def prepare(settings: Settings) -> None:

@@ -49,7 +49,7 @@ from vaultd.client import (
 from vaultd.client.errors import from_core_error, from_rpc_error
 from vaultd.core import errors as core_errors
 from vaultd.core.blob import LocalBlob, open_local
-from vaultd.core.envelope import EncryptedKeys, unwrap_entry
+from vaultd.core.envelope import EncryptedKeys, Purpose, unwrap_entry
 from vaultd.core.objects import ObjectVault
 from vaultd.v1 import key_service_pb2 as kpb
 from vaultd.v1 import key_service_pb2_grpc as kpb_grpc
@@ -465,7 +465,7 @@ def play_server(vector: Vector, calls: list[str]) -> Callable[[_rpc.Call[Any]], 
                 kek = keks.get((entry.kek_id, entry.kek_version))
                 try:
                     if kek is not None:
-                        data_key = unwrap_entry(keys, entry, kek)
+                        data_key = unwrap_entry(keys, entry, kek, Purpose.DATA_KEY)
                         break
                 except core_errors.DecryptionFailed:
                     pass

@@ -191,7 +191,7 @@ async def test_an_emptied_store_answers_the_real_cause_not_api_key_invalid(
     import redis.asyncio as aioredis
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    url = redis_server.url.removesuffix("/0") + "/11"
+    url = redis_server.url.removesuffix("/0") + "/14"  # a database of its own: it is flushed
     raw = aioredis.Redis.from_url(url)
     await raw.flushdb()
     settings = _settings(tmp_path / "vaultd", url, store_check_seconds=60)
@@ -212,6 +212,13 @@ async def test_an_emptied_store_answers_the_real_cause_not_api_key_invalid(
         await start(settings)
 
 
+def _copy(source: Path, target: Path) -> None:
+    """Copy a store or key file as an operator would, private as vaultd requires."""
+    target.parent.mkdir(mode=0o700, exist_ok=True)
+    target.write_bytes(source.read_bytes())
+    target.chmod(0o600)
+
+
 async def test_another_deployments_store_is_refused(tmp_path: Path) -> None:
     """Two deployments, one embedded store file: the second root key is refused, and so is a
     host that served another store."""
@@ -219,14 +226,12 @@ async def test_another_deployments_store_is_refused(tmp_path: Path) -> None:
     vaultd = await start(first)
     await vaultd.stop(None)
     store_file = tmp_path / "first" / "vaultd.db"
-    (tmp_path / "second").mkdir()
-    (tmp_path / "second" / "vaultd.db").write_bytes(store_file.read_bytes())
+    _copy(store_file, tmp_path / "second" / "vaultd.db")
     with pytest.raises(StoreRefused, match="initialised with another root key"):
         await start(_settings(tmp_path / "second", None))
 
     # Same root key, another store: the host remembers the one it served.
-    (tmp_path / "third").mkdir()
-    (tmp_path / "third" / "root.key").write_bytes((tmp_path / "first" / "root.key").read_bytes())
+    _copy(tmp_path / "first" / "root.key", tmp_path / "third" / "root.key")
     vaultd = await start(_settings(tmp_path / "third", None))  # its own, new store
     await vaultd.stop(None)
     third_id = (tmp_path / "third" / STORE_ID_FILE).read_text().strip()
@@ -235,7 +240,7 @@ async def test_another_deployments_store_is_refused(tmp_path: Path) -> None:
     (tmp_path / "third" / "vaultd.db").unlink()
     for suffix in ("-wal", "-shm"):
         (tmp_path / "third" / f"vaultd.db{suffix}").unlink(missing_ok=True)
-    (tmp_path / "third" / "vaultd.db").write_bytes(store_file.read_bytes())
+    _copy(store_file, tmp_path / "third" / "vaultd.db")
     with pytest.raises(StoreRefused, match=f"served store {third_id}, but the store it reaches"):
         await start(_settings(tmp_path / "third", None))
 
@@ -260,8 +265,7 @@ async def test_an_emptied_store_next_to_its_root_key_needs_store_init(tmp_path: 
     # init never replaces an identity: it adopts its own store, and refuses another's
     assert await asyncio.to_thread(main, ["store", "init", "--data-dir", str(data_dir)]) == 0
     other = tmp_path / "other"
-    other.mkdir()
-    (other / "vaultd.db").write_bytes((data_dir / "vaultd.db").read_bytes())
+    _copy(data_dir / "vaultd.db", other / "vaultd.db")
     assert await asyncio.to_thread(main, ["store", "init", "--data-dir", str(other)]) == 1
 
 

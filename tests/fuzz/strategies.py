@@ -124,7 +124,30 @@ class FuzzRequest:
 
 ASTRAL = "\U0001f600"  # one character, four UTF-8 bytes, two UTF-16 units
 RTL = "\u05e9"  # Hebrew shin
+# Class 3 (docs/SECURITY.md section 3): text that displays as, or normalises to, other text,
+# and the separators KEK ids and "key=value" items were once split at.
+ENCODING_ATTACKS = (
+    "\u200b",  # zero-width space
+    "a\u200cb",  # zero-width non-joiner
+    "a\u200db",  # zero-width joiner
+    "a\u2060b",  # word joiner
+    "\ufeffbom",  # byte order mark
+    "\u2066isolate\u2069",  # left-to-right isolate
+    "\u200fmark",  # right-to-left mark
+    "\u061c",  # Arabic letter mark
+    "esc\x1b[31m",
+    "cafe\u0301",  # NFD of café
+    "caf\u00e9",  # NFC of café
+    "\u0344" * MAX_CONTEXT_VALUE,  # NFC doubles each: within the limit before, over it after
+    "\u212b",  # Angstrom sign, NFC to U+00C5
+    "a=b",
+    "=",
+    "*",
+    "acme*",
+    "a\x00b\x00c",
+)
 NAME_BOUNDARIES = (
+    *ENCODING_ATTACKS,
     "",
     "a",
     ASTRAL,
@@ -160,6 +183,7 @@ CONTEXT_KEY_BOUNDARIES = (
     "a\x00b",
     "\n",
     "organization_id",
+    *ENCODING_ATTACKS,
 )
 CONTEXT_VALUE_BOUNDARIES = (
     "",
@@ -171,6 +195,7 @@ CONTEXT_VALUE_BOUNDARIES = (
     "\u202e" + RTL * 3,
     "\x00",
     "=",
+    *ENCODING_ATTACKS,
 )
 LIMIT_BOUNDARIES = (0, 1, 2, 10, 99, 100, 101, -1, -100, INT32[0], INT32[1])
 LIMITS = st.sampled_from(LIMIT_BOUNDARIES) | st.integers(0, 100) | st.integers(*INT32)
@@ -226,6 +251,17 @@ def ids(prefix: str, real: Sequence[str]) -> st.SearchStrategy[str]:
     return st.one_of(parts)
 
 
+def cursors(real: Sequence[str]) -> st.SearchStrategy[str]:
+    """List cursors: object ids (ListObjects) and the stores' audit cursors (a SQLite sequence
+    number, a Redis stream id), including numbers past what either store can hold, which once
+    made ListAuditEvents fail with INTERNAL (SECURITY.md section 6)."""
+    numbers = st.sampled_from((0, 1, 2**63 - 1, 2**63, 2**64 - 1, 2**64, 10**40)) | st.integers(
+        0, 10**25
+    )
+    stream_ids = st.tuples(numbers, numbers).map(lambda p: f"{p[0]}-{p[1]}")
+    return ids("secret_", real) | numbers.map(str) | stream_ids
+
+
 # --- names and contexts ----------------------------------------------------------------------
 
 
@@ -261,6 +297,20 @@ def contexts(real: Sequence[Mapping[str, str]]) -> st.SearchStrategy[dict[str, s
     if real:
         parts.append(st.sampled_from(tuple(dict(c) for c in real)))
     return st.one_of(parts)
+
+
+def items() -> st.SearchStrategy[str]:
+    """Context items as "key=value" (KekSelector.items, ShredKek.item), with the encodings of
+    class 3 on either side of the "=". Never the pool's own items: a fuzzed ShredKek with
+    confirm set would destroy the keys the other checks open blobs with."""
+    parts = st.sampled_from((*ENCODING_ATTACKS, "k", "organization_id", "v", ""))
+    return st.builds(lambda k, v: f"{k}={v}", parts, parts) | st.text(max_size=40)
+
+
+def item_parts(side: int) -> st.SearchStrategy[str]:
+    """One side of a context item given separately (ShredKek.item_key / item_value)."""
+    boundaries = (CONTEXT_KEY_BOUNDARIES, CONTEXT_VALUE_BOUNDARIES)[side]
+    return st.sampled_from(boundaries) | st.text(max_size=20)
 
 
 # --- API keys (AdminService) ------------------------------------------------------------------
@@ -322,15 +372,18 @@ def join_keys(header: bytes, entries: Sequence[bytes], count: int | None = None)
 
 
 def split_sealed(blob: bytes) -> tuple[bytes, bytes, bytes]:
-    """A local-encryption blob as (IV || tag, encrypted_keys, ciphertext)."""
-    at, length, shift = BLOB_HEADER, 0, 0
+    """A local-encryption blob as (IV || tag, encrypted_keys, ciphertext); for the committing
+    variant (docs/FORMAT.md section 4.4), (IV || tag || 0x00 0x43, encrypted_keys, commitment
+    || ciphertext), so the mutations target its length prefix just the same."""
+    head = BLOB_HEADER + 2 if blob[BLOB_HEADER : BLOB_HEADER + 2] == b"\x00C" else BLOB_HEADER
+    at, length, shift = head, 0, 0
     while True:
         byte = blob[at]
         length |= (byte & 0x7F) << shift
         shift, at = shift + 7, at + 1
         if not byte & 0x80:
             break
-    return blob[:BLOB_HEADER], blob[at : at + length], blob[at + length :]
+    return blob[:head], blob[at : at + length], blob[at + length :]
 
 
 @st.composite
@@ -517,10 +570,14 @@ BY_NAME: dict[str, tuple[int, FieldStrategy]] = {
     "name_prefix": (_STRING, _plain(lambda p: names(p.names))),
     "id": (_STRING, _plain(lambda p: ids("secret_", p.object_ids))),
     "before": (_STRING, _plain(lambda p: ids("secret_", p.object_ids))),
-    "after": (_STRING, _plain(lambda p: ids("secret_", p.object_ids))),
+    "after": (_STRING, _plain(lambda p: cursors(p.object_ids))),
     "version_id": (_STRING, _plain(lambda p: ids("ver_", p.version_ids))),
     "version_check": (_STRING, _plain(lambda p: ids("ver_", p.version_ids))),
     "key_context": (_MAP, _plain(lambda p: contexts(p.contexts))),
+    "item": (_STRING, _plain(lambda p: items())),
+    "items": (_STRING, _plain(lambda p: st.lists(items(), max_size=3))),
+    "item_key": (_STRING, _plain(lambda p: item_parts(0))),
+    "item_value": (_STRING, _plain(lambda p: item_parts(1))),
     "limit": (_INT32, _plain(lambda p: LIMITS)),
     "environment_id": (_STRING, _plain(lambda p: environments())),
     "permissions": (_STRING, _plain(lambda p: st.lists(permissions(), max_size=5))),

@@ -328,6 +328,41 @@ async def test_raw_bytes_requests_get_documented_statuses(
     _assert_ok(method, outcome, None)
 
 
+# Printable ASCII: what gRPC lets a client put in a metadata value.
+_METADATA_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80)
+CREDENTIAL_REASONS = {"API_KEY_MISSING", "API_KEY_MALFORMED", "API_KEY_INVALID", "RATE_LIMITED"}
+
+
+def credentials() -> st.SearchStrategy[list[tuple[str, str]]]:
+    """Authorization metadata an attacker sends (SECURITY.md section 5): a fresh random
+    well-formed key per call, malformed ones, other schemes, none, several."""
+    fresh = st.binary(min_size=32, max_size=32).map(
+        lambda b: "sk_" + base64.urlsafe_b64encode(b).decode().rstrip("=")
+    )
+    token = fresh | _METADATA_TEXT | st.sampled_from(("", "sk_", "sk_" + "A" * 43 + "="))
+    scheme = st.sampled_from(("Bearer", "bearer", "BEARER", "Basic", ""))
+    entry = st.builds(lambda s, t: ("authorization", f"{s} {t}".strip()), scheme, token)
+    return st.lists(entry, max_size=3)
+
+
+@FUZZ
+@given(data=st.data())
+async def test_fuzzed_credentials_are_refused_with_documented_statuses(
+    running: Running, data: st.DataObject
+) -> None:
+    method = data.draw(st.sampled_from(METHODS), label="method")
+    metadata = data.draw(credentials(), label="metadata")
+    request = message_factory.GetMessageClass(method.input_type)()
+    async with grpc.aio.insecure_channel(running.target) as bare:  # sends no key of its own
+        rpc = bare.unary_unary(_path(method), request_serializer=lambda m: m.SerializeToString())
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await rpc(request, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS)
+    details = details_of(raised.value)
+    STATS.record(running.kind, method.full_name, "credentials", details.code.name)
+    assert details.code in {C.UNAUTHENTICATED, C.RESOURCE_EXHAUSTED}, details
+    assert details.domain == "vaultd" and details.reason in CREDENTIAL_REASONS, details
+
+
 # --- afterwards ------------------------------------------------------------------------------
 
 

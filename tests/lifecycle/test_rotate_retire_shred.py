@@ -189,7 +189,13 @@ async def test_shred_locks_one_tenant_for_good_and_is_audited(lifecycle: Lifecyc
     events = await lifecycle.vaultd.store.read_audit_events(
         "default", AuditQuery(type="vault.kek.shredded", limit=1000)
     )
-    mine = [e for e in events.events if dict(e.key_context) == doomed]
+    keys = lifecycle.vaultd.audit_log.keys  # type: ignore[union-attr]
+    assert keys is not None  # context values are stored as keyed hashes
+    mine = [
+        e
+        for e in events.events
+        if dict(e.key_context) == {k: keys.field_hash(v) for k, v in doomed.items()}
+    ]
     assert [(e.outcome, e.key_ids) for e in mine] == [
         ("INVALID_ARGUMENT", ()),
         ("success", (shredded.id,)),

@@ -55,10 +55,10 @@ function encodeLength(n) {
 }
 
 // FORMAT.md 4.2: unsigned LEB128 at offset 28, at most 2 bytes, shortest form only.
-function readLength(blob) {
+function readLength(blob, start = HEADER) {
   let value = 0;
   for (let i = 0; i < MAX_LENGTH_BYTES; i++) {
-    const at = HEADER + i;
+    const at = start + i;
     if (at >= blob.length) refuse('blob', 'ends inside the encrypted_keys length');
     const byte = blob[at];
     value |= (byte & 0x7f) << (7 * i);
@@ -71,16 +71,24 @@ function readLength(blob) {
 }
 
 // FORMAT.md 4.3 steps 1-3.
+// FORMAT.md 4.4: a zero byte then 0x43 after the tag marks the key-committing variant.
 function parseBlob(blob) {
   if (blob.length < HEADER) refuse('blob', 'shorter than IV and tag');
-  const [length, at] = readLength(blob);
+  const committing = blob.length > HEADER && blob[HEADER] === 0;
+  if (committing && (blob.length < HEADER + 2 || blob[HEADER + 1] !== 0x43)) {
+    refuse('blob', 'unknown variant');
+  }
+  const [length, at] = readLength(blob, committing ? HEADER + 2 : HEADER);
   if (length < 1 || length > MAX_ENCRYPTED_KEYS) refuse('blob', `encrypted_keys length ${length}`);
   if (at + length > blob.length) refuse('blob', 'ends inside encrypted_keys');
+  const end = at + length;
+  if (committing && end + 32 > blob.length) refuse('blob', 'ends inside the key commitment');
   return {
     iv: blob.subarray(0, IV_BYTES),
     tag: blob.subarray(IV_BYTES, HEADER),
-    encryptedKeys: blob.subarray(at, at + length),
-    ciphertext: blob.subarray(at + length),
+    encryptedKeys: blob.subarray(at, end),
+    commitment: committing ? blob.subarray(end, end + 32) : null,
+    ciphertext: blob.subarray(committing ? end + 32 : end),
   };
 }
 
@@ -95,7 +103,8 @@ function parseEncryptedKeys(bytes) {
     at += n;
     return out;
   };
-  if (take(1)[0] !== 1) refuse(step, 'unknown format version');
+  const formatVersion = take(1)[0];
+  if (formatVersion !== 1 && formatVersion !== 2) refuse(step, 'unknown format version');
   const dekId = take(16);
   const count = take(1)[0];
   if (count < 1 || count > 10) refuse(step, `entry count ${count}`);
@@ -110,15 +119,16 @@ function parseEncryptedKeys(bytes) {
     entries.push({ kekId: id.toString('latin1'), version, nonce: take(12), wrapped: take(48) });
   }
   if (at !== bytes.length) refuse(step, 'trailing bytes');
-  return { dekId, entries };
+  return { formatVersion, dekId, entries };
 }
 
-// FORMAT.md 3.2.
-function entryAad(dekId, kekId, version) {
+// FORMAT.md 3.2: a client only ever holds data keys, so format 2 means the data-key label.
+function entryAad(formatVersion, dekId, kekId, version) {
   const v = Buffer.alloc(4);
   v.writeUInt32BE(version);
+  const label = formatVersion === 1 ? 'vaultd/dek/v1\0' : 'vaultd/data-key/v2\0';
   return Buffer.concat([
-    Buffer.from('vaultd/dek/v1\0', 'latin1'), dekId,
+    Buffer.from(label, 'latin1'), dekId,
     Buffer.from(kekId, 'latin1'), Buffer.from([0]), v,
   ]);
 }
@@ -144,7 +154,7 @@ function gcmSeal(key, iv, plaintext, aad) {
 function unwrapEntry(keys, entry, kek) {
   const { wrapped } = entry;
   return gcmOpen(kek, entry.nonce, wrapped.subarray(0, DEK_BYTES), wrapped.subarray(DEK_BYTES),
-    entryAad(keys.dekId, entry.kekId, entry.version));
+    entryAad(keys.formatVersion, keys.dekId, entry.kekId, entry.version));
 }
 
 // FORMAT.md 4.1: what a client writes after CreateDataKey.
@@ -154,9 +164,20 @@ function sealBlob(dataKey, encryptedKeys, plaintext, aad) {
   return Buffer.concat([iv, tag, encodeLength(encryptedKeys.length), encryptedKeys, ciphertext]);
 }
 
-// FORMAT.md 4.3 step 5.
+const hmac = (key, label) => crypto.createHmac('sha256', key).update(label, 'latin1').digest();
+
+// FORMAT.md 4.3 step 5, and 4.4: a committing blob must commit to this data key, and is sealed
+// under the key derived from it.
 function openBlob(dataKey, parsed, aad) {
-  const plaintext = gcmOpen(dataKey, parsed.iv, parsed.ciphertext, parsed.tag, aad);
+  let key = dataKey;
+  if (parsed.commitment !== null) {
+    const expected = hmac(dataKey, 'vaultd/local-blob/v1/key-commitment');
+    if (!crypto.timingSafeEqual(expected, parsed.commitment)) {
+      refuse('data', 'the blob does not commit to this data key');
+    }
+    key = hmac(dataKey, 'vaultd/local-blob/v1/encryption-key');
+  }
+  const plaintext = gcmOpen(key, parsed.iv, parsed.ciphertext, parsed.tag, aad);
   if (plaintext === null) refuse('data', 'ciphertext or associated data does not authenticate');
   return plaintext;
 }
@@ -223,9 +244,12 @@ for (const vector of vectors) {
     assert.deepEqual(plaintext, plaintextOf(vector));
     assert.deepEqual(parsed.encryptedKeys, b64(vector.encrypted_keys));
     assert.deepEqual(keys.dekId, b64(vector.dek_id));
+    const committing = parsed.commitment !== null;
+    assert.equal(committing, vector.blob_variant === 'committing');
     assert.deepEqual(
-      Buffer.concat([parsed.iv, parsed.tag, encodeLength(parsed.encryptedKeys.length),
-        parsed.encryptedKeys, parsed.ciphertext]),
+      Buffer.concat([parsed.iv, parsed.tag, committing ? Buffer.from([0, 0x43]) : Buffer.alloc(0),
+        encodeLength(parsed.encryptedKeys.length), parsed.encryptedKeys,
+        committing ? parsed.commitment : Buffer.alloc(0), parsed.ciphertext]),
       blob, 'not the canonical encoding');
     assert.deepEqual(keys.entries.map((e) => `${e.kekId}.v${e.version}`), vector.key_ids);
     keys.entries.forEach((entry, i) => {

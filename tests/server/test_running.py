@@ -23,7 +23,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from tests.server.conftest import Running, settings_for
 from tests.support.auth import BOOTSTRAP_API_KEY
 from tests.support.auth import channel as authed_channel
-from vaultd.core.envelope import EncryptedKeys, Kek, unwrap_entry
+from vaultd.core.envelope import EncryptedKeys, Kek, Purpose, unwrap_entry
 from vaultd.server import start
 from vaultd.settings import load_settings
 from vaultd.v1 import object_service_pb2 as pb
@@ -205,7 +205,7 @@ async def test_nothing_secret_at_rest(running: Running, objects: pb_grpc.ObjectS
         keys = EncryptedKeys.parse(stored.version.encrypted_keys)
         entry = keys.entries[0]
         kek = next(k for k in keks if isinstance(k, Kek) and k.kek_id == entry.kek_id)
-        deks.append(unwrap_entry(keys, entry, kek.key))
+        deks.append(unwrap_entry(keys, entry, kek.key, Purpose.OBJECT_VERSION))
 
     at_rest = await _stored_bytes(running)
     assert meta.id.encode() in at_rest, "the scan must see the stored object"

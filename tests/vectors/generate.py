@@ -30,10 +30,20 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from vaultd.core import blob as blob_module
 from vaultd.core import envelope
-from vaultd.core.blob import LocalBlob, encode_uleb128, seal_local
-from vaultd.core.envelope import EncryptedKeys, Kek, WrappedEntry, key_id, wrap_dek
+from vaultd.core.blob import (
+    COMMITTING_MARKER,
+    LocalBlob,
+    blob_key,
+    encode_uleb128,
+    key_commitment,
+    seal_local,
+)
+from vaultd.core.envelope import EncryptedKeys, Kek, Purpose, WrappedEntry, key_id, wrap_dek
 from vaultd.core.keyring import kek_id_for
 
 HERE = Path(__file__).resolve().parent
@@ -101,6 +111,59 @@ def kek_key(kek_id: str, version: int) -> bytes:
     return derive(f"kek/{kek_id}/v{version}", 32)
 
 
+# --- two keys, one ciphertext ----------------------------------------------------------------
+
+# One AES-GCM ciphertext that authenticates under two keys: why the WorkOS blob layout is not
+# key-committing, and what the committing variant (docs/FORMAT.md section 4.4) stops.
+#
+# GCM's tag is E_K(J0) xor GHASH_H(A, C), with H = E_K(0). For a one-block ciphertext X and no
+# associated data, GHASH is X·H² xor L·H (L the lengths block), linear in X. Equating the tags
+# under keys K1 and K2 and solving for X in GF(2^128) gives a ciphertext and tag that open under
+# both keys, to two different plaintexts (the "invisible salamanders" construction of Dodis et
+# al., Len et al.). Test-only code: it forges nothing without both keys.
+
+_R = 0xE1 << 120
+
+
+def _mul(x: int, y: int) -> int:
+    """Multiplication in GCM's GF(2^128), bit-reflected as NIST SP 800-38D defines it."""
+    z, v = 0, y
+    for i in range(127, -1, -1):
+        if (x >> i) & 1:
+            z ^= v
+        v = (v >> 1) ^ _R if v & 1 else v >> 1
+    return z
+
+
+def _inverse(x: int) -> int:
+    """x^(2^128 - 2) = x^-1."""
+    result, power, exponent = 1 << 127, x, (1 << 128) - 2  # 1 << 127 is the field's one
+    while exponent:
+        if exponent & 1:
+            result = _mul(result, power)
+        power = _mul(power, power)
+        exponent >>= 1
+    return result
+
+
+def _aes(key: bytes, block: bytes) -> int:
+    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    return int.from_bytes(encryptor.update(block) + encryptor.finalize(), "big")
+
+
+def two_key_ciphertext(key1: bytes, key2: bytes, iv: bytes) -> tuple[bytes, bytes]:
+    """(16-byte ciphertext, tag) that AES-256-GCM opens, with no associated data, under both
+    `key1` and `key2` with nonce `iv` (12 bytes)."""
+    j0 = iv + b"\x00\x00\x00\x01"
+    h1, h2 = _aes(key1, bytes(16)), _aes(key2, bytes(16))
+    e1, e2 = _aes(key1, j0), _aes(key2, j0)
+    lengths = (0 << 64) | 128  # no associated data, 128 bits of ciphertext
+    rhs = e1 ^ e2 ^ _mul(lengths, h1) ^ _mul(lengths, h2)
+    x = _mul(rhs, _inverse(_mul(h1, h1) ^ _mul(h2, h2)))
+    tag = e1 ^ _mul(x, _mul(h1, h1)) ^ _mul(lengths, h1)
+    return x.to_bytes(16, "big"), tag.to_bytes(16, "big")
+
+
 # --- positive vectors -------------------------------------------------------------------------
 
 
@@ -117,6 +180,10 @@ class Positive:
     kek_ids: tuple[str, ...] = ()
     # Record the plaintext as this repeated hex pattern instead of base64, to keep files small.
     repeat_hex: str | None = None
+    # What the entries are labelled (3.2) and which blob variant holds them (4): format 1 and
+    # the WorkOS layout are what vaultd wrote before domain separation and key commitment.
+    purpose: Purpose = Purpose.LEGACY_V1
+    committing: bool = False
 
 
 @dataclass
@@ -153,8 +220,10 @@ def make_positive(case: Positive, index: int) -> Made:
     data_key = derive(f"{case.name}/data_key", 32)
     dek_id = (_DEK_ID_EPOCH_MS + index).to_bytes(6, "big") + derive(f"{case.name}/dek_id", 10)
     with _fixed_randomness(case.name):
-        encrypted_keys = wrap_dek(data_key, dek_id, keks).to_bytes()
-        sealed = seal_local(data_key, encrypted_keys, case.plaintext, case.associated_data or b"")
+        encrypted_keys = wrap_dek(data_key, dek_id, keks, case.purpose).to_bytes()
+        sealed = seal_local(
+            data_key, encrypted_keys, case.plaintext, case.associated_data or b"", case.committing
+        )
     plaintext: Any = _b64(case.plaintext)
     if case.repeat_hex is not None:
         plaintext = {"repeat_hex": case.repeat_hex, "length": len(case.plaintext)}
@@ -171,6 +240,9 @@ def make_positive(case: Positive, index: int) -> Made:
         "dek_id": _b64(dek_id),
         "data_key": _b64(data_key),
         "encrypted_keys": _b64(encrypted_keys),
+        "encrypted_keys_format": case.purpose.format_version,
+        "entry_label": case.purpose.label.decode("ascii"),
+        "blob_variant": "committing" if case.committing else "workos",
         "associated_data": None if case.associated_data is None else _b64(case.associated_data),
         "plaintext": plaintext,
         "blob": _b64(sealed),
@@ -328,6 +400,73 @@ LARGE = [
 ]
 
 
+DK = Purpose.DATA_KEY
+
+# What vaultd writes now: encrypted_keys format 2 with the data-key label, in the key-committing
+# blob (and one in the WorkOS layout, as a WorkOS SDK writes it with a data key from vaultd).
+POSITIVE_V2 = [
+    Positive(
+        "v2-committing-one-item-no-aad",
+        "The key-committing blob (4.4) with a format-2 encrypted_keys (data-key label), one "
+        "context item, no associated data: what Encrypt and the Python client write.",
+        ORG,
+        b"hello, vault",
+        purpose=DK,
+        committing=True,
+    ),
+    Positive(
+        "v2-committing-one-item-aad",
+        "The key-committing blob with associated data.",
+        ORG,
+        b"card 4242 4242 4242 4242",
+        b"row 42 of table payments",
+        purpose=DK,
+        committing=True,
+    ),
+    Positive(
+        "v2-committing-empty-plaintext",
+        "The key-committing blob of an empty plaintext: it ends right after the commitment.",
+        ORG,
+        b"",
+        purpose=DK,
+        committing=True,
+    ),
+    Positive(
+        "v2-committing-two-items-aad",
+        "The key-committing blob with two entries (2-byte LEB128 length).",
+        {"organization_id": "org_123", "user_id": "user_9"},
+        b"two entries, either one recovers the data key",
+        b"row 42",
+        purpose=DK,
+        committing=True,
+    ),
+    Positive(
+        "v2-committing-encrypted-keys-max-length",
+        "The key-committing blob with a 1308-byte encrypted_keys (synthetic 64-character KEK ids).",
+        TEN_ITEMS,
+        b"largest encrypted_keys",
+        b"max",
+        kek_ids=_synthetic_ids("kek_max", 10, 64),
+        purpose=DK,
+        committing=True,
+    ),
+    Positive(
+        "v2-workos-layout",
+        "The WorkOS layout (4.1) around a format-2 encrypted_keys: what a WorkOS SDK writes "
+        "with a data key from this vaultd. Still read.",
+        ORG,
+        b"written by a WorkOS SDK",
+        b"sdk",
+        purpose=DK,
+    ),
+]
+# The two halves of the two-key demonstration (make_two_keys); their own data keys and ids.
+TWO_KEYS = [
+    Positive("v2-workos-two-keys-first", "", ORG, purpose=DK),
+    Positive("v2-workos-two-keys-second", "", ORG, purpose=DK),
+]
+
+
 # --- negative vectors -------------------------------------------------------------------------
 
 _SAME = object()
@@ -401,7 +540,7 @@ def _boundaries(encrypted_keys: bytes) -> list[tuple[int, str]]:
 
 
 def _with_entries(base: Made, *entries: WrappedEntry, dek_id: bytes | None = None) -> bytes:
-    keys = EncryptedKeys(base.dek_id if dek_id is None else dek_id, entries)
+    keys = EncryptedKeys(base.dek_id if dek_id is None else dek_id, entries, 1)
     return keys.to_bytes()
 
 
@@ -577,7 +716,7 @@ def make_negative(made: dict[str, Made]) -> list[Vector]:
     version_at = _entry_field_offset(ek, 0, "kek_version")
     for name, description, broken in (
         ("encrypted-keys-version-0", "Format version 0x00.", set_byte(ek, 0, 0)),
-        ("encrypted-keys-version-2", "Format version 0x02: unknown.", set_byte(ek, 0, 2)),
+        ("encrypted-keys-version-3", "Format version 0x03: unknown.", set_byte(ek, 0, 3)),
         ("encrypted-keys-count-0", "Entry count 0.", set_byte(ek, 17, 0)),
         ("encrypted-keys-count-11", "Entry count 11, over the maximum of 10.",
          set_byte(ek, 17, 11)),
@@ -662,16 +801,131 @@ def make_negative(made: dict[str, Made]) -> list[Vector]:
     return out
 
 
+def make_two_keys(first: Made, second: Made) -> tuple[list[Vector], list[Vector]]:
+    """The WorkOS layout is not key-committing: one IV, tag and ciphertext that open under two
+    data keys, to two plaintexts, depending only on which encrypted_keys sits beside them (two
+    positive vectors). The committing variant refuses the same trick (a negative one)."""
+    iv = derive("two-keys/iv", envelope.NONCE_BYTES)
+    ciphertext, tag = two_key_ciphertext(first.data_key, second.data_key, iv)
+    positives = []
+    for made, other in ((first, second), (second, first)):
+        blob = iv + tag + encode_uleb128(len(made.encrypted_keys)) + made.encrypted_keys
+        record = dict(made.record)
+        record.update(
+            description=(
+                "Not key-committing, shown: this blob's IV, tag and ciphertext are byte for byte "
+                f"those of {other.case.name}, yet each opens, under its own data key, to a "
+                "different plaintext. Only the encrypted_keys beside them differs, and the data's "
+                "tag does not cover it (5). The committing variant (4.4) prevents this."
+            ),
+            associated_data=None,
+            plaintext=_b64(AESGCM(made.data_key).decrypt(iv, ciphertext + tag, None)),
+            blob=_b64(blob + ciphertext),
+        )
+        positives.append(record)
+    # The committing form: the collision made for the two derived keys, and the first key's
+    # commitment beside the second key's encrypted_keys.
+    ciphertext, tag = two_key_ciphertext(blob_key(first.data_key), blob_key(second.data_key), iv)
+    forged = b"".join(
+        (
+            iv,
+            tag,
+            COMMITTING_MARKER,
+            encode_uleb128(len(second.encrypted_keys)),
+            second.encrypted_keys,
+            key_commitment(first.data_key),
+            ciphertext,
+        )
+    )
+    negative = _negative(
+        "committing-two-keys-one-ciphertext",
+        "A ciphertext and tag that authenticate under the blob keys of two data keys, with the "
+        "first key's commitment and the second key's encrypted_keys: the commitment does not "
+        "match the data key recovered, so the blob is refused before GCM.",
+        second,
+        forged,
+        "data",
+        associated_data=None,
+    )
+    return positives, [negative]
+
+
+def make_negative_v2(made: dict[str, Made]) -> list[Vector]:
+    one = made["v2-committing-one-item-no-aad"]
+    other = made["v2-committing-one-item-aad"]
+    workos = made["v2-workos-layout"]
+    p = one.parts
+    assert p.commitment is not None
+    keys_part = encode_uleb128(len(p.encrypted_keys)) + p.encrypted_keys
+    head = p.iv + p.tag
+    commitment_at = len(head) + len(COMMITTING_MARKER) + len(keys_part)
+    w = workos.parts
+    out: list[Vector] = []
+    add = out.append
+    for name, description, blob, stage in (
+        ("committing-commitment-flipped", "One bit of the key commitment flipped.",
+         _flip(one.blob, commitment_at), "data"),
+        ("committing-variant-unknown", "A zero byte after the tag, then 0x44: no known variant.",
+         head + b"\x00D" + one.blob[len(head) + 2 :], "blob"),
+        ("committing-truncated-after-marker", "The blob cut right after 0x00 0x43.",
+         head + COMMITTING_MARKER, "blob"),
+        ("committing-truncated-after-zero", "The blob cut right after the zero byte.",
+         head + b"\x00", "blob"),
+        ("committing-truncated-inside-commitment", "The blob cut 31 bytes into the commitment.",
+         one.blob[: commitment_at + 31], "blob"),
+        ("committing-marker-stripped",
+         "The committing blob made a WorkOS-layout one (marker and commitment removed): the data "
+         "was sealed under the derived blob key, so the data key does not open it.",
+         head + keys_part + p.ciphertext, "data"),
+        ("workos-made-committing",
+         "A WorkOS-layout blob given the marker and its data key's correct commitment: it was "
+         "sealed under the data key itself, so the derived blob key does not open it.",
+         w.iv + w.tag + COMMITTING_MARKER + encode_uleb128(len(w.encrypted_keys))
+         + w.encrypted_keys + key_commitment(workos.data_key) + w.ciphertext, "data"),
+        ("committing-encrypted-keys-of-another-data-key",
+         "encrypted_keys replaced by another data key's (valid under the same KEK): the "
+         "commitment is not that key's.",
+         head + COMMITTING_MARKER + encode_uleb128(len(other.encrypted_keys))
+         + other.encrypted_keys + p.commitment + p.ciphertext, "data"),
+    ):  # fmt: skip
+        add(_negative(name, description, one, blob, stage))
+
+    # Entry labels (3.2): a client holds data keys, so it expects the data-key label.
+    ek = one.encrypted_keys
+    with _fixed_randomness("object-label"):
+        as_object = wrap_dek(one.data_key, one.dek_id, one.keks, Purpose.OBJECT_VERSION)
+        as_legacy = wrap_dek(one.data_key, one.dek_id, one.keks, Purpose.LEGACY_V1)
+    as_object_bytes = as_object.to_bytes()
+    for name, description, broken in (
+        ("object-version-dek-as-data-key",
+         "encrypted_keys labelled as an object version's key (vaultd/object-dek/v2): never a "
+         "data key.", as_object_bytes),
+        ("format-2-relabelled-format-1",
+         "A format-2 data key's entries with the format byte set to 1: the format-1 label does "
+         "not authenticate them.", b"\x01" + ek[1:]),
+        ("format-1-relabelled-format-2",
+         "A format-1 entry with the format byte set to 2: the data-key label does not "
+         "authenticate it.", b"\x02" + as_legacy.to_bytes()[1:]),
+    ):  # fmt: skip
+        blob = head + COMMITTING_MARKER + encode_uleb128(len(broken)) + broken
+        add(_negative(name, description, one, blob + p.commitment + p.ciphertext, "entry"))
+    return out
+
+
 # --- files ------------------------------------------------------------------------------------
 
 
 def build() -> dict[str, list[Vector]]:
     """Every vector, by the file it belongs in."""
-    made = {case.name: make_positive(case, i) for i, case in enumerate(POSITIVE + LARGE)}
+    cases = POSITIVE + LARGE + POSITIVE_V2 + TWO_KEYS
+    made = {case.name: make_positive(case, i) for i, case in enumerate(cases)}
+    two_keys, two_keys_negative = make_two_keys(*(made[c.name] for c in TWO_KEYS))
     return {
         "positive.json": [made[c.name].record for c in POSITIVE],
         "positive_large.json": [made[c.name].record for c in LARGE],
         "negative.json": make_negative(made),
+        "positive_v2.json": [made[c.name].record for c in POSITIVE_V2] + two_keys,
+        "negative_v2.json": make_negative_v2(made) + two_keys_negative,
     }
 
 
@@ -679,6 +933,8 @@ _FILE_NOTE = {
     "positive.json": "Blobs that must open to the plaintext given; every entry must unwrap.",
     "positive_large.json": "Like positive.json, with plaintexts given as repeat_hex and length.",
     "negative.json": "Blobs that must fail with INVALID_ARGUMENT / DECRYPTION_FAILED at fails_at.",
+    "positive_v2.json": "Format-2 encrypted_keys and key-committing blobs that must open.",
+    "negative_v2.json": "Format-2 and key-committing blobs that must fail at fails_at.",
 }
 
 
@@ -708,7 +964,8 @@ def load_vectors(directory: Path = HERE) -> list[Vector]:
 
 _POSITIVE_FIELDS = {
     "name", "valid", "description", "environment_id", "key_context", "kek_ids_derived", "keks",
-    "key_ids", "dek_id", "data_key", "encrypted_keys", "associated_data", "plaintext", "blob",
+    "key_ids", "dek_id", "data_key", "encrypted_keys", "encrypted_keys_format", "entry_label",
+    "blob_variant", "associated_data", "plaintext", "blob",
 }  # fmt: skip
 _NEGATIVE_FIELDS = {
     "name", "valid", "description", "derived_from", "keks", "data_key", "associated_data", "blob",

@@ -16,7 +16,7 @@ import pytest
 from tests.vectors import generate
 from tests.vectors.generate import Vector, plaintext_of, unb64
 from vaultd.core.blob import LocalBlob, open_local
-from vaultd.core.envelope import EncryptedKeys, unwrap_entry
+from vaultd.core.envelope import EncryptedKeys, Purpose, unwrap_entry
 from vaultd.core.errors import DecryptionFailed, VaultError
 from vaultd.core.keyring import kek_id_for
 
@@ -55,7 +55,8 @@ def read(vector: Vector) -> tuple[str, bytes]:
             if kek is None:
                 continue
             try:
-                data_key = unwrap_entry(keys, entry, kek)
+                # A client holds data keys: format 2 must carry the data-key label.
+                data_key = unwrap_entry(keys, entry, kek, Purpose.DATA_KEY)
                 break
             except DecryptionFailed:
                 continue
@@ -88,7 +89,10 @@ def test_positive_vector_opens(vector: Vector) -> None:
             kek_id_for(vector["environment_id"], k, v) for k, v in items
         ]
     for entry, kek in zip(keys.entries, vector["keks"], strict=True):
-        assert unwrap_entry(keys, entry, unb64(kek["key"])) == data_key
+        assert unwrap_entry(keys, entry, unb64(kek["key"]), Purpose.DATA_KEY) == data_key
+    assert keys.format_version == vector["encrypted_keys_format"]
+    assert Purpose(vector["entry_label"].encode()).format_version == keys.format_version
+    assert blob.committing == (vector["blob_variant"] == "committing")
     assert read(vector) == ("data", plaintext_of(vector))
 
 

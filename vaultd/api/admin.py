@@ -7,7 +7,7 @@ from typing import TypeAlias
 
 import grpc
 
-from vaultd.api import convert
+from vaultd.api import convert, paging
 from vaultd.api.caller import caller_of
 from vaultd.api.lifecycle import LifecycleRpcs
 from vaultd.core.apikeys import ApiKeys
@@ -135,7 +135,13 @@ class AdminServicer(LifecycleRpcs, pb_grpc.AdminServiceServicer):
         self, request: pb.ListApiKeysRequest, context: Context
     ) -> pb.ListApiKeysResponse:
         keys = await self._keys.list(caller_of(context).environment_id)
-        return pb.ListApiKeysResponse(api_keys=[api_key_metadata(k) for k in keys])
+        shown, after = paging.page(
+            keys, lambda k: (k.created_at.isoformat(), k.id), request.limit, request.after
+        )
+        return pb.ListApiKeysResponse(
+            api_keys=[api_key_metadata(k) for k in shown],
+            list_metadata=object_pb.ListMetadata(after=after),
+        )
 
     async def RevokeApiKey(
         self, request: pb.RevokeApiKeyRequest, context: Context

@@ -37,12 +37,20 @@ from typing import Any
 
 import grpc
 
+from vaultd.api.authlimit import FailedAuthentications
 from vaultd.api.caller import CALLER, Caller
 from vaultd.api.errors import to_status
 from vaultd.api.observe import request_id_from
 from vaultd.api.rpcs import RPCS, UNLISTED, Rpc
 from vaultd.core import audit
-from vaultd.core.apikeys import ApiKeyRevoked, ApiKeys, Permission, actor_of, require
+from vaultd.core.apikeys import (
+    ApiKeyRevoked,
+    ApiKeys,
+    Permission,
+    actor_of,
+    require,
+    secret_hash,
+)
 from vaultd.core.audit import AuditLog, Origin, Subject
 from vaultd.core.envelope import key_id
 from vaultd.core.errors import (
@@ -50,11 +58,14 @@ from vaultd.core.errors import (
     ApiKeyMalformed,
     ApiKeyMissing,
     InvalidArgument,
+    RateLimited,
     StoreIdentityMismatch,
     StoreNotDurable,
+    Unauthenticated,
     VaultError,
 )
 from vaultd.core.keyring import KekCreatedSink
+from vaultd.core.quota import KekQuota
 from vaultd.core.storeguard import StoreGuard
 from vaultd.logs import REQUEST_ID
 from vaultd.storage.base import ApiKeyRecord, KekVersion
@@ -109,6 +120,17 @@ def kek_created_sink(audit_log: AuditLog) -> KekCreatedSink:
     return kek_created
 
 
+def kek_admission(quota: KekQuota) -> Callable[[str], Awaitable[None]]:
+    """For the Keyring: admit a new KEK against the quotas of the call being served."""
+
+    async def admit(environment_id: str) -> None:
+        origin = _ORIGIN.get()
+        actor = origin.actor if origin is not None else None
+        await quota.admit(environment_id, actor.id if actor is not None else None)
+
+    return admit
+
+
 class Authentication:
     def __init__(
         self,
@@ -117,11 +139,13 @@ class Authentication:
         guard: StoreGuard | None = None,
         *,
         reads_best_effort: bool = False,
+        failures: FailedAuthentications | None = None,
     ) -> None:
         self._keys = api_keys
         self._audit = audit_log
         self._guard = guard
         self._reads_best_effort = reads_best_effort
+        self._failures = failures
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         if method.startswith(HEALTH_PREFIX):
@@ -148,6 +172,27 @@ class Authentication:
             await self._guard.suspect()  # an emptied store forgets every key: say that instead
             raise
 
+    def _over_failure_budget(self, context: grpc.aio.ServicerContext) -> RateLimited | None:
+        """The refusal for a peer that spent its failed-authentication budget, unless the call
+        presents a key this process already knows to be valid (a known key costs no lookup)."""
+        if self._failures is None:
+            return None
+        wait = self._failures.wait(context.peer())
+        if not wait:
+            return None
+        try:
+            known = self._keys.cache.get(secret_hash(bearer_token(context.invocation_metadata())))
+        except Unauthenticated:
+            known = None
+        if known is not None and known.revoked_at is None:
+            return None
+        self._failures.refused(context.peer())
+        return RateLimited(wait)
+
+    def _failed(self, error: BaseException, context: grpc.aio.ServicerContext) -> None:
+        if self._failures is not None and isinstance(error, Unauthenticated):
+            self._failures.failed(context.peer())
+
     def _audited(
         self, handler: grpc.RpcMethodHandler, call: _Call
     ) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[Any]]:
@@ -157,8 +202,12 @@ class Authentication:
         async def audited(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
             key: ApiKeyRecord | None = None
             request: Any = None
+            if (refused := self._over_failure_budget(context)) is not None:
+                raise refused  # no lookup, no audit event: counted and logged in aggregate
             try:
                 key = await self._identify(context)
+                if isinstance(raw, _LazyBody):  # BodyGate: read only now the caller is known
+                    raw = await raw.read()
                 with contextlib.suppress(Exception):
                     request = parse(raw)
                 if call.rpc.permission is not None:
@@ -175,8 +224,15 @@ class Authentication:
                     raise  # no event: the guard logged it, and this store is not to be written
                 if isinstance(exc, ApiKeyRevoked):
                     key = exc.key  # refused, but the audit trail names the key
+                self._failed(exc, context)
                 subject = Subject() if request is None else call.rpc.subject(request, None)
                 await self._record_failure(call, key, exc, context, subject)
+                if isinstance(exc, VaultError) and not _is_admin(key):
+                    shown = exc.for_non_admin()
+                    if shown is not exc:
+                        # The operator still learns which key failed; the caller does not.
+                        log.warning("%s: %s (%s)", call.method, exc.message, exc.metadata)
+                        raise shown from None
                 raise
             try:
                 await self._audit.record(
@@ -227,12 +283,16 @@ class Authentication:
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             key: ApiKeyRecord | None = None
             try:
+                if (refused := self._over_failure_budget(context)) is not None:
+                    status = to_status(refused)
+                    await context.abort(status.code, status.details, status.trailing_metadata)
                 key = await self._identify(context)
                 if call.rpc.permission is not None:
                     require(key, call.rpc.permission)
             except VaultError as exc:
                 if isinstance(exc, ApiKeyRevoked):
                     key = exc.key
+                self._failed(exc, context)
                 await self._record_failure(call, key, exc, context, Subject())
                 status = to_status(exc)
                 await context.abort(status.code, status.details, status.trailing_metadata)
@@ -249,6 +309,55 @@ class Authentication:
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+def _is_admin(key: ApiKeyRecord | None) -> bool:
+    return key is not None and Permission.ADMIN.value in key.permissions
+
+
+class BodyGate:
+    """Outermost wrapper: a unary call's request bytes are read only once its metadata has
+    authenticated it (SECURITY.md section 5).
+
+    grpc reads a unary request in full before its handler runs, granting flow-control credit
+    up to the message size limit, so a caller without a key could make the server buffer
+    megabytes per stream. Here each unary method is served as client-streaming: the handler
+    runs at the headers, authenticates, and pulls the one message only for a known caller. A
+    refused call is answered at once; what the client sent beyond the stream window is never
+    buffered. The layers between (Observe, ErrorMapping, RateLimit) see every call as before.
+    """
+
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        # Only what Authentication serves takes raw bytes (no deserializer): it reads the body.
+        if handler.unary_unary is None or handler.request_deserializer is not None:
+            return handler
+        behavior = handler.unary_unary
+
+        async def gated(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Any:
+            return await behavior(_LazyBody(requests), context)
+
+        return grpc.stream_unary_rpc_method_handler(
+            gated,
+            request_deserializer=None,
+            response_serializer=handler.response_serializer,
+        )
+
+
+class _LazyBody:
+    """A unary request's bytes, not read until Authentication asks for them."""
+
+    def __init__(self, requests: AsyncIterator[bytes]) -> None:
+        self._requests = requests
+
+    async def read(self) -> bytes:
+        try:
+            async for message in self._requests:
+                return message
+        except Exception:
+            # The call ended while its body was awaited (client gone, server stopping): it is
+            # cancelled, not an internal error.
+            raise asyncio.CancelledError() from None
+        return b""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,13 +6,14 @@ from typing import TypeAlias
 
 import grpc
 
-from vaultd.api import convert
+from vaultd.api import convert, paging
 from vaultd.api.caller import caller_of
 from vaultd.core.errors import InvalidArgument
-from vaultd.core.lifecycle import KekSelector, KeyLifecycle, parse_item
+from vaultd.core.lifecycle import KekSelector, KeyLifecycle, item_named, parse_item
 from vaultd.core.rules import KeyRules
 from vaultd.storage.base import KekRecord, RewrapJob, RewrapState
 from vaultd.v1 import admin_service_pb2 as pb
+from vaultd.v1 import object_service_pb2 as object_pb
 
 Context: TypeAlias = grpc.aio.ServicerContext
 
@@ -27,6 +28,8 @@ def kek_metadata(record: KekRecord, rules: KeyRules) -> pb.KekMetadata:
     meta = pb.KekMetadata(
         id=record.kek_id,
         item=f"{record.item_key}={record.item_value}",
+        item_key=record.item_key,
+        item_value=record.item_value,
         versions=[
             pb.KekVersion(
                 version=v.version,
@@ -72,7 +75,13 @@ class LifecycleRpcs:
 
     async def ListKeks(self, request: pb.ListKeksRequest, context: Context) -> pb.ListKeksResponse:
         records = await self._lifecycle.list_keks(caller_of(context).environment_id)
-        return pb.ListKeksResponse(keks=[kek_metadata(r, self._rules) for r in records])
+        shown, after = paging.page(
+            records, lambda r: (r.item_key, r.item_value, r.kek_id), request.limit, request.after
+        )
+        return pb.ListKeksResponse(
+            keks=[kek_metadata(r, self._rules) for r in shown],
+            list_metadata=object_pb.ListMetadata(after=after),
+        )
 
     async def RotateKeks(
         self, request: pb.RotateKeksRequest, context: Context
@@ -100,7 +109,12 @@ class LifecycleRpcs:
         self, request: pb.ListRewrapJobsRequest, context: Context
     ) -> pb.ListRewrapJobsResponse:
         jobs = await self._lifecycle.jobs(caller_of(context).environment_id)
-        return pb.ListRewrapJobsResponse(jobs=[rewrap_job(j) for j in jobs])
+        shown, after = paging.page(
+            jobs, lambda j: (j.created_at.isoformat(), j.id), request.limit, request.after
+        )
+        return pb.ListRewrapJobsResponse(
+            jobs=[rewrap_job(j) for j in shown], list_metadata=object_pb.ListMetadata(after=after)
+        )
 
     async def RetireKekVersions(
         self, request: pb.RetireKekVersionsRequest, context: Context
@@ -113,8 +127,13 @@ class LifecycleRpcs:
         return pb.RetireKekVersionsResponse(kek=kek_metadata(record, self._rules))
 
     async def ShredKek(self, request: pb.ShredKekRequest, context: Context) -> pb.ShredKekResponse:
-        item = parse_item(request.item)
+        if request.item_key or request.item_value:
+            if request.item:
+                raise InvalidArgument("item", "name the item as item or as item_key and item_value")
+            items = item_named(request.item_key, request.item_value)
+        else:
+            items = (parse_item(request.item),)
         if not request.confirm:
             raise InvalidArgument("confirm", "must be true: a shred destroys keys for good")
-        record = await self._lifecycle.shred(caller_of(context).environment_id, item)
+        record = await self._lifecycle.shred(caller_of(context).environment_id, *items)
         return pb.ShredKekResponse(kek=kek_metadata(record, self._rules))

@@ -3,8 +3,9 @@
 server.py places this inside ErrorMapping, so the RateLimited it raises leaves as the
 documented status with a google.rpc.RetryInfo delay, and outside Authentication, so a flood is
 refused before any key lookup. The bucket is keyed by the SHA-256 of the bearer token, which
-is how the store knows the key, so the key itself is never kept; calls without one share a
-bucket. Health checks
+is how the store knows the key, so the key itself is never kept; calls without one are kept
+apart by peer address. FailedAuthentications (used by Authentication) limits failed
+authentications per peer, whatever token each call presents. Health checks
 are never limited: a load balancer's probe must not fail because a client is busy.
 
 The decision is made when the call starts, before its request is parsed or its key looked up.
@@ -19,17 +20,19 @@ from typing import Any
 import grpc
 
 from vaultd.api.auth import HEALTH_PREFIX, bearer_token
+from vaultd.api.authlimit import peer_host
 from vaultd.core.errors import RateLimited, Unauthenticated
 from vaultd.core.ratelimit import TokenBuckets
 
 
-def bucket_key(metadata: Sequence[tuple[str, Any]] | None) -> bytes:
-    """The SHA-256 of the bearer token (what identifies an API key in the store), or b"" for
-    a call without a well-formed one, which Authentication refuses next anyway."""
+def bucket_key(metadata: Sequence[tuple[str, Any]] | None, peer: str = "") -> bytes:
+    """The SHA-256 of the bearer token (what identifies an API key in the store), or, for a
+    call without a well-formed one, its peer's address: callers without a key do not share
+    one bucket, so one of them cannot starve the others."""
     try:
         return hashlib.sha256(bearer_token(metadata).encode()).digest()
     except Unauthenticated:
-        return b""
+        return b"peer:" + peer_host(peer).encode()
 
 
 class RateLimit:
@@ -43,7 +46,7 @@ class RateLimit:
         buckets = self._buckets
 
         async def limited(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            wait = buckets.take(bucket_key(context.invocation_metadata()))
+            wait = buckets.take(bucket_key(context.invocation_metadata(), context.peer()))
             if wait:
                 raise RateLimited(wait)
             return await behavior(request, context)

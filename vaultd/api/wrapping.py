@@ -60,6 +60,9 @@ class WrappingRegistrar:
     def __init__(self, server: grpc.aio.Server, wrappers: Sequence[Wrapper]) -> None:
         self._server = server
         self._wrappers = tuple(wrappers)
+        # The wrapped handler of every registered method, by "/package.Service/Method": the
+        # HTTP adapter (vaultd/api/http/) calls these, so both front doors share every layer.
+        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
         self._server.add_generic_rpc_handlers(
@@ -77,6 +80,7 @@ class WrappingRegistrar:
             name: wrap_all(self._wrappers, f"/{service}/{name}", handler)
             for name, handler in handlers.items()
         }
+        self.handlers.update((f"/{service}/{name}", h) for name, h in wrapped.items())
         self._server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(service, wrapped),)
         )

@@ -124,7 +124,9 @@ class AsyncVaultClient(ClientBase):
         blob = _local.cached_encrypt(data, key_context, associated_data, self._cache)
         if blob is not None:
             return blob
-        return await self._run(_local.encrypt(data, key_context, associated_data, self._cache))
+        return await self._run(
+            _local.encrypt(data, key_context, associated_data, self._cache, self._committing)
+        )
 
     async def decrypt(self, blob: bytes, associated_data: bytes | None = None) -> bytes:
-        return await self._run(_local.decrypt(blob, associated_data))
+        return await self._run(_local.decrypt(blob, associated_data, self._require_commitment))

@@ -29,6 +29,8 @@ class ClientBase:
         tls: bool | None = None,
         data_key_cache_ttl: float = 0.0,
         channel_options: Sequence[tuple[str, Any]] = (),
+        key_commitment: bool = True,
+        require_key_commitment: bool = False,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be a positive number of seconds")
@@ -46,7 +48,15 @@ class ClientBase:
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {api_key}"),) if api_key else ()
         )
-        self._cache = DataKeyCache(data_key_cache_ttl) if data_key_cache_ttl > 0 else None
+        # encrypt writes key-committing blobs unless key_commitment=False (the WorkOS layout,
+        # for readers that know only it); decrypt reads both unless require_key_commitment.
+        self._committing = key_commitment
+        self._require_commitment = require_key_commitment
+        self._cache = (
+            DataKeyCache(data_key_cache_ttl, committing=key_commitment)
+            if data_key_cache_ttl > 0
+            else None
+        )
         options = [
             ("grpc.enable_retries", 1),
             ("grpc.service_config", _rpc.service_config()),

@@ -47,8 +47,10 @@ class DataKeyCache:
         ttl: float,
         max_entries: int = 1024,
         clock: Callable[[], float] = time.monotonic,
+        committing: bool = True,
     ) -> None:
         self._ttl = ttl
+        self._committing = committing
         self._max_entries = max_entries
         self._clock = clock
         self._keys: OrderedDict[ContextKey, tuple[float, DataKey, LocalSealer]] = OrderedDict()
@@ -74,7 +76,7 @@ class DataKeyCache:
         return found[2]
 
     def put(self, key_context: Mapping[str, str], key: DataKey) -> None:
-        sealer = LocalSealer(key.key, key.encrypted_keys)
+        sealer = LocalSealer(key.key, key.encrypted_keys, self._committing)
         with self._lock:
             context_key = self._key(key_context)
             self._keys[context_key] = (self._clock() + self._ttl, key, sealer)
@@ -91,15 +93,17 @@ def encrypt(
     key_context: Mapping[str, str],
     associated_data: bytes | None,
     cache: DataKeyCache | None,
+    committing: bool = True,
 ) -> Flow[bytes]:
-    """Seal `data` under a data key of `key_context` into the local-encryption blob."""
+    """Seal `data` under a data key of `key_context` into the local-encryption blob: the
+    key-committing variant unless `committing` is False (the WorkOS layout)."""
     sealer = cache.sealer(key_context) if cache is not None else None
     if sealer is not None:
         return sealer.seal(data, associated_data or b"")
     key = yield _rpc.create_data_key(key_context)
     if cache is not None:
         cache.put(key_context, key)
-    return seal_local(key.key, key.encrypted_keys, data, associated_data or b"")
+    return seal_local(key.key, key.encrypted_keys, data, associated_data or b"", committing)
 
 
 def cached_encrypt(
@@ -113,13 +117,16 @@ def cached_encrypt(
     return None if sealer is None else sealer.seal(data, associated_data or b"")
 
 
-def decrypt(blob: bytes, associated_data: bytes | None) -> Flow[bytes]:
-    """Open a local-encryption blob: parse it here, one DecryptDataKey, open it here."""
+def decrypt(
+    blob: bytes, associated_data: bytes | None, require_commitment: bool = False
+) -> Flow[bytes]:
+    """Open a local-encryption blob: parse it here, one DecryptDataKey, open it here. Either
+    variant, unless `require_commitment` refuses the WorkOS layout."""
     with _local_errors():
         parsed = LocalBlob.parse(blob)
     key: DataKey = yield _rpc.decrypt_data_key(parsed.encrypted_keys)
     with _local_errors():
-        return open_local(key.key, parsed, associated_data or b"")
+        return open_local(key.key, parsed, associated_data or b"", require_commitment)
 
 
 def run(flow: Flow[T], invoke: Callable[[_rpc.Call[Any]], Any]) -> T:

@@ -30,7 +30,10 @@ class VaultClient(ClientBase):
     Failures raise vaultd.client.errors.VaultdError subclasses. With data_key_cache_ttl > 0,
     encrypt reuses a data key per key context for that many seconds (off by default).
     channel_options are extra gRPC channel arguments, e.g. ("grpc.max_receive_message_length",
-    n) for values above the default 4 MiB limit.
+    n) for values above the default 4 MiB limit. encrypt writes key-committing blobs
+    (docs/FORMAT.md section 4.4); key_commitment=False writes the WorkOS layout instead, for
+    readers that know only it. decrypt reads both; require_key_commitment=True refuses the
+    WorkOS layout.
     """
 
     _grpc = grpc
@@ -137,9 +140,11 @@ class VaultClient(ClientBase):
         blob = _local.cached_encrypt(data, key_context, associated_data, self._cache)
         if blob is not None:
             return blob
-        return self._run(_local.encrypt(data, key_context, associated_data, self._cache))
+        return self._run(
+            _local.encrypt(data, key_context, associated_data, self._cache, self._committing)
+        )
 
     def decrypt(self, blob: bytes, associated_data: bytes | None = None) -> bytes:
         """Open a blob from encrypt or the server's Encrypt: one DecryptDataKey, then locally.
         DecryptionFailed if it is damaged or the associated data differs."""
-        return self._run(_local.decrypt(blob, associated_data))
+        return self._run(_local.decrypt(blob, associated_data, self._require_commitment))

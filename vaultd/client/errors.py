@@ -100,6 +100,11 @@ class ResourceExhausted(VaultdError):
     """Over a rate or size limit."""
 
 
+class IntegrityViolation(VaultdError):
+    """The server refused to serve stored data that fails its integrity checks (a record
+    swapped, relabelled or rolled back in the store): a matter for the operator."""
+
+
 _BY_REASON: dict[str, type[VaultdError]] = {
     "INVALID_KEY_CONTEXT": InvalidKeyContext,
     "DECRYPTION_FAILED": DecryptionFailed,
@@ -109,6 +114,7 @@ _BY_REASON: dict[str, type[VaultdError]] = {
     "KEY_UNAVAILABLE": KeyUnavailable,
     "KEY_SHREDDED": KeyShredded,
     "BACKEND_UNAVAILABLE": BackendUnavailable,
+    "INTEGRITY_VIOLATION": IntegrityViolation,
 }
 _BY_CODE: dict[Any, type[VaultdError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
@@ -121,6 +127,7 @@ _BY_CODE: dict[Any, type[VaultdError]] = {
     grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
     grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+    grpc.StatusCode.DATA_LOSS: IntegrityViolation,
 }
 
 

@@ -19,10 +19,17 @@ from datetime import UTC, datetime, timedelta
 
 from ulid import ULID
 
+from vaultd.core.auditchain import AuditKeys, Chain
 from vaultd.core.errors import InvalidArgument, InvalidCursor
 from vaultd.core.groupcommit import GroupCommit
 from vaultd.core.keyring import store_errors
 from vaultd.core.objects import Actor
+from vaultd.core.validation import (
+    MAX_CONTEXT_ITEMS,
+    MAX_CONTEXT_KEY_CHARS,
+    MAX_CONTEXT_VALUE_CHARS,
+    MAX_NAME_CHARS,
+)
 from vaultd.storage.base import AuditEvent, AuditPage, AuditQuery, BadCursor, Store
 
 DATA_CREATED = "vault.data.created"
@@ -60,6 +67,37 @@ UNAUTHENTICATED_ENVIRONMENT = ""
 """Where events of calls that failed authentication go: they belong to no environment."""
 
 
+# What an event keeps of the request's fields, whatever the request held (a refused call's
+# fields were never validated): at most the largest valid context, name and id, so one event
+# stays a few KiB and ListAuditEvents always pages (SECURITY.md section 5).
+MAX_KEY_IDS = 32
+MAX_FIELD_CHARS = 128
+TRUNCATED = "…"
+"""Ends a field that was cut short; a dropped context item's place is taken by the item
+`{TRUNCATED: "<number of items dropped>"}`."""
+
+
+def _clip(text: str, limit: int = MAX_FIELD_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + TRUNCATED
+
+
+def bounded_context(
+    context: Mapping[str, str] | None, hash_value: Callable[[str], str] | None = None
+) -> dict[str, str]:
+    """At most MAX_CONTEXT_ITEMS items, keys clipped to their valid length, values hashed
+    (`hash_value`, fixed size, the whole value) or else clipped."""
+    items = list((context or {}).items())
+    kept = {
+        _clip(k, MAX_CONTEXT_KEY_CHARS): (
+            hash_value(v) if hash_value else _clip(v, MAX_CONTEXT_VALUE_CHARS)
+        )
+        for k, v in items[:MAX_CONTEXT_ITEMS]
+    }
+    if len(items) > MAX_CONTEXT_ITEMS:
+        kept[TRUNCATED] = str(len(items) - MAX_CONTEXT_ITEMS)
+    return kept
+
+
 @dataclass(frozen=True, slots=True)
 class Subject:
     """What a call touched, as far as it is known: ids and names only."""
@@ -89,10 +127,15 @@ class AuditLog:
         store: Store,
         retention: timedelta = timedelta(days=DEFAULT_RETENTION_DAYS),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        keys: AuditKeys | None = None,
     ) -> None:
         self._store = store
         self._retention = retention
         self._clock = clock
+        # With keys, events are chained and context values stored as keyed hashes
+        # (auditchain.py); every vaultd process and CLI passes them.
+        self.keys = keys
+        self._chain = Chain(keys) if keys is not None else None
         self._batches: GroupCommit[AuditEvent] = GroupCommit(self._write)
 
     async def record(
@@ -109,16 +152,20 @@ class AuditLog:
             actor_id=actor.id,
             actor_name=actor.name,
             outcome=outcome,
-            request_id=origin.request_id,
-            method=origin.method,
-            peer=origin.peer,
-            object_id=subject.object_id,
-            object_name=subject.object_name,
-            key_ids=tuple(subject.key_ids),
-            key_context=dict(subject.key_context or {}),
-            data_key_id=subject.data_key_id,
-            api_key_id=subject.api_key_id,
+            request_id=_clip(origin.request_id),
+            method=_clip(origin.method),
+            peer=_clip(origin.peer),
+            object_id=_clip(subject.object_id),
+            object_name=_clip(subject.object_name, MAX_NAME_CHARS),
+            key_ids=tuple(_clip(k) for k in list(subject.key_ids)[:MAX_KEY_IDS]),
+            key_context=bounded_context(
+                subject.key_context, self.keys.field_hash if self.keys else None
+            ),
+            data_key_id=_clip(subject.data_key_id),
+            api_key_id=_clip(subject.api_key_id),
         )
+        if self._chain is not None:
+            event = self._chain.link(event)  # no await since the chain's last link: in order
         with store_errors():
             await self._batches.add(event)
         return event

@@ -3,6 +3,11 @@
 The same key hierarchy and KEK cache as objects: a warm cache makes no provider call. The DEK id
 is recorded inside encrypted_keys and bound into every entry, so DecryptDataKey needs nothing
 but the blob, and an entry cannot be moved to another data key.
+
+Every entry is labelled Purpose.DATA_KEY, so an object version's wrapped DEK (labelled
+OBJECT_VERSION) does not unwrap here, and a data key does not unwrap as an object's key.
+Format-version-1 blobs (one label for both) are read while `accept_legacy` is set: callers
+still hold data keys made before domain separation (docs/SECURITY.md section 1).
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from dataclasses import dataclass
 from ulid import ULID
 
 from vaultd.core.blob import LocalBlob, open_local, seal_local
-from vaultd.core.envelope import EncryptedKeys, new_dek, wrap_dek
+from vaultd.core.envelope import LEGACY_FORMAT_VERSION, EncryptedKeys, Purpose, new_dek, wrap_dek
+from vaultd.core.errors import DecryptionFailed
 from vaultd.core.keyring import Keyring
 from vaultd.core.validation import KeyContext, validate_key_context, validate_value_size
 
@@ -28,25 +34,28 @@ class DataKey:
 
 
 class DataKeys:
-    def __init__(self, keyring: Keyring, max_plaintext_bytes: int) -> None:
+    def __init__(
+        self, keyring: Keyring, max_plaintext_bytes: int, *, accept_legacy: bool = True
+    ) -> None:
         self._keyring = keyring
         self._max_plaintext_bytes = max_plaintext_bytes
+        self._accept_legacy = accept_legacy
 
     async def create(self, environment_id: str, key_context: Mapping[str, str]) -> DataKey:
         context = validate_key_context(key_context)
         return await self._wrap(environment_id, new_dek(), ULID().bytes, context)
 
     async def decrypt(self, environment_id: str, encrypted_keys: bytes) -> tuple[str, bytes]:
-        keys = EncryptedKeys.parse(encrypted_keys)
-        dek = await self._keyring.unwrap_dek(environment_id, keys)
+        keys = self._parse(encrypted_keys)
+        dek = await self._keyring.unwrap_dek(environment_id, keys, Purpose.DATA_KEY)
         return str(ULID.from_bytes(keys.dek_id)), dek
 
     async def rekey(
         self, environment_id: str, encrypted_keys: bytes, key_context: Mapping[str, str]
     ) -> DataKey:
         context = validate_key_context(key_context)
-        keys = EncryptedKeys.parse(encrypted_keys)
-        dek = await self._keyring.unwrap_dek(environment_id, keys)
+        keys = self._parse(encrypted_keys)
+        dek = await self._keyring.unwrap_dek(environment_id, keys, Purpose.DATA_KEY)
         return await self._wrap(environment_id, dek, keys.dek_id, context)
 
     async def encrypt(
@@ -58,6 +67,7 @@ class DataKeys:
     ) -> bytes:
         validate_value_size(plaintext, self._max_plaintext_bytes, "plaintext")
         data_key = await self.create(environment_id, key_context)
+        # Key-committing (docs/FORMAT.md section 4.4): the blob opens under this data key only.
         return seal_local(data_key.key, data_key.encrypted_keys, plaintext, associated_data)
 
     async def decrypt_blob(
@@ -67,11 +77,17 @@ class DataKeys:
         _, dek = await self.decrypt(environment_id, blob.encrypted_keys)
         return open_local(dek, blob, associated_data)
 
+    def _parse(self, encrypted_keys: bytes) -> EncryptedKeys:
+        keys = EncryptedKeys.parse(encrypted_keys)
+        if keys.format_version == LEGACY_FORMAT_VERSION and not self._accept_legacy:
+            raise DecryptionFailed("encrypted_keys has a format version no longer accepted")
+        return keys
+
     async def _wrap(
         self, environment_id: str, dek: bytes, dek_id: bytes, context: KeyContext
     ) -> DataKey:
         keks = await self._keyring.current_keks(environment_id, context)
-        wrapped = wrap_dek(dek, dek_id, keks)
+        wrapped = wrap_dek(dek, dek_id, keks, Purpose.DATA_KEY)
         return DataKey(
             id=str(ULID.from_bytes(dek_id)),
             key=dek,

@@ -20,6 +20,10 @@ class FieldViolation:
     description: str
 
 
+# Error metadata only callers with the admin permission receive.
+ADMIN_ONLY_METADATA = frozenset({"key_uri"})
+
+
 class VaultError(Exception):
     """Base of every error a client may see, with its status code and reason."""
 
@@ -39,6 +43,28 @@ class VaultError(Exception):
         self.message = message
         self.metadata = dict(metadata or {})
         self.violations = violations
+
+    def for_non_admin(self) -> VaultError:
+        """This error as a caller without the admin permission may see it: the same code and
+        reason, without what names a tenant's provider key (a CMK URI names its cloud account,
+        region and key; SECURITY.md section 9). Itself when there is nothing to hide."""
+        if ADMIN_ONLY_METADATA.isdisjoint(self.metadata):
+            return self
+        shown = type(self).__new__(type(self))
+        VaultError.__init__(
+            shown,
+            self.public_message,
+            metadata={k: v for k, v in self.metadata.items() if k not in ADMIN_ONLY_METADATA},
+            violations=self.violations,
+        )
+        shown.reason = self.reason
+        shown.retry_delay = self.retry_delay
+        return shown
+
+    @property
+    def public_message(self) -> str:
+        """The message for callers who may not see the provider key's URI."""
+        return f"{self.reason.lower().replace('_', ' ')}; an admin can find which key in the logs"
 
 
 class InvalidArgument(VaultError):
@@ -92,6 +118,14 @@ class DecryptionFailed(VaultError):
     reason = "DECRYPTION_FAILED"
 
 
+class IntegrityViolation(VaultError):
+    """Stored data contradicts what authenticates it (a swapped, relabelled or rolled-back
+    record, or a KEK recorded for another item): refused, never served (docs/SECURITY.md)."""
+
+    code = "DATA_LOSS"
+    reason = "INTEGRITY_VIOLATION"
+
+
 class ObjectNotFound(VaultError):
     code = "NOT_FOUND"
     reason = "OBJECT_NOT_FOUND"
@@ -121,6 +155,13 @@ class KeyUnavailable(VaultError):
 
     code = "FAILED_PRECONDITION"
     reason = "KEY_UNAVAILABLE"
+
+    @property
+    def public_message(self) -> str:
+        return (
+            "the provider key protecting this data is unavailable (revoked, disabled or "
+            "access denied); an admin can find which in the logs"
+        )
 
 
 class KeyShredded(VaultError):
@@ -154,6 +195,10 @@ class BackendUnavailable(VaultError):
 
     code = "UNAVAILABLE"
     reason = "BACKEND_UNAVAILABLE"
+
+    @property
+    def public_message(self) -> str:
+        return "a key provider is unavailable; retry later"
 
 
 class KeyProviderUnavailable(BackendUnavailable):
@@ -229,6 +274,20 @@ class ApiKeyNotFound(VaultError):
 class ResourceExhausted(VaultError):
     code = "RESOURCE_EXHAUSTED"
     reason = "RESOURCE_EXHAUSTED"
+
+
+class KekQuotaExceeded(ResourceExhausted):
+    """A new KEK would pass a quota (quota.py); `retry_delay` is set when waiting helps."""
+
+    reason = "KEK_QUOTA_EXCEEDED"
+
+    def __init__(self, quota: str, limit: int, retry_delay: float | None) -> None:
+        super().__init__(
+            f"no new KEK: the {quota.replace('_', ' ')} quota ({limit}) is spent"
+            + (f"; retry in {retry_delay:.1f}s" if retry_delay else ""),
+            metadata={"quota": quota, "limit": str(limit)},
+        )
+        self.retry_delay = retry_delay
 
 
 class RateLimited(ResourceExhausted):

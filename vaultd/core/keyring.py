@@ -12,6 +12,7 @@ neither reads nor new writes go on under a revoked key until the cache would hav
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -29,10 +30,11 @@ from providers import (
     needs_rewrap,
 )
 from vaultd.core.cache import TtlCache
-from vaultd.core.envelope import EncryptedKeys, Kek, key_id, new_dek, unwrap_entry
+from vaultd.core.envelope import EncryptedKeys, Kek, Purpose, key_id, new_dek, unwrap_entry
 from vaultd.core.errors import (
     BackendUnavailable,
     DecryptionFailed,
+    IntegrityViolation,
     KeyProviderUnavailable,
     KeyShredded,
     KeyUnavailable,
@@ -43,6 +45,7 @@ from vaultd.core.rules import KeyRules, Resolver
 from vaultd.core.validation import KeyContext
 from vaultd.storage.base import KekRecord, KekStamp, KekVersion, Store, StoreUnavailable
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 CacheKey = tuple[str, ...]
 _CURRENT_ATTEMPTS = 3
@@ -61,6 +64,14 @@ KEK_ID = re.compile("kek_[0-9a-f]{32}")
 
 
 def kek_id_for(environment_id: str, item_key: str, item_value: str) -> str:
+    """The KEK id of a context item (docs/FORMAT.md section 2).
+
+    The input is NUL-separated. It is injective because no part can hold a NUL: environment
+    ids are [A-Za-z0-9_-], and context keys and values refuse control characters since
+    (validation.py). Items accepted before that (with a NUL) keep the ids they were given, and
+    every use of a KEK checks that its record names the very item asked for (`_checked`), so
+    two items whose inputs could ever meet never share a key.
+    """
     material = "\0".join(("vaultd/kek-id/v1", environment_id, item_key, item_value))
     return "kek_" + hashlib.sha256(material.encode()).hexdigest()[:32]
 
@@ -99,6 +110,7 @@ class Keyring:
         on_provider_call: ProviderCallObserver | None = None,
         on_kek_created: KekCreatedSink | None = None,
         rotation_period: timedelta | None = None,
+        admit_kek: Callable[[str], Awaitable[None]] | None = None,
         rules_for: Callable[[str], Awaitable[Resolver]] | None = None,
     ) -> None:
         self._store = store
@@ -109,6 +121,8 @@ class Keyring:
         self._on_provider_call = on_provider_call
         self._on_kek_created = on_kek_created
         self._rotation_period = rotation_period
+        # Asked before a new KEK (version 1) is made: the KEK quotas (quota.py).
+        self._admit_kek = admit_kek
         # An environment's BYOK keys over the configured rules (core/byok.py), when served.
         self._rules_for = rules_for
         # Which KEKs (environment, kek id) were seen under each provider key URI: what a
@@ -128,13 +142,14 @@ class Keyring:
             return self._rules
         return await self._rules_for(environment_id)
 
-    async def unwrap_dek(self, environment_id: str, keys: EncryptedKeys) -> bytes:
-        """The DEK from the first entry whose KEK can be had; errors only if none can."""
+    async def unwrap_dek(self, environment_id: str, keys: EncryptedKeys, purpose: Purpose) -> bytes:
+        """The DEK from the first entry whose KEK can be had and that authenticates as made for
+        `purpose`; errors only if none does."""
         errors: list[VaultError] = []
         for entry in keys.entries:
             try:
                 kek = await self.version(environment_id, entry.kek_id, entry.kek_version)
-                return unwrap_entry(keys, entry, kek.key)
+                return unwrap_entry(keys, entry, kek.key, purpose)
             except VaultError as exc:
                 errors.append(exc)
         # An unavailable, shredded or retired key says what to fix; prefer it over "does not
@@ -173,7 +188,7 @@ class Keyring:
         """
         kek_id = kek_id_for(environment_id, item_key, item_value)
         while True:
-            record = live(await self.record(environment_id, kek_id))
+            record = _checked(live(await self.record(environment_id, kek_id)), item_key, item_value)
             next_version = 1 if record is None else len(record.versions) + 1
             added = await self._add_version(
                 environment_id, kek_id, item_key, item_value, next_version
@@ -228,7 +243,9 @@ class Keyring:
             # Rarely more than once: only when another writer adds the same version first, or
             # the store loses a version just made (failover) and it must be made again.
             for _ in range(_CURRENT_ATTEMPTS):
-                record = live(await self.record(environment_id, kek_id))
+                record = _checked(
+                    live(await self.record(environment_id, kek_id)), item_key, item_value
+                )
                 versions = () if record is None else record.versions
                 if versions and not self._due(versions[-1]):
                     return await self._unwrap(environment_id, kek_id, versions[-1])
@@ -262,6 +279,8 @@ class Keyring:
         The new version is used only as the store then shows it, read back durably: that read
         gives its stamp, and proves it survived what the add's own confirmation may have missed.
         """
+        if version == 1 and self._admit_kek is not None:
+            await self._admit_kek(environment_id)
         key_uri = (await self._rules_in(environment_id)).key_uri(item_key, item_value)
         plain = new_dek()
         draft = KekVersion(item_key, item_value, version, key_uri, b"", self._clock())
@@ -353,4 +372,15 @@ def live(record: MaybeRecord) -> MaybeRecord:
             f"the keys of {record.item_key}={record.item_value} were shredded",
             metadata={"kek_id": record.kek_id},
         )
+    return record
+
+
+def _checked(record: MaybeRecord, item_key: str, item_value: str) -> MaybeRecord:
+    """The record, unless it belongs to another item than the one whose id led to it."""
+    if record is not None and (record.item_key, record.item_value) != (item_key, item_value):
+        log.error(
+            "KEK %s is recorded for another context item than the one it was derived from",
+            record.kek_id,
+        )
+        raise IntegrityViolation("the key of this context item does not belong to it")
     return record

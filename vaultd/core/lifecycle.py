@@ -2,22 +2,29 @@
 
 What they act on is chosen by a KekSelector: context items (a value may end in `*`), the key
 URI that governs them, or every KEK of the environment. A shred names exactly one item: it
-cannot be undone, so it takes no pattern.
+cannot be undone, so it takes no pattern. It may name the item's key and value separately
+(`item_named`), so that a key holding "=" or a value ending in "*" can be named too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ulid import ULID
 
-from vaultd.core.errors import InvalidArgument, KekNotFound, RewrapJobNotFound
+from vaultd.core.errors import InvalidArgument, InvalidKeyContext, KekNotFound, RewrapJobNotFound
 from vaultd.core.keyring import Keyring, kek_id_for, live, store_errors
 from vaultd.core.rewrap import RewrapRunner
 from vaultd.core.rules import KeyRules
-from vaultd.core.validation import validate_key_context, validate_rewrap_job_id
+from vaultd.core.validation import (
+    MAX_CONTEXT_KEY_CHARS,
+    MAX_CONTEXT_VALUE_CHARS,
+    validate_key_context,
+    validate_rewrap_job_id,
+)
 from vaultd.storage.base import KekRecord, RewrapJob, RewrapState, Store
 
 Item = tuple[str, str]
@@ -28,10 +35,28 @@ def parse_item(text: str, field: str = "item", *, pattern: bool = False) -> Item
     key, sep, value = text.partition("=")
     if not sep:
         raise InvalidArgument(field, "must be key=value, e.g. organization_id=org_123")
-    validate_key_context({key: value}, field)  # a trailing "*" counts as a character here
+    # A trailing "*" counts as a character here; the item comes back NFC-normalised.
+    ((key, value),) = validate_key_context({key: value}, field)
     if value.endswith("*") and not pattern:
         raise InvalidArgument(field, "names one item: a pattern (a trailing *) is not allowed")
     return key, value
+
+
+def item_named(key: str, value: str, field: str = "item_key") -> tuple[Item, ...]:
+    """The items a key and a value given separately may name, most likely first: as today's
+    rules normalise them, then exactly as given (an item accepted before NFC normalisation and
+    the character rules keeps its own KEK). Nothing is split and `*` is just a character."""
+    if not key or not value:
+        raise InvalidArgument(field, "item_key and item_value must both be given")
+    if len(key) > MAX_CONTEXT_KEY_CHARS or len(value) > MAX_CONTEXT_VALUE_CHARS:
+        raise InvalidKeyContext(field, "is longer than any context item can be")
+    items: list[Item] = []
+    # Refused by today's rules, it may still name an item stored before them.
+    with suppress(InvalidKeyContext):
+        items.extend(validate_key_context({key: value}, field))
+    if (key, value) not in items:
+        items.append((key, value))
+    return tuple(items)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,14 +155,28 @@ class KeyLifecycle:
         self._keyring.forget(environment_id, record)
         return after
 
-    async def shred(self, environment_id: str, item: Item) -> KekRecord:
-        """Destroy every version of the item's KEK, for good. Idempotent."""
-        kek_id = kek_id_for(environment_id, *item)
-        before = await self._keyring.record(environment_id, kek_id)
+    async def shred(self, environment_id: str, *candidates: Item) -> KekRecord:
+        """Destroy every version of the item's KEK, for good. Idempotent.
+
+        `candidates` are the spellings the caller's item may have (item_named); the first that
+        has a KEK recorded for exactly that item is shredded. None: KEK_NOT_FOUND, because a
+        shred that destroys nothing must not read as success (a typo would hide a tenant's
+        keys still alive).
+        """
+        for item in candidates:
+            kek_id = kek_id_for(environment_id, *item)
+            before = await self._keyring.record(environment_id, kek_id)
+            if before is not None and (before.item_key, before.item_value) == item:
+                break
+        else:
+            key, value = candidates[0]
+            raise KekNotFound(
+                f"no KEK exists for {key}={value}: nothing to shred",
+                metadata={"item": f"{key}={value}"},
+            )
         with store_errors():
             await self._store.shred_kek(environment_id, kek_id, *item, self._clock())
-        if before is not None:
-            self._keyring.forget(environment_id, before)
+        self._keyring.forget(environment_id, before)
         return await self._existing(environment_id, item)
 
     async def start_rewrap(self, environment_id: str, selector: KekSelector) -> RewrapJob:

@@ -1,7 +1,9 @@
 """The object vault: named values, each version encrypted under a fresh DEK.
 
 A version's DEK is wrapped under the KEK of every context item (section 4), and its id is the
-version's ULID, so a wrapped DEK is bound to exactly one version. The value is sealed with
+version's ULID, so a wrapped DEK is bound to exactly one version: a reader checks the id against
+the version. Its entries are labelled Purpose.OBJECT_VERSION, so no data key can stand in for it
+and DecryptDataKey does not unwrap it. The value is sealed with
 associated data naming the environment, object and version, so ciphertext moved between
 versions or objects does not open.
 """
@@ -9,15 +11,27 @@ versions or objects does not open.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from ulid import ULID
 
-from vaultd.core.envelope import EncryptedKeys, Kek, new_dek, open_sealed, seal, wrap_dek
+from vaultd.core.envelope import (
+    LEGACY_FORMAT_VERSION,
+    EncryptedKeys,
+    Kek,
+    Purpose,
+    new_dek,
+    open_sealed,
+    seal,
+    wrap_dek,
+)
 from vaultd.core.errors import (
     BackendUnavailable,
+    DecryptionFailed,
+    IntegrityViolation,
     InvalidArgument,
     InvalidCursor,
     NameTaken,
@@ -28,6 +42,7 @@ from vaultd.core.keyring import Keyring, store_errors
 from vaultd.core.validation import (
     OBJECT_ID,
     KeyContext,
+    stored_key_context,
     validate_key_context,
     validate_name,
     validate_object_id,
@@ -45,6 +60,7 @@ from vaultd.storage.base import (
     StoredVersion,
 )
 
+log = logging.getLogger(__name__)
 DEFAULT_LIST_LIMIT = 10
 MAX_LIST_LIMIT = 100
 DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
@@ -115,8 +131,47 @@ def _metadata(obj: StoredObject) -> ObjectMetadata:
     )
 
 
-def _value_aad(environment_id: str, object_id: str, version_id: str) -> bytes:
+def _value_aad_v1(environment_id: str, object_id: str, version_id: str) -> bytes:
+    """What values were sealed with before their metadata was bound (read only)."""
     return "\0".join(("vaultd/object/v1", environment_id, object_id, version_id)).encode()
+
+
+def _value_aad(
+    environment_id: str,
+    object_id: str,
+    version_id: str,
+    name: str,
+    context: Mapping[str, str],
+) -> bytes:
+    """A value's associated data: everything stored beside it that decides what a reader gets
+    (environment, object id, version id, name, key context), each length-prefixed, so a store
+    that swaps names, relabels a context or moves a version elsewhere yields a value that does
+    not open (docs/FORMAT.md section 3.2, docs/SECURITY.md section 2)."""
+    items = sorted(context.items())
+    parts = [environment_id, object_id, version_id, name]
+    parts += [text for item in items for text in item]
+    out = bytearray(b"vaultd/object/v2\0")
+    out += len(items).to_bytes(4, "big")
+    for text in parts:
+        raw = text.encode()
+        out += len(raw).to_bytes(4, "big") + raw
+    return bytes(out)
+
+
+async def object_dek(
+    keyring: Keyring, environment_id: str, keys: EncryptedKeys
+) -> tuple[bytes, Purpose]:
+    """A stored version's DEK and the purpose its entries carry, which says how its value was
+    sealed: OBJECT_VERSION (metadata bound) or, for versions from before, the older label."""
+    if keys.format_version == LEGACY_FORMAT_VERSION:
+        return await keyring.unwrap_dek(environment_id, keys, Purpose.LEGACY_V1), Purpose.LEGACY_V1
+    try:
+        return await keyring.unwrap_dek(environment_id, keys, Purpose.OBJECT_VERSION), (
+            Purpose.OBJECT_VERSION
+        )
+    except DecryptionFailed:
+        migrated = Purpose.MIGRATED_OBJECT_VERSION
+        return await keyring.unwrap_dek(environment_id, keys, migrated), migrated
 
 
 class ObjectVault:
@@ -142,7 +197,7 @@ class ObjectVault:
         value: bytes,
         key_context: Mapping[str, str],
     ) -> ObjectMetadata:
-        validate_name(name)
+        name = validate_name(name)
         validate_value_size(value, self._max_value_bytes)
         context = validate_key_context(key_context)
         now = self._clock()
@@ -158,19 +213,25 @@ class ObjectVault:
                 ) from None
             return obj
 
-        sealed = _Sealed(environment_id, object_id, context, value, actor, now)
+        sealed = _Sealed(environment_id, object_id, name, context, value, actor, now)
         return _metadata(await self._write_sealed(sealed, write))
 
     async def get(self, environment_id: str, object_id: str) -> VaultObject:
-        return await self._open(await self._stored(environment_id, object_id))
+        return await self._open(await self._stored(environment_id, object_id), current=True)
 
     async def get_by_name(self, environment_id: str, name: str) -> VaultObject:
-        validate_name(name)
+        normalised = validate_name(name)
         with store_errors():
-            obj = await self._store.get_object_by_name(environment_id, name)
+            obj = await self._store.get_object_by_name(environment_id, normalised)
+            if obj is None and normalised != name:
+                # Stored before names were NFC-normalised, under the caller's very spelling.
+                obj = await self._store.get_object_by_name(environment_id, name)
         if obj is None:
             raise ObjectNotFound("no object with this name in the environment")
-        return await self._open(obj)
+        if obj.name not in (normalised, name):
+            # The store's name index points at an object of another name.
+            raise _integrity(obj, "the name index points at an object of another name")
+        return await self._open(obj, current=True)
 
     async def describe(self, environment_id: str, object_id: str) -> ObjectMetadata:
         return _metadata(await self._stored(environment_id, object_id))
@@ -187,7 +248,12 @@ class ObjectVault:
         if version_check is not None:
             validate_version_id(version_check, "version_check")
         current = await self._stored(environment_id, object_id)
-        context = validate_key_context(current.key_context)
+        # The stored name and context decide the new version's KEKs: check they are the ones
+        # the current value was sealed with before wrapping anything under them.
+        await self._open(current, current=True)
+        # As stored: the same items, so the same KEKs, even for a context accepted before
+        # today's character rules and normalisation.
+        context = stored_key_context(current.key_context)
 
         async def write(version: StoredVersion, keks: Sequence[KekStamp]) -> StoredObject:
             try:
@@ -200,7 +266,9 @@ class ObjectVault:
                 raise _not_found(object_id) from None
             return replace(current, version=version)
 
-        sealed = _Sealed(environment_id, object_id, context, value, actor, self._clock())
+        sealed = _Sealed(
+            environment_id, object_id, current.name, context, value, actor, self._clock()
+        )
         return _metadata(await self._write_sealed(sealed, write))
 
     async def delete(self, environment_id: str, object_id: str, version_check: str | None) -> None:
@@ -308,11 +376,33 @@ class ObjectVault:
                         ) from None
         raise AssertionError("unreachable")
 
-    async def _open(self, obj: StoredObject) -> VaultObject:
+    async def _open(self, obj: StoredObject, *, current: bool = False) -> VaultObject:
+        """The value, refused unless everything stored beside it authenticates: its key belongs
+        to its version, and (for versions written since) its name and key context are the ones
+        it was sealed with. `current`: the version was read as the object's current one, which
+        must then be its newest (a pointer moved back to an older version is refused)."""
         v = obj.version
-        keys = EncryptedKeys.parse(v.encrypted_keys)
-        dek = await self._keyring.unwrap_dek(obj.environment_id, keys)
-        value = open_sealed(dek, v.ciphertext, _value_aad(obj.environment_id, obj.id, v.version_id))
+        newest = obj.newest_version_id
+        if current and newest and newest != v.version_id:
+            raise _integrity(obj, "the current-version pointer is not the newest version")
+        try:
+            keys = version_keys(v)
+            dek, purpose = await object_dek(self._keyring, obj.environment_id, keys)
+            if purpose is Purpose.OBJECT_VERSION:
+                aad = _value_aad(
+                    obj.environment_id, obj.id, v.version_id, obj.name, obj.key_context
+                )
+            else:
+                aad = _value_aad_v1(obj.environment_id, obj.id, v.version_id)
+            value = open_sealed(dek, v.ciphertext, aad)
+        except DecryptionFailed:
+            log.error(
+                "object %s version %s does not authenticate: its stored record was altered "
+                "(name, key context, version or key swapped) or damaged",
+                obj.id,
+                v.version_id,
+            )
+            raise
         return VaultObject(_metadata(obj), value)
 
 
@@ -322,6 +412,7 @@ class _Sealed:
 
     environment_id: str
     object_id: str
+    name: str
     context: KeyContext
     value: bytes
     actor: Actor
@@ -333,8 +424,10 @@ def _seal_version(sealed: _Sealed, keks: Sequence[Kek]) -> StoredVersion:
     ulid = ULID.from_datetime(sealed.now)
     version_id = f"ver_{ulid}"
     dek = new_dek()
-    wrapped = wrap_dek(dek, ulid.bytes, keks)
-    aad = _value_aad(sealed.environment_id, sealed.object_id, version_id)
+    wrapped = wrap_dek(dek, ulid.bytes, keks, Purpose.OBJECT_VERSION)
+    aad = _value_aad(
+        sealed.environment_id, sealed.object_id, version_id, sealed.name, dict(sealed.context)
+    )
     ciphertext = seal(dek, sealed.value, aad)
     return StoredVersion(
         version_id=version_id,
@@ -346,6 +439,22 @@ def _seal_version(sealed: _Sealed, keks: Sequence[Kek]) -> StoredVersion:
         ciphertext=ciphertext,
         updated_by_id=sealed.actor.id,
         updated_by_name=sealed.actor.name,
+    )
+
+
+def version_keys(version: StoredVersion) -> EncryptedKeys:
+    """A stored version's encrypted_keys, refused unless its DEK id is the version's own ULID:
+    a wrapped DEK copied from another version (or a data key) does not stand in for it."""
+    keys = EncryptedKeys.parse(version.encrypted_keys)
+    if keys.dek_id != ULID.from_str(version.version_id.removeprefix("ver_")).bytes:
+        raise DecryptionFailed("the stored version's key does not belong to it")
+    return keys
+
+
+def _integrity(obj: StoredObject, what: str) -> IntegrityViolation:
+    log.error("object %s: %s; refusing to serve it", obj.id, what)
+    return IntegrityViolation(
+        f"object {obj.id} fails its integrity check: {what}", metadata={"object_id": obj.id}
     )
 
 

@@ -39,6 +39,14 @@ class TokenBuckets(Generic[K]):
         # key -> (tokens left, when they were counted)
         self._buckets: OrderedDict[K, tuple[float, float]] = OrderedDict()
 
+    def peek(self, key: K) -> float:
+        """Like take, but takes nothing: 0.0 while `key` has a token left, else seconds to wait."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return 0.0
+        tokens = min(float(self.burst), bucket[0] + (self._clock() - bucket[1]) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     def take(self, key: K) -> float:
         """Take a token for `key`: 0.0 when the call may go ahead, else seconds to wait."""
         now = self._clock()

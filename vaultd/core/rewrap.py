@@ -6,7 +6,11 @@ A job works on some KEKs of one environment, in two steps:
    new CMK, or the root key has a new version) is re-wrapped under the current one;
 2. every object version is visited in id order, and each `encrypted_keys` entry under an older
    version of those KEKs is re-wrapped under the newest. Only that entry changes: the DEK, its
-   id, the version id and the ciphertext stay as they are, byte for byte.
+   id, the version id and the ciphertext stay as they are, byte for byte. A version still in
+   format 1 (one entry label for data keys and objects alike) has every entry re-wrapped, at
+   its own KEK version unless that is one being moved, into format 2 labelled as a migrated
+   object version's DEK: the migration to domain-separated keys, again without touching the
+   data (whose associated data stays the older one, which that label tells readers).
 
 Every write is a compare-and-set, so updates, deletes and other jobs may run at the same time.
 The job's cursor and counts are saved after each batch, under a lease: a job whose process died
@@ -28,9 +32,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from vaultd.core.envelope import EncryptedKeys, WrappedEntry, wrap_dek
+from vaultd.core.envelope import (
+    LEGACY_FORMAT_VERSION,
+    EncryptedKeys,
+    Purpose,
+    WrappedEntry,
+    wrap_dek,
+)
 from vaultd.core.errors import BackendUnavailable, VaultError
 from vaultd.core.keyring import Keyring, store_errors
+from vaultd.core.objects import object_dek, version_keys
 from vaultd.storage.base import (
     KekChanged,
     KekStamp,
@@ -219,25 +230,44 @@ class RewrapRunner:
     async def _rewrap_version(
         self, env: str, object_id: str, version: StoredVersion, newest: dict[str, int]
     ) -> bool:
-        keys = EncryptedKeys.parse(version.encrypted_keys)
-        if not any(_stale(e, newest) for e in keys.entries):
-            return False
         try:
-            dek = await self._keyring.unwrap_dek(env, keys)
-        except BackendUnavailable:
-            raise
+            keys = version_keys(version)
         except VaultError as exc:
             where = f"{object_id} {version.version_id}"
             raise _Unreadable(f"{exc.reason}: {where}: {exc.message}") from None
+        legacy = keys.format_version == LEGACY_FORMAT_VERSION
+        stale = any(_stale(e, newest) for e in keys.entries)
+        if not legacy and not stale:
+            return False
         for attempt in range(2):
-            entries, used = [], []
-            for entry in keys.entries:
-                if _stale(entry, newest):
-                    kek = await self._keyring.version(env, entry.kek_id, newest[entry.kek_id])
-                    entry = wrap_dek(dek, keys.dek_id, [kek]).entries[0]
-                    used.append(KekStamp(kek.kek_id, kek.version, kek.stamp))
-                entries.append(entry)
-            moved = EncryptedKeys(keys.dek_id, tuple(entries))
+            try:
+                dek, purpose = await object_dek(self._keyring, env, keys)
+                # A format-1 version keeps its value's older associated data: the label says so.
+                if purpose is Purpose.LEGACY_V1:
+                    purpose = Purpose.MIGRATED_OBJECT_VERSION
+                entries, used = [], []
+                for entry in keys.entries:
+                    if _stale(entry, newest) or legacy:
+                        target = (
+                            newest[entry.kek_id] if _stale(entry, newest) else entry.kek_version
+                        )
+                        kek = await self._keyring.version(env, entry.kek_id, target)
+                        entry = wrap_dek(dek, keys.dek_id, [kek], purpose).entries[0]
+                        used.append(KekStamp(kek.kek_id, kek.version, kek.stamp))
+                    entries.append(entry)
+            except BackendUnavailable:
+                raise
+            except VaultError as exc:
+                where = f"{object_id} {version.version_id}"
+                if not stale:
+                    # Only the format migration wanted it, and a key it needs is shredded,
+                    # retired or revoked: leave it as it is (still read), and say so.
+                    log.warning("rewrap: %s stays in format 1: %s", where, exc.reason)
+                    return False
+                raise _Unreadable(f"{exc.reason}: {where}: {exc.message}") from None
+            moved = EncryptedKeys(
+                keys.dek_id, tuple(entries), Purpose.OBJECT_VERSION.format_version
+            )
             with store_errors():
                 try:
                     # False: deleted, or moved by another job meanwhile: nothing is left to do.

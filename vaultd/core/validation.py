@@ -3,11 +3,19 @@ values.
 
 Each check raises an InvalidArgument subclass naming the field, the item and the rule, never the
 offending value itself beyond its position and length (a value may be a secret pasted by mistake).
+
+Context keys and values and object names are text that people read and that keys are derived
+from, so each must have one meaning: they are NFC-normalised (two spellings of "é" are one
+item), and control characters (C0, DEL, C1), bidirectional overrides and isolates, and
+zero-width characters are refused, so that no two different-looking, or same-looking, strings
+reach a KEK id or a name (docs/SECURITY.md section 3). Refusing NUL also makes the KEK id's
+NUL-separated input injective (docs/FORMAT.md section 2).
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 
 from vaultd.core.errors import InvalidId, InvalidKeyContext, InvalidName, ValueTooLarge
@@ -22,6 +30,22 @@ KeyContext = tuple[tuple[str, str], ...]
 
 # C0, DEL and C1: names are printed in logs and tables, where these would rewrite the output.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Characters that change how text around them displays without being seen themselves:
+# bidirectional marks, embeddings, overrides and isolates (U+061C, U+200E-F, U+202A-E,
+# U+2066-9), and zero-width and invisible joiners and spaces (U+180E, U+200B-D, U+2060-4,
+# U+FEFF).
+_INVISIBLE = re.compile("[\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+
+
+def _unsafe_characters(text: str) -> str | None:
+    """What kind of forbidden character `text` holds, or None."""
+    if _CONTROL.search(text):
+        return "control characters"
+    if _INVISIBLE.search(text):
+        return "bidirectional-override or zero-width characters"
+    return None
+
+
 _ULID = "[0-9A-HJKMNP-TV-Z]{26}"
 OBJECT_ID = re.compile(f"secret_{_ULID}")
 VERSION_ID = re.compile(f"ver_{_ULID}")
@@ -29,7 +53,30 @@ REWRAP_JOB_ID = re.compile(f"rewrap_{_ULID}")
 
 
 def validate_key_context(context: Mapping[str, str], field: str = "key_context") -> KeyContext:
-    """The WorkOS limits: 1 to 10 items, key <= 120 and value <= 500 characters, none empty."""
+    """The WorkOS limits: 1 to 10 items, key <= 120 and value <= 500 characters, none empty;
+    no control, bidi-override or zero-width characters. Returned NFC-normalised and sorted."""
+    _check_context_shape(context, field)
+    normalised: dict[str, str] = {}
+    for key, value in context.items():
+        where = f"{field}[{key[:40]!r}]"
+        for part, text in (("key", key), ("value", value)):
+            if (kind := _unsafe_characters(text)) is not None:
+                raise InvalidKeyContext(where, f"{part} must not contain {kind}")
+        nfc_key = unicodedata.normalize("NFC", key)
+        if nfc_key in normalised:
+            raise InvalidKeyContext(where, "key is another item's key in another normal form")
+        normalised[nfc_key] = unicodedata.normalize("NFC", value)
+    _check_context_shape(normalised, field)  # NFC may change lengths
+    return tuple(sorted(normalised.items()))
+
+
+def stored_key_context(context: Mapping[str, str]) -> KeyContext:
+    """An object's key context as stored, sorted, as it was accepted when written: an update
+    wraps under the same items' KEKs, not re-normalised ones (docs/SECURITY.md section 3)."""
+    return tuple(sorted(context.items()))
+
+
+def _check_context_shape(context: Mapping[str, str], field: str) -> None:
     if not context:
         raise InvalidKeyContext(field, "must have at least 1 item")
     if len(context) > MAX_CONTEXT_ITEMS:
@@ -51,19 +98,20 @@ def validate_key_context(context: Mapping[str, str], field: str = "key_context")
                 f"{field}[{key!r}]",
                 f"value has {len(value)} characters; at most {MAX_CONTEXT_VALUE_CHARS} are allowed",
             )
-    return tuple(sorted(context.items()))
 
 
 def validate_name(name: str, field: str = "name") -> str:
-    """1 to 512 characters with no control characters, so names print and log safely."""
+    """1 to 512 characters with no control, bidi-override or zero-width characters, so names
+    print and log safely and look like what they are; returned NFC-normalised."""
+    if (kind := _unsafe_characters(name)) is not None:
+        raise InvalidName(field, f"must not contain {kind}")
+    name = unicodedata.normalize("NFC", name)
     if not name:
         raise InvalidName(field, "must not be empty")
     if len(name) > MAX_NAME_CHARS:
         raise InvalidName(
             field, f"has {len(name)} characters; at most {MAX_NAME_CHARS} are allowed"
         )
-    if _CONTROL.search(name):
-        raise InvalidName(field, "must not contain control characters")
     return name
 
 

@@ -225,6 +225,10 @@ class StoredObject:
     key_context: Mapping[str, str]
     created_at: datetime
     version: StoredVersion
+    newest_version_id: str = field(default="", compare=False)
+    """The id of the object's newest version, read in the same snapshot ("" when the store did
+    not say): a reader of the current version refuses one that is not the newest. Not part of
+    equality: it describes the read, not the object."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +295,11 @@ class AuditEvent:
     key_context: Mapping[str, str] = field(default_factory=dict)
     data_key_id: str = ""
     api_key_id: str = ""
+    # Its place in its writer's hash chain (core/auditchain.py); empty in events written
+    # before chaining existed.
+    chain: str = ""
+    seq: int = 0
+    mac: str = ""
 
 
 @dataclass(frozen=True, slots=True)

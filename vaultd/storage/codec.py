@@ -216,14 +216,19 @@ def encode_audit_event(e: AuditEvent) -> bytes:
         encode_context(e.key_context).encode(),
         e.data_key_id.encode(),
         e.api_key_id.encode(),
+        # Added with the audit chain (docs/FORMAT.md): older records end before these three.
+        *((e.chain.encode(), b"%d" % e.seq, e.mac.encode()) if e.mac else ()),
     )
 
 
 def decode_audit_event(blob: bytes) -> AuditEvent:
+    fields = _unframe(memoryview(blob)[1:]) if blob and blob[0] == FORMAT else []
+    chained = len(fields) == _CHAINED_AUDIT_FIELDS
     (event_id, kind, time, environment_id, actor_id, actor_name, outcome, request_id, method,
      peer, object_id, object_name, key_ids, key_context, data_key_id, api_key_id) = _fields(
-        blob, 16
-    )  # fmt: skip
+        blob, _CHAINED_AUDIT_FIELDS if chained else 16
+    )[:16]  # fmt: skip
+    chain, seq, mac = fields[16:] if chained else (b"", b"0", b"")
     return AuditEvent(
         id=event_id.decode(),
         type=kind.decode(),
@@ -241,7 +246,13 @@ def decode_audit_event(blob: bytes) -> AuditEvent:
         key_context=decode_context(key_context),
         data_key_id=data_key_id.decode(),
         api_key_id=api_key_id.decode(),
+        chain=bytes(chain).decode(),
+        seq=int(bytes(seq)),
+        mac=bytes(mac).decode(),
     )
+
+
+_CHAINED_AUDIT_FIELDS = 19
 
 
 def _info_fields(info: VersionInfo) -> tuple[bytes, ...]:

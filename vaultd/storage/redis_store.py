@@ -146,16 +146,17 @@ return "ok"
 
 _GET = """
 -- An object with one of its versions, in one round trip.
--- KEYS[1] object hash  KEYS[2] versions hash
+-- KEYS[1] object hash  KEYS[2] versions hash  KEYS[3] history list
 -- ARGV[1] version id, or "" for the current version
--- Returns {name, key context, created_at, version record}, or nil if either is missing.
+-- Returns {name, key context, created_at, version record, newest version's info record}, or
+-- nil if either is missing.
 local meta = redis.call("HMGET", KEYS[1], "name", "ctx", "created", "current")
 if not meta[1] then return nil end
 local version_id = ARGV[1]
 if version_id == "" then version_id = meta[4] end
 local record = redis.call("HGET", KEYS[2], version_id)
 if not record then return nil end
-return {meta[1], meta[2], meta[3], record}
+return {meta[1], meta[2], meta[3], record, redis.call("LINDEX", KEYS[3], -1) or ""}
 """
 
 _LIST_VERSIONS = """
@@ -467,6 +468,17 @@ AUDIT_READ_BATCH = 500
 AUDIT_CLOCK_MARGIN_MS = 60_000
 """How far before `since` a read starts: stream ids carry Redis's clock, events vaultd's."""
 _STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+_LAST_STREAM_ID = f"{2**64 - 1}-{2**64 - 1}"
+
+
+def _is_stream_id(text: str) -> bool:
+    """Whether `text` is an id Redis could have given a stream entry: two unsigned 64-bit
+    halves (20 digits can hold more, which Redis refuses with an error)."""
+    return _STREAM_ID.fullmatch(text) is not None and all(
+        int(half) < 2**64 for half in text.split("-")
+    )
+
+
 _REWRAP_KEYS = [job_key(JobKind.REWRAP), job_key(JobKind.REWRAP_HOLDERS)]
 _MIGRATIONS = job_key(JobKind.MIGRATIONS)
 _KEK_INDEX_MIGRATION = "kek-index"
@@ -1017,9 +1029,11 @@ class RedisStore(RedisByokKeys):
     @_available
     async def read_audit_events(self, environment_id: str, query: AuditQuery) -> AuditPage:
         stream = _audit_stream(environment_id)
-        if query.after and not _STREAM_ID.fullmatch(query.after):
+        if query.after and not _is_stream_id(query.after):
             raise BadCursor("not a cursor from a previous read")
         start = "-"
+        if query.after == _LAST_STREAM_ID:
+            return AuditPage([], query.after)  # nothing can come after it; Redis would refuse
         if query.after:
             start = "(" + query.after
         elif query.since is not None:
@@ -1143,15 +1157,16 @@ class RedisStore(RedisByokKeys):
     async def _get_object(
         self, environment_id: str, object_id: str, version_id: str
     ) -> StoredObject | None:
-        # The two keys the read needs, not all six of _ObjectKeys: each name is checked and built.
+        # The three keys the read needs, not all six of _ObjectKeys: each name is checked and built.
         keys = [
             key(environment_id, Kind.OBJECT, object_id),
             key(environment_id, Kind.VERSIONS, object_id),
+            key(environment_id, Kind.HISTORY, object_id),
         ]
         reply = await self._script(self._get, keys=keys, args=[version_id])
         if reply is None:
             return None
-        name, context, created, record = reply
+        name, context, created, record, newest = reply
         return StoredObject(
             environment_id=environment_id,
             id=object_id,
@@ -1159,6 +1174,7 @@ class RedisStore(RedisByokKeys):
             key_context=codec.decode_context(context),
             created_at=codec.from_micros(int(created)),
             version=codec.decode_version(record),
+            newest_version_id=codec.decode_version_info(newest).version_id if newest else "",
         )
 
 

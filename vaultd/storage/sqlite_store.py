@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from vaultd import securefiles
 from vaultd.storage import codec
 from vaultd.storage.base import (
     ApiKeyRecord,
@@ -68,6 +69,8 @@ from vaultd.storage.keys import (
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
+# The largest rowid SQLite hands out (a signed 64-bit INTEGER): audit cursors stop there.
+_MAX_SEQ = 2**63 - 1
 
 # The object's primary key (environment_id, id) is also the scan index: ids sort in creation
 # order. versions.seq records insertion order, so versions list oldest first.
@@ -172,7 +175,9 @@ _VERSION_COLUMNS = (
     " v.updated_by_id, v.updated_by_name"
 )
 _SELECT_OBJECT = f"""
-SELECT o.id, o.name, o.key_context, o.created_at, {_VERSION_COLUMNS}
+SELECT o.id, o.name, o.key_context, o.created_at, {_VERSION_COLUMNS},
+  (SELECT n.version_id FROM versions n
+    WHERE n.environment_id = o.environment_id AND n.object_id = o.id ORDER BY n.seq DESC LIMIT 1)
 FROM objects o JOIN versions v
   ON v.environment_id = o.environment_id AND v.object_id = o.id AND v.version_id = {{version}}
 WHERE o.environment_id = ? AND o.{{column}} = ?
@@ -509,7 +514,10 @@ class SqliteStore(SqliteByokKeys):
     async def read_audit_events(self, environment_id: str, query: AuditQuery) -> AuditPage:
         if environment_id:
             check(ENVIRONMENT_ID, environment_id, "environment id")
-        if query.after and not (query.after.isascii() and query.after.isdigit()):
+        # A sequence number SQLite could never have handed out (past INTEGER) is no cursor.
+        if query.after and not (
+            query.after.isascii() and query.after.isdigit() and int(query.after) <= _MAX_SEQ
+        ):
             raise BadCursor("not a cursor from a previous read")
         if query.limit < 1:
             return AuditPage([], query.after)
@@ -653,10 +661,10 @@ class SqliteStore(SqliteByokKeys):
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    securefiles.private_dir(path.parent)
     # Create the file owner-only before SQLite does (it would use 0644); SQLite gives the WAL
-    # and shared-memory files the same mode as the database.
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    # and shared-memory files the same mode as the database. Never through a planted symlink.
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
     conn = sqlite3.connect(path, isolation_level=None)  # transactions are explicit
     try:
         if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
@@ -916,7 +924,13 @@ def _object(environment_id: str, row: tuple[Any, ...]) -> StoredObject:
     object_id, name, context, created = row[:4]
     context_map = codec.decode_context(context)
     return StoredObject(
-        environment_id, object_id, name, context_map, codec.from_micros(created), _version(row[4:])
+        environment_id,
+        object_id,
+        name,
+        context_map,
+        codec.from_micros(created),
+        _version(row[4:-1]),
+        newest_version_id=row[-1],
     )
 
 

@@ -57,14 +57,20 @@ class CreateApiKeyResponse(_message.Message):
     def __init__(self, api_key: _Optional[str] = ..., metadata: _Optional[_Union[ApiKeyMetadata, _Mapping]] = ...) -> None: ...
 
 class ListApiKeysRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("limit", "after")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    after: str
+    def __init__(self, limit: _Optional[int] = ..., after: _Optional[str] = ...) -> None: ...
 
 class ListApiKeysResponse(_message.Message):
-    __slots__ = ("api_keys",)
+    __slots__ = ("api_keys", "list_metadata")
     API_KEYS_FIELD_NUMBER: _ClassVar[int]
+    LIST_METADATA_FIELD_NUMBER: _ClassVar[int]
     api_keys: _containers.RepeatedCompositeFieldContainer[ApiKeyMetadata]
-    def __init__(self, api_keys: _Optional[_Iterable[_Union[ApiKeyMetadata, _Mapping]]] = ...) -> None: ...
+    list_metadata: _object_service_pb2.ListMetadata
+    def __init__(self, api_keys: _Optional[_Iterable[_Union[ApiKeyMetadata, _Mapping]]] = ..., list_metadata: _Optional[_Union[_object_service_pb2.ListMetadata, _Mapping]] = ...) -> None: ...
 
 class RevokeApiKeyRequest(_message.Message):
     __slots__ = ("id",)
@@ -160,20 +166,24 @@ class KekVersion(_message.Message):
     def __init__(self, version: _Optional[int] = ..., key_uri: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class KekMetadata(_message.Message):
-    __slots__ = ("id", "item", "versions", "min_decryption_version", "shredded_at", "key_uri")
+    __slots__ = ("id", "item", "versions", "min_decryption_version", "shredded_at", "key_uri", "item_key", "item_value")
     ID_FIELD_NUMBER: _ClassVar[int]
     ITEM_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     MIN_DECRYPTION_VERSION_FIELD_NUMBER: _ClassVar[int]
     SHREDDED_AT_FIELD_NUMBER: _ClassVar[int]
     KEY_URI_FIELD_NUMBER: _ClassVar[int]
+    ITEM_KEY_FIELD_NUMBER: _ClassVar[int]
+    ITEM_VALUE_FIELD_NUMBER: _ClassVar[int]
     id: str
     item: str
     versions: _containers.RepeatedCompositeFieldContainer[KekVersion]
     min_decryption_version: int
     shredded_at: _timestamp_pb2.Timestamp
     key_uri: str
-    def __init__(self, id: _Optional[str] = ..., item: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[KekVersion, _Mapping]]] = ..., min_decryption_version: _Optional[int] = ..., shredded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_uri: _Optional[str] = ...) -> None: ...
+    item_key: str
+    item_value: str
+    def __init__(self, id: _Optional[str] = ..., item: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[KekVersion, _Mapping]]] = ..., min_decryption_version: _Optional[int] = ..., shredded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_uri: _Optional[str] = ..., item_key: _Optional[str] = ..., item_value: _Optional[str] = ...) -> None: ...
 
 class RewrapJob(_message.Message):
     __slots__ = ("id", "state", "kek_ids", "objects_total", "objects_done", "versions_rewrapped", "keks_rewrapped", "error", "created_at", "updated_at")
@@ -200,14 +210,20 @@ class RewrapJob(_message.Message):
     def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[RewrapState, str]] = ..., kek_ids: _Optional[_Iterable[str]] = ..., objects_total: _Optional[int] = ..., objects_done: _Optional[int] = ..., versions_rewrapped: _Optional[int] = ..., keks_rewrapped: _Optional[int] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListKeksRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("limit", "after")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    after: str
+    def __init__(self, limit: _Optional[int] = ..., after: _Optional[str] = ...) -> None: ...
 
 class ListKeksResponse(_message.Message):
-    __slots__ = ("keks",)
+    __slots__ = ("keks", "list_metadata")
     KEKS_FIELD_NUMBER: _ClassVar[int]
+    LIST_METADATA_FIELD_NUMBER: _ClassVar[int]
     keks: _containers.RepeatedCompositeFieldContainer[KekMetadata]
-    def __init__(self, keks: _Optional[_Iterable[_Union[KekMetadata, _Mapping]]] = ...) -> None: ...
+    list_metadata: _object_service_pb2.ListMetadata
+    def __init__(self, keks: _Optional[_Iterable[_Union[KekMetadata, _Mapping]]] = ..., list_metadata: _Optional[_Union[_object_service_pb2.ListMetadata, _Mapping]] = ...) -> None: ...
 
 class RotateKeksRequest(_message.Message):
     __slots__ = ("selector",)
@@ -246,14 +262,20 @@ class GetRewrapJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[RewrapJob, _Mapping]] = ...) -> None: ...
 
 class ListRewrapJobsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("limit", "after")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    after: str
+    def __init__(self, limit: _Optional[int] = ..., after: _Optional[str] = ...) -> None: ...
 
 class ListRewrapJobsResponse(_message.Message):
-    __slots__ = ("jobs",)
+    __slots__ = ("jobs", "list_metadata")
     JOBS_FIELD_NUMBER: _ClassVar[int]
+    LIST_METADATA_FIELD_NUMBER: _ClassVar[int]
     jobs: _containers.RepeatedCompositeFieldContainer[RewrapJob]
-    def __init__(self, jobs: _Optional[_Iterable[_Union[RewrapJob, _Mapping]]] = ...) -> None: ...
+    list_metadata: _object_service_pb2.ListMetadata
+    def __init__(self, jobs: _Optional[_Iterable[_Union[RewrapJob, _Mapping]]] = ..., list_metadata: _Optional[_Union[_object_service_pb2.ListMetadata, _Mapping]] = ...) -> None: ...
 
 class RetireKekVersionsRequest(_message.Message):
     __slots__ = ("item", "min_decryption_version")
@@ -270,12 +292,16 @@ class RetireKekVersionsResponse(_message.Message):
     def __init__(self, kek: _Optional[_Union[KekMetadata, _Mapping]] = ...) -> None: ...
 
 class ShredKekRequest(_message.Message):
-    __slots__ = ("item", "confirm")
+    __slots__ = ("item", "confirm", "item_key", "item_value")
     ITEM_FIELD_NUMBER: _ClassVar[int]
     CONFIRM_FIELD_NUMBER: _ClassVar[int]
+    ITEM_KEY_FIELD_NUMBER: _ClassVar[int]
+    ITEM_VALUE_FIELD_NUMBER: _ClassVar[int]
     item: str
     confirm: bool
-    def __init__(self, item: _Optional[str] = ..., confirm: _Optional[bool] = ...) -> None: ...
+    item_key: str
+    item_value: str
+    def __init__(self, item: _Optional[str] = ..., confirm: _Optional[bool] = ..., item_key: _Optional[str] = ..., item_value: _Optional[str] = ...) -> None: ...
 
 class ShredKekResponse(_message.Message):
     __slots__ = ("kek",)

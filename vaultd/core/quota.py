@@ -1,0 +1,82 @@
+"""Quotas on KEK creation (docs/SECURITY.md section 5).
+
+A KEK is made the first time a context item is used, and lives until shredded: a caller with
+`objects:write` or `keys:use` could otherwise fill the store and the KMS with KEKs by sending a
+fresh context item per call. Each new KEK (not a new version of one) is admitted against:
+- per API key and per environment, KEKs per minute (token buckets: a burst of a minute's worth,
+  refilled continuously) -> KEK_QUOTA_EXCEEDED with the delay until the next token;
+- per environment, KEKs in total -> KEK_QUOTA_EXCEEDED without a delay (shred or raise it).
+
+The total is counted from the store once per environment and process, then kept up to date
+in memory by the KEKs this process admits; like the rate limits, the quotas are per process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vaultd.core.errors import KekQuotaExceeded
+from vaultd.core.keyring import store_errors
+from vaultd.core.ratelimit import TokenBuckets
+from vaultd.storage.base import Store
+
+
+@dataclass(frozen=True, slots=True)
+class KekQuotaLimits:
+    """0 turns a quota off."""
+
+    per_key_per_minute: int = 0
+    per_environment_per_minute: int = 0
+    per_environment_total: int = 0
+
+
+class KekQuota:
+    def __init__(
+        self,
+        store: Store,
+        limits: KekQuotaLimits,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._limits = limits
+        self._per_key = _buckets(limits.per_key_per_minute, clock)
+        self._per_environment = _buckets(limits.per_environment_per_minute, clock)
+        self._totals: dict[str, int] = {}
+
+    async def admit(self, environment_id: str, api_key_id: str | None) -> None:
+        """Count one new KEK of `environment_id`, made for `api_key_id` (None: no caller, e.g.
+        a job); KekQuotaExceeded, counting nothing, when a quota is spent."""
+        limits = self._limits
+        if limits.per_environment_total:
+            total = await self._total(environment_id)
+            if total >= limits.per_environment_total:
+                raise KekQuotaExceeded("per_environment_total", limits.per_environment_total, None)
+        checks: list[tuple[TokenBuckets[str] | None, str, str, int]] = [
+            (self._per_environment, environment_id, "per_environment_per_minute",
+             limits.per_environment_per_minute),
+        ]  # fmt: skip
+        if api_key_id is not None:
+            checks.append(
+                (self._per_key, api_key_id, "per_key_per_minute", limits.per_key_per_minute)
+            )
+        for buckets, key, name, limit in checks:
+            if buckets is not None and (wait := buckets.peek(key)):
+                raise KekQuotaExceeded(name, limit, wait)
+        for buckets, key, _, _ in checks:
+            if buckets is not None:
+                buckets.take(key)
+        if limits.per_environment_total:
+            self._totals[environment_id] = self._totals.get(environment_id, 0) + 1
+
+    async def _total(self, environment_id: str) -> int:
+        if environment_id not in self._totals:
+            with store_errors():
+                keks = await self._store.list_keks(environment_id)
+            self._totals[environment_id] = len(keks)
+        return self._totals[environment_id]
+
+
+def _buckets(per_minute: int, clock: Callable[[], float]) -> TokenBuckets[str] | None:
+    return TokenBuckets(per_minute / 60.0, per_minute, clock=clock) if per_minute else None
