@@ -302,7 +302,7 @@ def _provider_error(key_uri: str, err: Exception) -> ProviderError:
     )
 
     if isinstance(err, ClientAuthenticationError):
-        return KeyUnavailableError(f"{key_uri}: access denied ({_describe(err)})")
+        return KeyUnavailableError(f"{key_uri}: access denied ({_describe(err)})", denied=True)
     if isinstance(err, ServiceRequestError | ServiceResponseError):
         return ProviderUnavailableError(f"{key_uri}: Key Vault unreachable ({type(err).__name__})")
     if isinstance(err, HttpResponseError):
@@ -310,8 +310,12 @@ def _provider_error(key_uri: str, err: Exception) -> ProviderError:
         if status is None or status in (408, 429) or status >= 500:
             return ProviderUnavailableError(f"{key_uri}: Key Vault unavailable ({_describe(err)})")
         # 403 (denied or disabled), 404 (no such key), 400 (a wrapped key the key cannot open):
-        # retrying will not help, the key is unusable for this call.
-        return KeyUnavailableError(f"{key_uri}: Key Vault refused the key ({_describe(err)})")
+        # retrying will not help, the key is unusable for this call. All but 400 refuse the
+        # key itself (a revocation); 400 is this wrapped key only.
+        return KeyUnavailableError(
+            f"{key_uri}: Key Vault refused the key ({_describe(err)})",
+            denied=status in (401, 403, 404),
+        )
     return ProviderUnavailableError(f"{key_uri}: Key Vault call failed ({type(err).__name__})")
 
 

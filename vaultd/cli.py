@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from providers import ProviderError
-from vaultd import admin_cli, kek_cli, startup, store_cli
+from vaultd import admin_cli, byok_cli, kek_cli, startup, store_cli
 from vaultd.settings import Settings, load_settings
 
 
@@ -110,11 +110,15 @@ def _parser() -> argparse.ArgumentParser:
     store_cli.add_commands(commands, common)
     byok = commands.add_parser("byok", help="bring-your-own-key rules")
     byok_commands = byok.add_subparsers(dest="byok_command", required=True)
-    byok_commands.add_parser(
+    verify = byok_commands.add_parser(
         "verify",
         parents=[common],
-        help="wrap and unwrap with every rule's key; exit 1 if any fails",
+        help="wrap and unwrap with every configured rule's key, or with one registered key "
+        "(ID and --environment); exit 1 if any fails",
     )
+    verify.add_argument("id", nargs="?", help="a registered key's id (byok_...)")
+    verify.add_argument("--environment", help="the registered key's environment")
+    byok_cli.add_commands(byok_commands, common)
     return parser
 
 
@@ -200,7 +204,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "byok":
-        return asyncio.run(byok_verify(settings))
+        if args.byok_command == "verify" and args.id is None:
+            return asyncio.run(byok_verify(settings))
+        if args.byok_command == "verify" and not args.environment:
+            print("vaultd: byok verify ID needs --environment", file=sys.stderr)
+            return 2
+        return asyncio.run(byok_cli.run(args, settings))
     if args.command == "health":
         return health_check(args, settings)
     if args.command in admin_cli.COMMANDS:

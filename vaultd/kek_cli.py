@@ -20,6 +20,7 @@ import math
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 from providers.internal import SCHEME, RootKeyFile, root_version
 from vaultd.admin_cli import iso, operator, print_table
@@ -27,6 +28,7 @@ from vaultd.core import audit
 from vaultd.core.apikeys import DEFAULT_ENVIRONMENT
 from vaultd.core.audit import AuditLog, Origin, Subject
 from vaultd.core.auditchain import AuditKeys
+from vaultd.core.byok import ByokKeys
 from vaultd.core.cache import TtlCache
 from vaultd.core.errors import VaultError
 from vaultd.core.keyring import Keyring
@@ -35,6 +37,7 @@ from vaultd.core.objects import Actor
 from vaultd.settings import Settings
 from vaultd.storage import open_store
 from vaultd.storage.base import KekRecord, RewrapJob, RewrapState
+from vaultd.storage.byok import ByokKeyStore
 
 COMMANDS = ("kek", "root")
 POLL_SECONDS = 0.5
@@ -114,8 +117,11 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         timedelta(days=settings.audit_retention_days),
         keys=AuditKeys.load_or_create(settings.audit_key_path),
     )
-    # No cache: a command must see what a server just changed, and acts once.
-    keyring = Keyring(store, registry, rules, TtlCache(0, 0))
+    # No cache: a command must see what a server just changed, and acts once. The
+    # environment's BYOK keys resolve items as in the server, so a rotation or a rewrap wraps
+    # under the tenant's registered key, not the configured rules alone.
+    byok_keys = ByokKeys(cast(ByokKeyStore, store), registry, rules, 0)
+    keyring = Keyring(store, registry, rules, TtlCache(0, 0), rules_for=byok_keys.rules_for)
     lifecycle = key_lifecycle(settings, store, keyring, rules, audit_log)
     try:
         return await _kek(args, lifecycle, audit_log, settings.kek_cache.ttl_seconds)

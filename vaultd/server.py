@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -37,9 +37,11 @@ from vaultd.core import audit
 from vaultd.core.apikeys import DEFAULT_ENVIRONMENT, ApiKeys, check_bootstrap_secret
 from vaultd.core.audit import AuditLog, Origin, Subject
 from vaultd.core.auditchain import AuditKeys
+from vaultd.core.byok import ByokKeys
 from vaultd.core.cache import TtlCache
 from vaultd.core.datakeys import DataKeys
 from vaultd.core.envelope import Kek
+from vaultd.core.errors import KeyProviderUnavailable
 from vaultd.core.keyring import CacheKey, Keyring
 from vaultd.core.lifecycle import KeyLifecycle
 from vaultd.core.objects import Actor, ObjectVault
@@ -53,6 +55,7 @@ from vaultd.metrics import Metrics, MetricsServer
 from vaultd.settings import Settings, TransportSettings
 from vaultd.storage import SQLITE_FILE_NAME, Store, open_store
 from vaultd.storage.base import RewrapJob, RewrapState
+from vaultd.storage.byok import ByokKeyStore
 from vaultd.v1 import (
     admin_service_pb2,
     admin_service_pb2_grpc,
@@ -151,6 +154,7 @@ class Vaultd:
     audit_log: AuditLog | None = None
     http: HttpListener | None = None
     console: ConsoleListener | None = None
+    byok_keys: ByokKeys | None = None
 
     async def stop(self, grace: float | None) -> None:
         await self.health.enter_graceful_shutdown()
@@ -326,7 +330,11 @@ async def start(
     guard = await open_guarded_store(settings, internal)
     store = guard.store
     cache: TtlCache[CacheKey, Kek] = TtlCache(
-        settings.kek_cache.ttl_seconds, settings.kek_cache.max_entries
+        settings.kek_cache.ttl_seconds,
+        settings.kek_cache.max_entries,
+        grace_seconds=settings.kek_cache.outage_grace_seconds,
+        # Only a KMS outage is ridden out; a refusal or a storage error is answered as it is.
+        serve_stale_on=lambda exc: isinstance(exc, KeyProviderUnavailable),
     )
     # Metrics cost nothing unless asked for: no timing proxy, no observer, no HTTP server.
     metrics = Metrics() if settings.metrics_listen or settings.console_listen else None
@@ -337,6 +345,11 @@ async def start(
         keys=AuditKeys.load_or_create(settings.audit_key_path),
     )
     api_keys = await open_api_keys(observed_store, audit_log, settings)
+    # The environment's BYOK keys in the store, over the configured rules; re-read once per
+    # KEK-cache TTL, so a key added in another process is used within that.
+    byok_keys = ByokKeys(
+        cast(ByokKeyStore, observed_store), registry, rules, settings.kek_cache.ttl_seconds
+    )
     keyring = Keyring(
         observed_store,
         registry,
@@ -348,6 +361,7 @@ async def start(
         admit_kek=kek_admission(
             KekQuota(observed_store, KekQuotaLimits(**settings.kek_quota.model_dump()))
         ),
+        rules_for=byok_keys.rules_for,
     )
     lifecycle = key_lifecycle(settings, observed_store, keyring, rules, audit_log)
     vault = ObjectVault(observed_store, keyring, settings.max_value_bytes)
@@ -395,7 +409,7 @@ async def start(
         registrar,
     )
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        AdminServicer(api_keys, audit_log, lifecycle, rules), registrar
+        AdminServicer(api_keys, audit_log, lifecycle, rules, byok_keys), registrar
     )
     health_servicer = health.aio.HealthServicer()
     # grpc's servicer starts out SERVING; vaultd says so only once it is (workers: all of them).
@@ -466,6 +480,7 @@ async def start(
         audit_log,
         http,
         console,
+        byok_keys,
     )
 
 

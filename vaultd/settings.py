@@ -42,6 +42,10 @@ class KekCacheSettings(BaseModel):
 
     ttl_seconds: float = Field(300.0, ge=0)
     max_entries: int = Field(100_000, ge=0)
+    outage_grace_seconds: float = Field(0.0, ge=0)
+    """How long past its TTL a cached KEK keeps serving while its KMS is down (timeouts,
+    connection errors, 5xx). Off by default: during the grace a revocation that the KMS cannot
+    report (because it is down) is not seen. An explicit denial always drops the KEK at once."""
 
 
 class RateLimitSettings(BaseModel):

@@ -53,6 +53,8 @@ KEK = "kek_0123456789abcdef0123456789abcdef"
         (Kind.KEKS, None, "vaultd:{env_test-1}:keks"),
         (Kind.FENCE, None, "vaultd:{env_test-1}:fence"),
         (Kind.AUDIT, None, "vaultd:{env_test-1}:audit"),
+        (Kind.BYOK, None, "vaultd:{env_test-1}:byok"),
+        (Kind.BYOK_MATCHES, None, "vaultd:{env_test-1}:byok-matches"),
     ],
 )
 def test_exact_key_names(kind: Kind, ident: str | None, expected: str) -> None:
@@ -61,7 +63,7 @@ def test_exact_key_names(kind: Kind, ident: str | None, expected: str) -> None:
 
 def test_every_kind_is_covered_above() -> None:
     # A new kind must get its exact name pinned in test_exact_key_names.
-    assert len(Kind) == 11
+    assert len(Kind) == 13
 
 
 @pytest.mark.parametrize(

@@ -88,3 +88,91 @@ async def test_zero_ttl_disables_caching() -> None:
     cache: TtlCache[str, int] = TtlCache(0, 10)
     cache.put("k", 1)
     assert cache.get("k") is None
+
+
+class _OutOfTime(Exception):
+    deadline_reached = True
+
+
+class _Outage(Exception):
+    pass
+
+
+async def test_waiters_reload_when_the_loaders_caller_ran_out_of_time() -> None:
+    """The shared load failed only because its caller's deadline was short: a waiter with time
+    left loads again for itself; a plain failure is shared as it is."""
+    cache: TtlCache[str, int] = TtlCache(60, 10)
+    release = asyncio.Event()
+
+    async def short_deadline() -> int:
+        await release.wait()
+        raise _OutOfTime()
+
+    async def fine() -> int:
+        return 5
+
+    first = asyncio.create_task(cache.get_or_load("k", short_deadline))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(cache.get_or_load("k", fine))
+    await asyncio.sleep(0)
+    release.set()
+    with pytest.raises(_OutOfTime):
+        await first
+    assert await second == 5
+
+    async def down() -> int:
+        await release.wait()
+        raise _Outage()
+
+    release.clear()
+    cache.clear()
+    first = asyncio.create_task(cache.get_or_load("j", down))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(cache.get_or_load("j", fine))
+    await asyncio.sleep(0)
+    release.set()
+    for task in (first, second):
+        with pytest.raises(_Outage):
+            await task
+
+
+async def test_grace_serves_an_expired_value_only_on_accepted_errors_and_only_inside_it() -> None:
+    clock = Clock()
+    cache: TtlCache[str, int] = TtlCache(
+        10, 10, clock=clock, grace_seconds=30, serve_stale_on=lambda e: isinstance(e, _Outage)
+    )
+    cache.put("k", 1)
+
+    async def down() -> int:
+        raise _Outage()
+
+    async def refused() -> int:
+        raise RuntimeError("denied")
+
+    clock.now = 15.0
+    assert cache.get("k") is None, "past the TTL it is no hit"
+    assert await cache.get_or_load("k", down) == 1
+    assert cache.stats.stale_served == 1
+    with pytest.raises(RuntimeError):
+        await cache.get_or_load("k", refused)
+    clock.now = 40.0
+    with pytest.raises(_Outage):
+        await cache.get_or_load("k", down)
+
+
+async def test_discard_where_drops_a_stale_entry_too() -> None:
+    clock = Clock()
+    cache: TtlCache[tuple[str, str], int] = TtlCache(
+        10, 10, clock=clock, grace_seconds=30, serve_stale_on=lambda e: True
+    )
+    cache.put(("a", "x"), 1)
+    cache.put(("b", "x"), 2)
+    clock.now = 15.0
+    assert cache.discard_where(lambda key: key[0] == "a") == 1
+
+    async def down() -> int:
+        raise _Outage()
+
+    with pytest.raises(_Outage):
+        await cache.get_or_load(("a", "x"), down)
+    assert await cache.get_or_load(("b", "x"), down) == 2

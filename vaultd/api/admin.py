@@ -12,9 +12,11 @@ from vaultd.api.caller import caller_of
 from vaultd.api.lifecycle import LifecycleRpcs
 from vaultd.core.apikeys import ApiKeys
 from vaultd.core.audit import AuditLog
+from vaultd.core.byok import ByokKeys
 from vaultd.core.lifecycle import KeyLifecycle
 from vaultd.core.rules import KeyRules
 from vaultd.storage.base import ApiKeyRecord, AuditEvent, AuditQuery
+from vaultd.storage.byok import ByokKeyRecord
 from vaultd.v1 import admin_service_pb2 as pb
 from vaultd.v1 import admin_service_pb2_grpc as pb_grpc
 from vaultd.v1 import object_service_pb2 as object_pb
@@ -55,13 +57,70 @@ def audit_event(event: AuditEvent) -> pb.AuditEvent:
     )
 
 
+def byok_key(record: ByokKeyRecord) -> pb.ByokKey:
+    message = pb.ByokKey(
+        id=record.id,
+        item_key=record.item_key,
+        pattern=record.pattern,
+        key_uri=record.key_uri,
+        created_at=convert.timestamp(record.created_at),
+        verified=record.verified,
+        verification_error=record.verification_error,
+    )
+    if record.verified_at is not None:
+        message.verified_at.CopyFrom(convert.timestamp(record.verified_at))
+    return message
+
+
 class AdminServicer(LifecycleRpcs, pb_grpc.AdminServiceServicer):
     def __init__(
-        self, api_keys: ApiKeys, audit_log: AuditLog, lifecycle: KeyLifecycle, rules: KeyRules
+        self,
+        api_keys: ApiKeys,
+        audit_log: AuditLog,
+        lifecycle: KeyLifecycle,
+        rules: KeyRules,
+        byok_keys: ByokKeys | None = None,
     ) -> None:
         super().__init__(lifecycle, rules)
         self._keys = api_keys
         self._audit = audit_log
+        self._byok = byok_keys
+
+    def _byok_keys(self) -> ByokKeys:
+        if self._byok is None:
+            raise RuntimeError("this server was assembled without BYOK keys")
+        return self._byok
+
+    async def CreateByokKey(
+        self, request: pb.CreateByokKeyRequest, context: Context
+    ) -> pb.CreateByokKeyResponse:
+        env = caller_of(context).environment_id
+        record = await self._byok_keys().create(env, dict(request.match), request.key_uri)
+        return pb.CreateByokKeyResponse(byok_key=byok_key(record))
+
+    async def ListByokKeys(
+        self, request: pb.ListByokKeysRequest, context: Context
+    ) -> pb.ListByokKeysResponse:
+        records = await self._byok_keys().list(caller_of(context).environment_id)
+        return pb.ListByokKeysResponse(byok_keys=[byok_key(r) for r in records])
+
+    async def GetByokKey(
+        self, request: pb.GetByokKeyRequest, context: Context
+    ) -> pb.GetByokKeyResponse:
+        record = await self._byok_keys().get(caller_of(context).environment_id, request.id)
+        return pb.GetByokKeyResponse(byok_key=byok_key(record))
+
+    async def VerifyByokKey(
+        self, request: pb.VerifyByokKeyRequest, context: Context
+    ) -> pb.VerifyByokKeyResponse:
+        record = await self._byok_keys().verify(caller_of(context).environment_id, request.id)
+        return pb.VerifyByokKeyResponse(byok_key=byok_key(record))
+
+    async def DeleteByokKey(
+        self, request: pb.DeleteByokKeyRequest, context: Context
+    ) -> pb.DeleteByokKeyResponse:
+        record = await self._byok_keys().delete(caller_of(context).environment_id, request.id)
+        return pb.DeleteByokKeyResponse(byok_key=byok_key(record))
 
     async def CreateApiKey(
         self, request: pb.CreateApiKeyRequest, context: Context

@@ -21,6 +21,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from providers.deadline import answer_within
 from vaultd.core.errors import BackendUnavailable, InvalidArgument, VaultError
 
 log = logging.getLogger(__name__)
@@ -100,12 +101,14 @@ class ErrorMapping:
                 error = InvalidArgument("request", "is not a well-formed protobuf message")
             else:
                 try:
-                    # Bounds every backend wait (KMS retries included) by the client's deadline.
+                    # Bounds every backend wait (KMS retries included) by the client's deadline;
+                    # providers learn it too, so they give up in time for this call to answer
+                    # UNAVAILABLE with a retry hint rather than be cut off by the timeout.
                     remaining = context.time_remaining()
-                    async with asyncio.timeout(
-                        self._default_deadline if remaining is None else remaining
-                    ):
-                        return await behavior(request, context)
+                    deadline = self._default_deadline if remaining is None else remaining
+                    with answer_within(deadline):
+                        async with asyncio.timeout(deadline):
+                            return await behavior(request, context)
                 except VaultError as exc:
                     error = exc
                 except TimeoutError:

@@ -94,6 +94,15 @@ def _keks(request: Any, response: Any) -> Subject:
     return Subject(key_ids=tuple(k.id for k in keks), key_context=dict([item]) if item else None)
 
 
+def _byok_key(request: Any, response: Any) -> Subject:
+    """A BYOK key call: the key's id, and its match as a one-item context."""
+    key = getattr(response, "byok_key", None) if response is not None else None
+    if key is None:
+        match = dict(getattr(request, "match", {}))
+        return Subject(key_ids=tuple(filter(None, [getattr(request, "id", "")])), key_context=match)
+    return Subject(key_ids=(key.id,), key_context={key.item_key: key.pattern})
+
+
 def _nothing(request: Any, response: Any) -> Subject:
     return Subject()
 
@@ -150,6 +159,11 @@ RPCS: dict[str, Rpc] = {
             "ListRewrapJobs": Rpc(ADMIN, audit.REWRAP_READ, _nothing),
             "RetireKekVersions": Rpc(ADMIN, audit.KEK_RETIRED, _keks),
             "ShredKek": Rpc(ADMIN, audit.KEK_SHREDDED, _keks),
+            "CreateByokKey": Rpc(ADMIN, audit.BYOK_KEY_VERIFIED, _byok_key),
+            "ListByokKeys": Rpc(ADMIN, audit.BYOK_KEY_READ, _nothing),
+            "GetByokKey": Rpc(ADMIN, audit.BYOK_KEY_READ, _byok_key),
+            "VerifyByokKey": Rpc(ADMIN, audit.BYOK_KEY_VERIFIED, _byok_key),
+            "DeleteByokKey": Rpc(ADMIN, audit.BYOK_KEY_DELETED, _byok_key),
         },
     ),
     # Reflection shows only the public API; any valid key may read it.

@@ -54,6 +54,10 @@ APIKEY_REVOKED = "vault.apikey.revoked"
 APIKEY_LISTED = "vault.apikey.listed"
 AUDIT_READ = "vault.audit.read"
 REFLECTION_READ = "vault.reflection.read"
+# WorkOS's names for BYOK key events; a registration is a verification too.
+BYOK_KEY_VERIFIED = "vault.byok_key.verification_completed"
+BYOK_KEY_DELETED = "vault.byok_key.deleted"
+BYOK_KEY_READ = "vault.byok_key.read"
 
 SUCCESS = "success"
 DEFAULT_RETENTION_DAYS = 90

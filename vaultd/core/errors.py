@@ -201,6 +201,28 @@ class BackendUnavailable(VaultError):
         return "a key provider is unavailable; retry later"
 
 
+class KeyProviderUnavailable(BackendUnavailable):
+    """A KMS did not answer (in time) or answered with a server error: an outage, not a
+    refusal. `retry_delay` carries the provider's hint (its breaker's cool-down).
+
+    `deadline_reached`: the provider stopped because the caller's own deadline left no room for
+    another attempt. A caller that only shared the call (the KEK cache's single flight) and has
+    time left should try again itself rather than take this as its answer.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        retry_delay: float | None = None,
+        deadline_reached: bool = False,
+    ) -> None:
+        super().__init__(message, metadata=metadata)
+        self.retry_delay = retry_delay
+        self.deadline_reached = deadline_reached
+
+
 class StoreIdentityMismatch(VaultError):
     """The store is not the one this deployment served: emptied or replaced (storeguard.py)."""
 
@@ -276,3 +298,23 @@ class RateLimited(ResourceExhausted):
     def __init__(self, retry_delay: float) -> None:
         super().__init__(f"rate limit exceeded; retry in {retry_delay:.3f}s")
         self.retry_delay = retry_delay
+
+
+class ByokKeyNotFound(VaultError):
+    code = "NOT_FOUND"
+    reason = "BYOK_KEY_NOT_FOUND"
+
+
+class ByokKeyConflict(VaultError):
+    """Another BYOK key or a configured rule already governs the same match; `conflicts_with`
+    in the metadata names it."""
+
+    code = "ALREADY_EXISTS"
+    reason = "BYOK_KEY_CONFLICT"
+
+
+class ByokKeyVerificationFailed(VaultError):
+    """A wrap and unwrap of a probe through the key's provider failed; nothing was registered."""
+
+    code = "FAILED_PRECONDITION"
+    reason = "BYOK_KEY_VERIFICATION_FAILED"

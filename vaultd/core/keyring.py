@@ -3,6 +3,10 @@
 A KEK's id is a digest of (environment, item), so finding it needs no index and two environments
 never share one. Unwrapped KEKs live in a TtlCache: a warm cache makes no provider call, and
 concurrent misses for one KEK make one.
+
+A provider's explicit denial of a key (KeyUnavailableError with `denied`: the customer revoked
+it) drops every cached KEK this process unwrapped or wrapped under that key URI at once, so
+neither reads nor new writes go on under a revoked key until the cache would have expired.
 """
 
 from __future__ import annotations
@@ -31,12 +35,13 @@ from vaultd.core.errors import (
     BackendUnavailable,
     DecryptionFailed,
     IntegrityViolation,
+    KeyProviderUnavailable,
     KeyShredded,
     KeyUnavailable,
     KeyVersionRetired,
     VaultError,
 )
-from vaultd.core.rules import KeyRules
+from vaultd.core.rules import KeyRules, Resolver
 from vaultd.core.validation import KeyContext
 from vaultd.storage.base import KekRecord, KekStamp, KekVersion, Store, StoreUnavailable
 
@@ -106,6 +111,7 @@ class Keyring:
         on_kek_created: KekCreatedSink | None = None,
         rotation_period: timedelta | None = None,
         admit_kek: Callable[[str], Awaitable[None]] | None = None,
+        rules_for: Callable[[str], Awaitable[Resolver]] | None = None,
     ) -> None:
         self._store = store
         self._providers = providers
@@ -117,13 +123,24 @@ class Keyring:
         self._rotation_period = rotation_period
         # Asked before a new KEK (version 1) is made: the KEK quotas (quota.py).
         self._admit_kek = admit_kek
+        # An environment's BYOK keys over the configured rules (core/byok.py), when served.
+        self._rules_for = rules_for
+        # Which KEKs (environment, kek id) were seen under each provider key URI: what a
+        # denial of that key must drop from the cache. Bounded by the KEKs this process used.
+        self._keks_under: dict[str, set[tuple[str, str]]] = {}
 
     async def current_keks(self, environment_id: str, context: KeyContext) -> list[Kek]:
         """The newest KEK of each item that must wrap a DEK for this context."""
+        rules = await self._rules_in(environment_id)
         return [
             await self._current(environment_id, key, value)
-            for key, value in self._rules.items_to_wrap(context)
+            for key, value in rules.items_to_wrap(context)
         ]
+
+    async def _rules_in(self, environment_id: str) -> Resolver:
+        if self._rules_for is None:
+            return self._rules
+        return await self._rules_for(environment_id)
 
     async def unwrap_dek(self, environment_id: str, keys: EncryptedKeys, purpose: Purpose) -> bytes:
         """The DEK from the first entry whose KEK can be had and that authenticates as made for
@@ -187,7 +204,7 @@ class Keyring:
         a new CMK), or when the provider says its own key moved on (a new root key version).
         The KEK itself is unchanged, so no DEK is touched. Returns how many were re-wrapped.
         """
-        target = self._rules.key_uri(record.item_key, record.item_value)
+        target = (await self._rules_in(environment_id)).key_uri(record.item_key, record.item_value)
         done = 0
         for stored in record.versions:
             if stored.provider_uri == target and not self._stale(stored):
@@ -264,7 +281,7 @@ class Keyring:
         """
         if version == 1 and self._admit_kek is not None:
             await self._admit_kek(environment_id)
-        key_uri = self._rules.key_uri(item_key, item_value)
+        key_uri = (await self._rules_in(environment_id)).key_uri(item_key, item_value)
         plain = new_dek()
         draft = KekVersion(item_key, item_value, version, key_uri, b"", self._clock())
         wrapped = await self._wrap(environment_id, kek_id, key_uri, plain, draft)
@@ -282,9 +299,15 @@ class Keyring:
         self.cache.put(("version", environment_id, kek_id, str(version)), kek)
         return kek, found
 
+    def forget_key_uri(self, key_uri: str) -> int:
+        """Drop every cached KEK wrapped under `key_uri` (its provider denied the key)."""
+        keks = self._keks_under.pop(key_uri, set())
+        return self.cache.discard_where(lambda key: (key[1], key[2]) in keks)
+
     async def _wrap(
         self, environment_id: str, kek_id: str, key_uri: str, plain: bytes, version: KekVersion
     ) -> bytes:
+        self._keks_under.setdefault(key_uri, set()).add((environment_id, kek_id))
         return await self._provider_call(
             "wrap",
             key_uri,
@@ -295,6 +318,7 @@ class Keyring:
 
     async def _unwrap(self, environment_id: str, kek_id: str, record: KekVersion) -> Kek:
         uri = record.provider_uri
+        self._keks_under.setdefault(uri, set()).add((environment_id, kek_id))
         plain = await self._provider_call(
             "unwrap",
             uri,
@@ -314,14 +338,19 @@ class Keyring:
             result = await call()
             outcome = "ok"
             return result
-        except ProviderUnavailableError:
+        except ProviderUnavailableError as exc:
             outcome = "unavailable"
-            raise BackendUnavailable(
+            raise KeyProviderUnavailable(
                 f"key provider for {key_uri} is unavailable; retry later",
                 metadata={"key_uri": key_uri},
+                retry_delay=exc.retry_after,
+                deadline_reached=exc.deadline_reached,
             ) from None
         except (KeyUnavailableError, ProviderError) as exc:
             outcome = "key_unavailable"
+            if isinstance(exc, KeyUnavailableError) and exc.denied:
+                # A revocation: nothing cached under this key may serve another call.
+                self.forget_key_uri(key_uri)
             raise KeyUnavailable(str(exc), metadata={"key_uri": key_uri}) from None
         finally:
             if self._on_provider_call is not None:

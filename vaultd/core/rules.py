@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from vaultd.core.validation import KeyContext
 
@@ -49,6 +50,14 @@ class Rule:
         if "*" in value:
             raise RuleError(f"{label}: only one trailing '*' is allowed in a value")
         return cls(item_key, value, key_uri, is_prefix, label)
+
+
+class Resolver(Protocol):
+    """What resolving items needs: KeyRules, or an environment's BYOK keys over them."""
+
+    def key_uri(self, item_key: str, item_value: str) -> str: ...
+
+    def items_to_wrap(self, context: KeyContext) -> KeyContext: ...
 
 
 class KeyRules:

@@ -18,6 +18,8 @@ Layout, where `{env}` is the environment id inside a Redis Cluster hash tag:
     vaultd:{env}:fence                  string  a counter, incremented by a durable KEK read so
                                               that a WAIT after it confirms what the read saw
     vaultd:{env}:audit                  stream  the environment's audit events (codec records)
+    vaultd:{env}:byok                   hash  BYOK key id -> record (storage/byok.py)
+    vaultd:{env}:byok-matches           hash  "<item key>\0<pattern>" -> BYOK key id: one per match
 
 API keys belong to no environment, so they live under one fixed tag, `{@auth}`; `@` is never
 in an environment id, so no environment can share (or collide with) these names:
@@ -81,6 +83,8 @@ class Kind(Enum):
     KEKS = ("keks", None)
     FENCE = ("fence", None)
     AUDIT = ("audit", None)
+    BYOK = ("byok", None)
+    BYOK_MATCHES = ("byok-matches", None)
 
     def __init__(self, template: str, id_rule: re.Pattern[str] | None) -> None:
         self.template = template

@@ -60,6 +60,7 @@ from vaultd.storage.base import (
     VersionInfo,
     VersionMismatch,
 )
+from vaultd.storage.byok_redis import RedisByokKeys
 from vaultd.storage.keys import (
     API_KEY_ID,
     ENVIRONMENT_ID,
@@ -563,7 +564,7 @@ class _KekKeys:
         self.index = key(environment_id, Kind.KEKS)
 
 
-class RedisStore:
+class RedisStore(RedisByokKeys):
     """A Store on Redis, through redis-py asyncio."""
 
     def __init__(

@@ -54,6 +54,7 @@ from vaultd.storage.base import (
     VersionInfo,
     VersionMismatch,
 )
+from vaultd.storage.byok_sqlite import SqliteByokKeys
 from vaultd.storage.keys import (
     API_KEY_ID,
     ENVIRONMENT_ID,
@@ -192,7 +193,7 @@ _VERSION_BY_ID = _SELECT_OBJECT.format(version="?", column="id")
 T = TypeVar("T")
 
 
-class SqliteStore:
+class SqliteStore(SqliteByokKeys):
     """A Store in one SQLite file, created (owner-only) with its schema if missing."""
 
     def __init__(self, path: Path) -> None:

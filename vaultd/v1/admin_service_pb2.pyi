@@ -308,3 +308,90 @@ class ShredKekResponse(_message.Message):
     KEK_FIELD_NUMBER: _ClassVar[int]
     kek: KekMetadata
     def __init__(self, kek: _Optional[_Union[KekMetadata, _Mapping]] = ...) -> None: ...
+
+class ByokKey(_message.Message):
+    __slots__ = ("id", "item_key", "pattern", "key_uri", "created_at", "verified_at", "verified", "verification_error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ITEM_KEY_FIELD_NUMBER: _ClassVar[int]
+    PATTERN_FIELD_NUMBER: _ClassVar[int]
+    KEY_URI_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_AT_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    VERIFICATION_ERROR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    item_key: str
+    pattern: str
+    key_uri: str
+    created_at: _timestamp_pb2.Timestamp
+    verified_at: _timestamp_pb2.Timestamp
+    verified: bool
+    verification_error: str
+    def __init__(self, id: _Optional[str] = ..., item_key: _Optional[str] = ..., pattern: _Optional[str] = ..., key_uri: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., verified_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., verified: _Optional[bool] = ..., verification_error: _Optional[str] = ...) -> None: ...
+
+class CreateByokKeyRequest(_message.Message):
+    __slots__ = ("match", "key_uri")
+    class MatchEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    MATCH_FIELD_NUMBER: _ClassVar[int]
+    KEY_URI_FIELD_NUMBER: _ClassVar[int]
+    match: _containers.ScalarMap[str, str]
+    key_uri: str
+    def __init__(self, match: _Optional[_Mapping[str, str]] = ..., key_uri: _Optional[str] = ...) -> None: ...
+
+class CreateByokKeyResponse(_message.Message):
+    __slots__ = ("byok_key",)
+    BYOK_KEY_FIELD_NUMBER: _ClassVar[int]
+    byok_key: ByokKey
+    def __init__(self, byok_key: _Optional[_Union[ByokKey, _Mapping]] = ...) -> None: ...
+
+class ListByokKeysRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListByokKeysResponse(_message.Message):
+    __slots__ = ("byok_keys",)
+    BYOK_KEYS_FIELD_NUMBER: _ClassVar[int]
+    byok_keys: _containers.RepeatedCompositeFieldContainer[ByokKey]
+    def __init__(self, byok_keys: _Optional[_Iterable[_Union[ByokKey, _Mapping]]] = ...) -> None: ...
+
+class GetByokKeyRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class GetByokKeyResponse(_message.Message):
+    __slots__ = ("byok_key",)
+    BYOK_KEY_FIELD_NUMBER: _ClassVar[int]
+    byok_key: ByokKey
+    def __init__(self, byok_key: _Optional[_Union[ByokKey, _Mapping]] = ...) -> None: ...
+
+class VerifyByokKeyRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class VerifyByokKeyResponse(_message.Message):
+    __slots__ = ("byok_key",)
+    BYOK_KEY_FIELD_NUMBER: _ClassVar[int]
+    byok_key: ByokKey
+    def __init__(self, byok_key: _Optional[_Union[ByokKey, _Mapping]] = ...) -> None: ...
+
+class DeleteByokKeyRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class DeleteByokKeyResponse(_message.Message):
+    __slots__ = ("byok_key",)
+    BYOK_KEY_FIELD_NUMBER: _ClassVar[int]
+    byok_key: ByokKey
+    def __init__(self, byok_key: _Optional[_Union[ByokKey, _Mapping]] = ...) -> None: ...

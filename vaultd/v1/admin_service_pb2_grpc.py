@@ -92,6 +92,31 @@ class AdminServiceStub:
                 request_serializer=vaultd_dot_v1_dot_admin__service__pb2.ShredKekRequest.SerializeToString,
                 response_deserializer=vaultd_dot_v1_dot_admin__service__pb2.ShredKekResponse.FromString,
                 _registered_method=True)
+        self.CreateByokKey = channel.unary_unary(
+                '/vaultd.v1.AdminService/CreateByokKey',
+                request_serializer=vaultd_dot_v1_dot_admin__service__pb2.CreateByokKeyRequest.SerializeToString,
+                response_deserializer=vaultd_dot_v1_dot_admin__service__pb2.CreateByokKeyResponse.FromString,
+                _registered_method=True)
+        self.ListByokKeys = channel.unary_unary(
+                '/vaultd.v1.AdminService/ListByokKeys',
+                request_serializer=vaultd_dot_v1_dot_admin__service__pb2.ListByokKeysRequest.SerializeToString,
+                response_deserializer=vaultd_dot_v1_dot_admin__service__pb2.ListByokKeysResponse.FromString,
+                _registered_method=True)
+        self.GetByokKey = channel.unary_unary(
+                '/vaultd.v1.AdminService/GetByokKey',
+                request_serializer=vaultd_dot_v1_dot_admin__service__pb2.GetByokKeyRequest.SerializeToString,
+                response_deserializer=vaultd_dot_v1_dot_admin__service__pb2.GetByokKeyResponse.FromString,
+                _registered_method=True)
+        self.VerifyByokKey = channel.unary_unary(
+                '/vaultd.v1.AdminService/VerifyByokKey',
+                request_serializer=vaultd_dot_v1_dot_admin__service__pb2.VerifyByokKeyRequest.SerializeToString,
+                response_deserializer=vaultd_dot_v1_dot_admin__service__pb2.VerifyByokKeyResponse.FromString,
+                _registered_method=True)
+        self.DeleteByokKey = channel.unary_unary(
+                '/vaultd.v1.AdminService/DeleteByokKey',
+                request_serializer=vaultd_dot_v1_dot_admin__service__pb2.DeleteByokKeyRequest.SerializeToString,
+                response_deserializer=vaultd_dot_v1_dot_admin__service__pb2.DeleteByokKeyResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -182,6 +207,47 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateByokKey(self, request, context):
+        """CreateByokKey registers a customer's key for the context items one match selects, in this
+        environment, while vaultd runs. The key is verified first (a probe wrapped and unwrapped
+        through its provider); a key that fails is not registered (FAILED_PRECONDITION,
+        BYOK_KEY_VERIFICATION_FAILED). A match another key or a configured rule already governs is
+        refused (ALREADY_EXISTS, BYOK_KEY_CONFLICT, naming it). Every process uses the key within
+        one KEK-cache TTL, this one at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListByokKeys(self, request, context):
+        """ListByokKeys lists the environment's BYOK keys, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetByokKey(self, request, context):
+        """GetByokKey returns one BYOK key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyByokKey(self, request, context):
+        """VerifyByokKey verifies a BYOK key again and records the outcome in it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteByokKey(self, request, context):
+        """DeleteByokKey removes a BYOK key: new KEKs of its items follow the configured rules again.
+        KEKs already wrapped under the key still name it and unwrap through it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -239,6 +305,31 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ShredKek,
                     request_deserializer=vaultd_dot_v1_dot_admin__service__pb2.ShredKekRequest.FromString,
                     response_serializer=vaultd_dot_v1_dot_admin__service__pb2.ShredKekResponse.SerializeToString,
+            ),
+            'CreateByokKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateByokKey,
+                    request_deserializer=vaultd_dot_v1_dot_admin__service__pb2.CreateByokKeyRequest.FromString,
+                    response_serializer=vaultd_dot_v1_dot_admin__service__pb2.CreateByokKeyResponse.SerializeToString,
+            ),
+            'ListByokKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListByokKeys,
+                    request_deserializer=vaultd_dot_v1_dot_admin__service__pb2.ListByokKeysRequest.FromString,
+                    response_serializer=vaultd_dot_v1_dot_admin__service__pb2.ListByokKeysResponse.SerializeToString,
+            ),
+            'GetByokKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetByokKey,
+                    request_deserializer=vaultd_dot_v1_dot_admin__service__pb2.GetByokKeyRequest.FromString,
+                    response_serializer=vaultd_dot_v1_dot_admin__service__pb2.GetByokKeyResponse.SerializeToString,
+            ),
+            'VerifyByokKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyByokKey,
+                    request_deserializer=vaultd_dot_v1_dot_admin__service__pb2.VerifyByokKeyRequest.FromString,
+                    response_serializer=vaultd_dot_v1_dot_admin__service__pb2.VerifyByokKeyResponse.SerializeToString,
+            ),
+            'DeleteByokKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteByokKey,
+                    request_deserializer=vaultd_dot_v1_dot_admin__service__pb2.DeleteByokKeyRequest.FromString,
+                    response_serializer=vaultd_dot_v1_dot_admin__service__pb2.DeleteByokKeyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -541,6 +632,141 @@ class AdminService:
             '/vaultd.v1.AdminService/ShredKek',
             vaultd_dot_v1_dot_admin__service__pb2.ShredKekRequest.SerializeToString,
             vaultd_dot_v1_dot_admin__service__pb2.ShredKekResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateByokKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vaultd.v1.AdminService/CreateByokKey',
+            vaultd_dot_v1_dot_admin__service__pb2.CreateByokKeyRequest.SerializeToString,
+            vaultd_dot_v1_dot_admin__service__pb2.CreateByokKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListByokKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vaultd.v1.AdminService/ListByokKeys',
+            vaultd_dot_v1_dot_admin__service__pb2.ListByokKeysRequest.SerializeToString,
+            vaultd_dot_v1_dot_admin__service__pb2.ListByokKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetByokKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vaultd.v1.AdminService/GetByokKey',
+            vaultd_dot_v1_dot_admin__service__pb2.GetByokKeyRequest.SerializeToString,
+            vaultd_dot_v1_dot_admin__service__pb2.GetByokKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyByokKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vaultd.v1.AdminService/VerifyByokKey',
+            vaultd_dot_v1_dot_admin__service__pb2.VerifyByokKeyRequest.SerializeToString,
+            vaultd_dot_v1_dot_admin__service__pb2.VerifyByokKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteByokKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vaultd.v1.AdminService/DeleteByokKey',
+            vaultd_dot_v1_dot_admin__service__pb2.DeleteByokKeyRequest.SerializeToString,
+            vaultd_dot_v1_dot_admin__service__pb2.DeleteByokKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,
