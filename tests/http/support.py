@@ -1,7 +1,7 @@
-"""A real vaultd with its WorkOS-compatible HTTP listener on, for tests/http and tests/workos.
+"""A real vaultd with its WorkOS-compatible HTTP listener on, for tests/http and tests/workos_sdk.
 
 Each server gets its own store: a fresh embedded store, or a database of the session's Redis
-of its own (tests/http: 11, tests/workos: 12; no other suite uses them, and two vaultds with
+of its own (tests/http: 11, tests/workos_sdk: 12; no other suite uses them, and two vaultds with
 different root keys must not share a database).
 Each test makes its API keys in an environment of its own, so listings see only its objects.
 """

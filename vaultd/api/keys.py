@@ -59,6 +59,7 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
             request.plaintext,
             request.key_context,
             request.associated_data,
+            committing=not request.workos_compatible,
         )
         return pb.EncryptResponse(ciphertext=blob)
 

@@ -64,11 +64,16 @@ class DataKeys:
         plaintext: bytes,
         key_context: Mapping[str, str],
         associated_data: bytes,
+        *,
+        committing: bool = True,
     ) -> bytes:
         validate_value_size(plaintext, self._max_plaintext_bytes, "plaintext")
         data_key = await self.create(environment_id, key_context)
         # Key-committing (docs/FORMAT.md section 4.4): the blob opens under this data key only.
-        return seal_local(data_key.key, data_key.encrypted_keys, plaintext, associated_data)
+        # Without it, the WorkOS layout, for readers that know only that one (the WorkOS SDKs).
+        return seal_local(
+            data_key.key, data_key.encrypted_keys, plaintext, associated_data, committing
+        )
 
     async def decrypt_blob(
         self, environment_id: str, ciphertext: bytes, associated_data: bytes

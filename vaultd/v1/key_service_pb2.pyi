@@ -91,7 +91,7 @@ class RekeyDataKeyResponse(_message.Message):
     def __init__(self, id: _Optional[str] = ..., data_key: _Optional[bytes] = ..., encrypted_keys: _Optional[bytes] = ..., key_context: _Optional[_Mapping[str, str]] = ..., key_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EncryptRequest(_message.Message):
-    __slots__ = ("plaintext", "key_context", "associated_data")
+    __slots__ = ("plaintext", "key_context", "associated_data", "workos_compatible")
     class KeyContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -102,10 +102,12 @@ class EncryptRequest(_message.Message):
     PLAINTEXT_FIELD_NUMBER: _ClassVar[int]
     KEY_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     ASSOCIATED_DATA_FIELD_NUMBER: _ClassVar[int]
+    WORKOS_COMPATIBLE_FIELD_NUMBER: _ClassVar[int]
     plaintext: bytes
     key_context: _containers.ScalarMap[str, str]
     associated_data: bytes
-    def __init__(self, plaintext: _Optional[bytes] = ..., key_context: _Optional[_Mapping[str, str]] = ..., associated_data: _Optional[bytes] = ...) -> None: ...
+    workos_compatible: bool
+    def __init__(self, plaintext: _Optional[bytes] = ..., key_context: _Optional[_Mapping[str, str]] = ..., associated_data: _Optional[bytes] = ..., workos_compatible: _Optional[bool] = ...) -> None: ...
 
 class EncryptResponse(_message.Message):
     __slots__ = ("ciphertext",)

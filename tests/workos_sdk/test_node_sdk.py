@@ -4,7 +4,7 @@ flows.mjs runs every Vault call the SDK has, as documented, over a real socket t
 vaultd (embedded store and Redis), and asserts what the SDK returns and raises. node runs as a
 child process while this test awaits it, so the event loop serving vaultd keeps serving. Then
 this side checks over gRPC what the SDK did: its local-encryption blob opens with vaultd's
-Decrypt RPC, and the SDK opened a blob vaultd's client sealed in the WorkOS layout (and refused
+Decrypt RPC, and the SDK opened a blob vaultd's Encrypt sealed in the WorkOS layout (and refused
 the key-committing layout vaultd's Encrypt writes by default, which it cannot read).
 """
 
@@ -23,7 +23,6 @@ import pytest
 
 from tests.http.support import HttpVaultd
 from tests.support.auth import bearer
-from vaultd.client import AsyncVaultClient
 from vaultd.v1 import key_service_pb2 as kpb
 from vaultd.v1 import key_service_pb2_grpc as kpb_grpc
 from vaultd.v1 import object_service_pb2 as opb
@@ -37,7 +36,7 @@ def node_or_skip() -> str:
     """The node binary; skips locally without `npm install` here, fails in CI."""
     node = shutil.which("node")
     if node is None or not (HERE / "node_modules/@workos-inc/node").is_dir():
-        message = "missing node or @workos-inc/node: run `npm install` in tests/workos"
+        message = "missing node or @workos-inc/node: run `npm install` in tests/workos_sdk"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
@@ -75,14 +74,20 @@ async def test_every_vault_call_of_the_node_sdk(http_server: HttpVaultd) -> None
     api_key = await http_server.new_key()
     run_id = uuid.uuid4().hex[:12]
     context = {"organization_id": f"org_{run_id}"}
-    # vaultd's Python client in the WorkOS layout (key_commitment=False), which the SDK reads;
-    # vaultd's own default, the key-committing layout, the SDK refuses (docs/HTTP.md).
-    async with AsyncVaultClient(
-        http_server.grpc_target, api_key=api_key, key_commitment=False
-    ) as vault:
-        workos_layout = await vault.encrypt(b"data from vaultd", context, b"aad-server")
+    # vaultd's Encrypt in the WorkOS layout (workos_compatible), which the SDK reads; vaultd's
+    # own default, the key-committing layout, the SDK refuses (docs/HTTP.md).
     async with grpc.aio.insecure_channel(http_server.grpc_target) as channel:
         keys = kpb_grpc.KeyServiceStub(channel)
+        compatible = await keys.Encrypt(
+            kpb.EncryptRequest(
+                plaintext=b"data from vaultd",
+                key_context=context,
+                associated_data=b"aad-server",
+                workos_compatible=True,
+            ),
+            metadata=bearer(api_key),
+        )
+        workos_layout = compatible.ciphertext
         committing = await keys.Encrypt(
             kpb.EncryptRequest(
                 plaintext=b"committing", key_context=context, associated_data=b"aad-server"
@@ -97,7 +102,7 @@ async def test_every_vault_call_of_the_node_sdk(http_server: HttpVaultd) -> None
             base64.b64encode(committing.ciphertext).decode(),
         )
 
-        # The SDK opened what vaultd's client sealed in the WorkOS layout ...
+        # The SDK opened what vaultd's Encrypt sealed in the WorkOS layout ...
         assert result["fromServer"] == "data from vaultd"
         # ... and vaultd's Decrypt opens what the SDK sealed locally.
         opened = await keys.Decrypt(

@@ -162,6 +162,15 @@ async def test_data_keys_and_local_encryption(
             kpb.EncryptRequest(plaintext=b"from vaultd", key_context=context),
             metadata=bearer(api_key),
         )
+        compatible = await keys.Encrypt(
+            kpb.EncryptRequest(
+                plaintext=b"from vaultd's Encrypt", key_context=context, workos_compatible=True
+            ),
+            metadata=bearer(api_key),
+        )
+    # vaultd's Encrypt asked for the WorkOS layout: the SDK opens it.
+    text = base64.b64encode(compatible.ciphertext).decode()
+    assert await workos.vault.decrypt(encrypted_data=text) == "from vaultd's Encrypt"
     # vaultd's client in the WorkOS layout: the SDK opens it.
     async with AsyncVaultClient(
         http_server.grpc_target, api_key=api_key, key_commitment=False
