@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import socket
-import ssl
 from dataclasses import dataclass
 
 import uvicorn
 
+from vaultd.api.http.listener import uvicorn_config
 from vaultd.console.app import ConsoleApp
 from vaultd.console.rates import Rates
 from vaultd.console.services import Console
@@ -77,21 +76,7 @@ async def start_console(settings: Settings, console: Console) -> ConsoleListener
     tls = settings.tls_cert_file is not None
     rates = Rates(console.metrics) if console.metrics is not None else None
     app = ConsoleApp(console, tls=tls, rates=rates)
-    config = uvicorn.Config(
-        app,
-        lifespan="off",
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        date_header=False,
-        proxy_headers=False,
-        timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_grace_seconds)),
-        ssl_certfile=settings.tls_cert_file if tls else None,
-        ssl_keyfile=settings.tls_key_file if tls else None,
-        ssl_ca_certs=settings.tls_client_ca_file,
-        ssl_cert_reqs=ssl.CERT_REQUIRED if settings.tls_client_ca_file else ssl.CERT_NONE,
-    )
-    config.load()
+    config = uvicorn_config(app, settings)
     server = uvicorn.Server(config)
     server.lifespan = config.lifespan_class(config)  # what Server.serve sets before startup
     sock = bind(settings.console_listen)

@@ -21,6 +21,7 @@ import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import uvicorn
@@ -104,19 +105,14 @@ class HttpListener:
         self.sock.close()
 
 
-async def start_http(
-    settings: Settings, handlers: Mapping[str, grpc.RpcMethodHandler]
-) -> HttpListener | None:
-    """Serve the WorkOS-compatible HTTP API on settings.http_listen; None when it is off."""
-    if not settings.http_listen:
-        return None
-    max_body = max(4 * 1024 * 1024, settings.max_value_bytes * _JSON_EXPANSION + _BODY_OVERHEAD)
-    app = HttpApp(Calls(handlers), max_body, IdempotencyKeys())
+def uvicorn_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Config:
+    """uvicorn's settings for a listener served on vaultd's own loop (HTTP API, console): no
+    logging of its own (vaultd's access log and audit say what happened), no lifespan, the
+    gRPC server's TLS and mTLS files, and its shutdown grace; loaded, ready for startup."""
     tls = settings.tls_cert_file is not None
     config = uvicorn.Config(
         app,
         lifespan="off",
-        http="h11",  # pure Python, the parser named above; _TimedH11 builds on it
         log_config=None,
         access_log=False,
         server_header=False,
@@ -127,8 +123,23 @@ async def start_http(
         ssl_keyfile=settings.tls_key_file if tls else None,
         ssl_ca_certs=settings.tls_client_ca_file,
         ssl_cert_reqs=ssl.CERT_REQUIRED if settings.tls_client_ca_file else ssl.CERT_NONE,
+        **options,
     )
     config.load()
+    return config
+
+
+async def start_http(
+    settings: Settings, handlers: Mapping[str, grpc.RpcMethodHandler]
+) -> HttpListener | None:
+    """Serve the WorkOS-compatible HTTP API on settings.http_listen; None when it is off."""
+    if not settings.http_listen:
+        return None
+    max_body = max(4 * 1024 * 1024, settings.max_value_bytes * _JSON_EXPANSION + _BODY_OVERHEAD)
+    app = HttpApp(Calls(handlers), max_body, IdempotencyKeys())
+    tls = settings.tls_cert_file is not None
+    # h11: pure Python, the parser named above; _TimedH11 builds on it.
+    config = uvicorn_config(app, settings, http="h11")
     config.http_protocol_class = _TimedH11
     server = uvicorn.Server(config)
     # What Server.serve sets before startup; with lifespan "off" it does nothing.
