@@ -203,7 +203,7 @@ async def test_an_operator_walks_through_every_page(
 
     # BYOK: verifying every provider key shows its result.
     await b.goto(server.url + "/byok")
-    await b.page.get_by_role("button", name="Verify every key now").click()
+    await b.page.get_by_role("button", name="Verify all rule keys now").click()
     await b.page.wait_for_url(server.url + "/byok/verify")
     assert await b.page.locator("td.ok").count() == 1
 

@@ -399,7 +399,7 @@ def byok(
             "",
         )
         + f'<form method="post" action="{frame.root}/byok/verify">{csrf_field(frame)}'
-        '<button type="submit">Verify every key now</button></form>'
+        '<button type="submit">Verify all rule keys now</button></form>'
         '<p class="hint">Rules come from the <code>byok:</code> settings and change with a '
         "restart. Verifying asks each provider to wrap and unwrap a test key; results are kept "
         "in this process until it restarts.</p>"

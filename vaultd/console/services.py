@@ -1,7 +1,7 @@
 """What the console does, as calls to the core services, each audited as its RPC is.
 
-Every action here is one core call (KeyLifecycle, ApiKeys, AuditLog) in the signed-in key's
-environment, followed by the audit event the matching AdminService RPC records (same type,
+Every action here is one core call (KeyLifecycle, ApiKeys, AuditLog, ByokKeys) in the signed-in
+key's environment, followed by the audit event the matching AdminService RPC records (same type,
 same subject, same outcome rule; `method` says "console:<Rpc>" so the two front doors can be
 told apart). As in vaultd.api.auth: a success is shown only once its event is stored, and a
 failure's event is written best effort. No rule lives here: the core decides what is allowed.
