@@ -440,7 +440,9 @@ async def start(
         # The web console (off unless console_listen is set) calls the same core services.
         console = await start_console(
             settings,
-            Console(vault, api_keys, audit_log, lifecycle, rules, registry, metrics),
+            Console(
+                vault, api_keys, audit_log, lifecycle, rules, registry, metrics, byok_keys=byok_keys
+            ),
         )
     except BaseException:
         if http is not None:

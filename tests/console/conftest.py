@@ -22,8 +22,10 @@ import grpc
 import pytest
 
 from tests.server.conftest import settings_for
+from tests.standins.hcvault import HcVaultStandIn
 from tests.support.auth import add_api_key, channel
 from vaultd.server import Vaultd, start
+from vaultd.v1 import admin_service_pb2_grpc as apb_grpc
 from vaultd.v1 import object_service_pb2 as pb
 from vaultd.v1 import object_service_pb2_grpc as pb_grpc
 
@@ -38,6 +40,11 @@ class ConsoleServer:
     vaultd: Vaultd
     channel: grpc.aio.Channel
     url: str  # http://127.0.0.1:PORT/console
+    kms: HcVaultStandIn  # the KMS stand-in run-time BYOK keys live in
+
+    @property
+    def admin(self) -> apb_grpc.AdminServiceStub:
+        return apb_grpc.AdminServiceStub(self.channel)
 
     @property
     def objects(self) -> pb_grpc.ObjectServiceStub:
@@ -59,7 +66,9 @@ class ConsoleServer:
 
 
 @pytest.fixture(scope="module")
-async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ConsoleServer]:
+async def server(
+    tmp_path_factory: pytest.TempPathFactory, hcvault_standin: HcVaultStandIn
+) -> AsyncIterator[ConsoleServer]:
     settings = settings_for(
         tmp_path_factory.mktemp("console"),
         None,
@@ -68,12 +77,15 @@ async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cons
         # A rewrap waits one cache TTL before it scans; paced so its progress can be watched.
         kek_cache={"ttl_seconds": 0.2, "max_entries": 1000},
         keys={"rewrap_versions_per_second": 10},
+        # Run-time BYOK keys (added over gRPC by the tests) live in an OpenBao stand-in.
+        providers={"hcvault": hcvault_standin.provider_settings},
     )
     vaultd = await start(settings)
     assert vaultd.console is not None
     await add_api_key(vaultd.store, READ_ONLY_KEY, permissions=("objects:read",), name="reader")
     chan = channel(f"127.0.0.1:{vaultd.port}")
-    yield ConsoleServer(vaultd, chan, f"http://127.0.0.1:{vaultd.console.port}/console")
+    url = f"http://127.0.0.1:{vaultd.console.port}/console"
+    yield ConsoleServer(vaultd, chan, url, hcvault_standin)
     await chan.close()
     await vaultd.stop(None)
 

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import re
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,12 @@ from playwright.async_api import expect
 from tests.console.conftest import READ_ONLY_KEY, WIDTHS, ConsoleServer
 from tests.server.conftest import settings_for
 from tests.support.auth import BOOTSTRAP_API_KEY
+from vaultd.core import audit
 from vaultd.core.apikeys import secret_hash
 from vaultd.core.audit import bounded_context
 from vaultd.server import start
 from vaultd.storage.base import AuditQuery, RewrapState
+from vaultd.v1 import admin_service_pb2 as apb
 from vaultd.v1 import object_service_pb2 as pb
 
 ENV = "default"
@@ -200,9 +203,75 @@ async def test_an_operator_walks_through_every_page(
 
     # BYOK: verifying every provider key shows its result.
     await b.goto(server.url + "/byok")
-    await b.page.get_by_role("button", name="Verify every key now").click()
+    await b.page.get_by_role("button", name="Verify all rule keys now").click()
     await b.page.wait_for_url(server.url + "/byok/verify")
     assert await b.page.locator("td.ok").count() == 1
+
+    # Run-time BYOK keys, added over gRPC against the OpenBao stand-in (each verified on the
+    # way in), are listed beside the rules with their last verification.
+    suffix = uuid.uuid4().hex[:8]
+    good_uri = server.kms.create_key(f"console-good-{suffix}")
+    bad_uri = server.kms.create_key(f"console-bad-{suffix}")
+    good = await add_byok_key(server, "org_byok_good*", good_uri)
+    bad = await add_byok_key(server, "org_byok_bad", bad_uri)
+    await b.goto(server.url + "/byok")
+    good_row, bad_row = row(b, "data-byok-key", good.id), row(b, "data-byok-key", bad.id)
+    assert good_uri in (await good_row.text_content() or "")
+    assert "organization_id=org_byok_good*" in (await good_row.text_content() or "")
+    assert await good_row.locator("td.ok").text_content() == "ok"
+    assert await bad_row.locator("td.ok").text_content() == "ok"
+    # The KMS stops letting vaultd use one key: "Verify now" on the page records and shows the
+    # failure, as VerifyByokKey would (restored at the end, after the screenshots show it).
+    server.kms.revoke(bad_uri)
+    await bad_row.get_by_role("button", name=f"Verify {bad.id} now").click()
+    await b.page.wait_for_url(server.url + "/byok/keys/verify")
+    notice = await b.page.text_content("[role=status]") or ""
+    assert notice.startswith(f"Verified {bad.id}: failed"), notice
+    failed_text = await bad_row.locator("td.failed").text_content() or ""
+    assert failed_text.startswith("failed: ") and len(failed_text) > len("failed: ")
+    stored = await store.get_byok_key(ENV, bad.id)
+    assert stored is not None and stored.verified is False and stored.verified_at is not None
+    assert stored.verification_error and stored.verification_error in failed_text
+    assert await bad_row.locator(".checked").text_content() != ""
+    over_grpc = await server.admin.GetByokKey(apb.GetByokKeyRequest(id=bad.id))
+    assert not over_grpc.byok_key.verified and over_grpc.byok_key.verification_error
+    assert server.kms.provider_settings["token"] not in await b.page.content()
+
+    # Verifying the working key from the page records an event shaped exactly like the one
+    # VerifyByokKey records over gRPC; only `method` tells the two front doors apart.
+    await good_row.get_by_role("button", name=f"Verify {good.id} now").click()
+    await b.page.wait_for_url(server.url + "/byok/keys/verify")
+    assert await b.page.text_content("[role=status]") == f"Verified {good.id}: ok"
+    assert await good_row.locator("td.ok").text_content() == "ok"
+    await server.admin.VerifyByokKey(apb.VerifyByokKeyRequest(id=good.id))
+    verified = [e for e in await events(server, audit.BYOK_KEY_VERIFIED) if good.id in e.key_ids]
+    by_console, by_grpc = verified[-2], verified[-1]
+    assert by_console.method == "console:VerifyByokKey"
+    assert by_grpc.method.endswith("AdminService/VerifyByokKey"), by_grpc.method
+    good_item = stored_context(server, {"organization_id": "org_byok_good*"})
+    assert (
+        byok_event(by_console)
+        == byok_event(by_grpc)
+        == (audit.SUCCESS, "bootstrap", (good.id,), good_item)
+    )
+    (by_page,) = [
+        e
+        for e in await events(server, audit.BYOK_KEY_VERIFIED)
+        if bad.id in e.key_ids and e.method == "console:VerifyByokKey"
+    ]
+    assert by_page.outcome == audit.SUCCESS  # a failed check is a result, as over gRPC
+
+    # A key id the environment lacks is a clear 404 (the form's id swapped in the page).
+    await b.page.evaluate("document.querySelector('input[name=id]').value = 'byok_missing'")
+    async with b.page.expect_navigation() as lost:
+        await b.page.locator("tr[data-byok-key] button").first.click()
+    assert (await lost.value).status == 404
+    assert "no BYOK key" in (await b.page.text_content("main") or "")
+
+    # The overview counts the run-time keys and the failing ones.
+    await b.goto(server.url + "/")
+    assert await b.page.text_content("#byok-keys") == "2"
+    assert await b.page.text_content("#byok-failed") == "1"
 
     # Some traffic, errors included, sampled so the overview's chart has a shape.
     rates = server.vaultd.console.rates  # type: ignore[union-attr]
@@ -241,6 +310,7 @@ async def test_an_operator_walks_through_every_page(
 
     await b.check_csp()
     assert b.violations == []
+    server.kms.restore(bad_uri)
 
 
 PAGES = [
@@ -252,6 +322,19 @@ PAGES = [
     ("jobs", "/jobs"),
     ("api-keys", "/api-keys"),
 ]
+
+
+async def add_byok_key(server: ConsoleServer, pattern: str, key_uri: str) -> Any:
+    """A run-time BYOK key for organization_id=pattern, added over gRPC as an operator would."""
+    reply = await server.admin.CreateByokKey(
+        apb.CreateByokKeyRequest(match={"organization_id": pattern}, key_uri=key_uri)
+    )
+    return reply.byok_key
+
+
+def byok_event(event: Any) -> tuple[object, ...]:
+    """What a BYOK key verification event says, but for the front door it came through."""
+    return (event.outcome, event.actor_name, event.key_ids, dict(event.key_context))
 
 
 def stored_context(server: ConsoleServer, context: dict[str, str]) -> dict[str, str]:

@@ -298,3 +298,31 @@ async def test_vaultd_serve_starts_the_console_from_its_variable(tmp_path: Path)
     log = process.log_tail()
     assert "web console on http://127.0.0.1:" in log
     assert '"stopped"' in log  # SIGTERM stopped the console with the gRPC server, cleanly
+
+
+async def test_verifying_a_missing_byok_key_is_audited_as_the_rpc_audits_it(
+    server: ConsoleServer,
+) -> None:
+    missing_id = "byok_01J00000000000000000000000"
+    client = Client(server.url)
+    await client.sign_in()
+    await client.call("GET", "/byok")
+    refused = await client.call("POST", "/byok/keys/verify", {"id": missing_id})  # no CSRF token
+    assert refused.status == 403
+    reply = await client.call("POST", "/byok/keys/verify", {"csrf": client.csrf, "id": missing_id})
+    assert reply.status == 404 and "no BYOK key" in reply.body
+    with pytest.raises(Exception):  # noqa: B017 - the status is checked by the byok tests
+        await server.admin.VerifyByokKey(apb.VerifyByokKeyRequest(id=missing_id))
+
+    page = await server.vaultd.store.read_audit_events("default", AuditQuery(limit=100_000))
+    verified = [
+        e
+        for e in page.events
+        if e.type == "vault.byok_key.verification_completed" and missing_id in e.key_ids
+    ]
+    shapes = sorted(
+        (e.method.split("/")[-1].split(":")[-1], e.outcome, e.key_ids, dict(e.key_context))
+        for e in verified
+    )
+    assert shapes == 2 * [("VerifyByokKey", "BYOK_KEY_NOT_FOUND", (missing_id,), {})]
+    assert sorted(e.method.startswith("console:") for e in verified) == [False, True]

@@ -279,6 +279,7 @@ class ConsoleApp:
             ("POST", "/keys/shred"): self._shred,
             ("GET", "/byok"): self._byok,
             ("POST", "/byok/verify"): self._verify,
+            ("POST", "/byok/keys/verify"): self._verify_key,
             ("GET", "/jobs"): self._jobs,
             ("GET", "/api/jobs"): self._jobs_json,
             ("GET", "/audit"): self._audit,
@@ -375,8 +376,8 @@ class ConsoleApp:
 
     async def _overview(self, request: Request, signed: SignedIn) -> Response:
         acting = signed.acting
-        objects, keks, jobs = await asyncio.gather(
-            acting.count_objects(), acting.list_keks(), acting.jobs()
+        objects, keks, jobs, byok_keys = await asyncio.gather(
+            acting.count_objects(), acting.list_keks(), acting.jobs(), acting.list_byok_keys()
         )
         rates = self._rates
         text = pages.overview(
@@ -386,6 +387,7 @@ class ConsoleApp:
             jobs,
             self._c.rules,
             self._c.verifications,
+            byok_keys,
             rates.last_minute() if rates else None,
             rates.per_minute() if rates else [],
         )
@@ -433,7 +435,14 @@ class ConsoleApp:
         return await self._keys(request, signed, f"Shredded {pages.item_of(record)}.")
 
     async def _byok(self, request: Request, signed: SignedIn, status: str = "") -> Response:
-        return html(200, pages.byok(signed.frame, self._c.rules, self._c.verifications, status))
+        records = await signed.acting.list_byok_keys()
+        text = pages.byok(signed.frame, self._c.rules, self._c.verifications, records, status)
+        return html(200, text)
+
+    async def _verify_key(self, request: Request, signed: SignedIn) -> Response:
+        record = await signed.acting.verify_byok_key(request.value("id"))
+        outcome = "ok" if record.verified else f"failed: {record.verification_error}"
+        return await self._byok(request, signed, f"Verified {record.id}: {outcome}")
 
     async def _verify(self, request: Request, signed: SignedIn) -> Response:
         results = await signed.acting.verify_byok()

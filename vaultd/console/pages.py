@@ -20,6 +20,7 @@ from vaultd.console.services import Verification
 from vaultd.core.apikeys import Permission
 from vaultd.core.rules import KeyRules
 from vaultd.storage.base import ApiKeyRecord, AuditEvent, KekRecord, RewrapJob, RewrapState
+from vaultd.storage.byok import ByokKeyRecord
 
 NAV = (
     ("overview", "Overview", ""),
@@ -184,6 +185,7 @@ def overview(
     jobs: Sequence[RewrapJob],
     rules: KeyRules,
     verifications: Mapping[str, Verification],
+    byok_keys: Sequence[ByokKeyRecord],
     last_minute: tuple[float, float] | None,
     points: Sequence[tuple[float, float, float]],
 ) -> str:
@@ -206,6 +208,8 @@ def overview(
         if last
         else f"{len(rules.rules)} rule(s); not verified since this process started"
     )
+    # A run-time key's last outcome is stored, so this count survives restarts.
+    runtime_failed = sum(1 for k in byok_keys if k.verified_at is not None and not k.verified)
     content = (
         '<section class="cards" aria-label="Counts">'
         f'<div class="card"><h2>Objects</h2><p class="big" id="object-count">{objects}</p></div>'
@@ -218,7 +222,10 @@ def overview(
         f'{calls:.0f}</span> calls</p><p><span id="errors-minute">{errors:.0f}</span> errors</p>'
         "</div>"
         f'<div class="card"><h2>BYOK</h2><p>{byok_line}</p>'
-        f'<p><a href="{frame.root}/byok">Rules and verification</a></p></div></section>'
+        f'<p><span id="byok-keys">{len(byok_keys)}</span> run-time key(s), '
+        f'<span id="byok-failed" class="{"failed" if runtime_failed else "ok"}">'
+        f"{runtime_failed}</span> failing verification</p>"
+        f'<p><a href="{frame.root}/byok">Rules, keys and verification</a></p></div></section>'
         f"<section><h2>Calls per minute</h2>{chart(points)}</section>"
     )
     return page(frame, "overview", "Overview", content)
@@ -344,8 +351,30 @@ def confirm(frame: Frame, action: str, record: KekRecord, error_text: str = "") 
 # BYOK ----------------------------------------------------------------------------------------
 
 
+def byok_key_row(frame: Frame, k: ByokKeyRecord) -> str:
+    if k.verified_at is None:
+        result = '<td class="muted">not verified yet</td>'
+    elif k.verified:
+        result = '<td class="ok">ok</td>'
+    else:
+        result = f'<td class="failed">failed: {e(k.verification_error)}</td>'
+    return (
+        f'<tr data-byok-key="{e(k.id)}"><th scope="row">{e(k.item_key)}={e(k.pattern)}</th>'
+        f"<td><code>{e(k.key_uri)}</code></td><td>{e(when(k.created_at))}</td>"
+        f'<td class="checked">{e(when(k.verified_at))}</td>{result}'
+        f'<td><form method="post" action="{frame.root}/byok/keys/verify">{csrf_field(frame)}'
+        f'<input type="hidden" name="id" value="{e(k.id)}">'
+        f'<button type="submit" aria-label="Verify {e(k.id)} now">Verify now</button>'
+        "</form></td></tr>"
+    )
+
+
 def byok(
-    frame: Frame, rules: KeyRules, verifications: Mapping[str, Verification], status: str = ""
+    frame: Frame,
+    rules: KeyRules,
+    verifications: Mapping[str, Verification],
+    byok_keys: Sequence[ByokKeyRecord] = (),
+    status: str = "",
 ) -> str:
     def result(uri: str) -> str:
         found = verifications.get(uri)
@@ -370,10 +399,19 @@ def byok(
             "",
         )
         + f'<form method="post" action="{frame.root}/byok/verify">{csrf_field(frame)}'
-        '<button type="submit">Verify every key now</button></form>'
+        '<button type="submit">Verify all rule keys now</button></form>'
         '<p class="hint">Rules come from the <code>byok:</code> settings and change with a '
         "restart. Verifying asks each provider to wrap and unwrap a test key; results are kept "
         "in this process until it restarts.</p>"
+        + table(
+            "Run-time BYOK keys of this environment",
+            ["Match", "Provider key", "Created", "Last verified", "Result", "Actions"],
+            [byok_key_row(frame, k) for k in byok_keys],
+            "No run-time BYOK keys: add one with vaultd byok add or AdminService.CreateByokKey.",
+        )
+        + '<p class="hint">Run-time keys are added and removed while vaultd runs and are '
+        "consulted before the settings' rules. Their last verification is stored, so every "
+        "process and restart sees it. A key that fails keeps governing its items.</p>"
     )
     return page(frame, "byok", "BYOK", content, status)
 

@@ -1,7 +1,7 @@
 """What the console does, as calls to the core services, each audited as its RPC is.
 
-Every action here is one core call (KeyLifecycle, ApiKeys, AuditLog) in the signed-in key's
-environment, followed by the audit event the matching AdminService RPC records (same type,
+Every action here is one core call (KeyLifecycle, ApiKeys, AuditLog, ByokKeys) in the signed-in
+key's environment, followed by the audit event the matching AdminService RPC records (same type,
 same subject, same outcome rule; `method` says "console:<Rpc>" so the two front doors can be
 told apart). As in vaultd.api.auth: a success is shown only once its event is stored, and a
 failure's event is written best effort. No rule lives here: the core decides what is allowed.
@@ -23,12 +23,14 @@ from vaultd.api import auth
 from vaultd.core import audit
 from vaultd.core.apikeys import ApiKeys, NewApiKey
 from vaultd.core.audit import AuditLog, Origin, Subject
+from vaultd.core.byok import ByokKeys
 from vaultd.core.errors import VaultError
 from vaultd.core.lifecycle import KekSelector, KeyLifecycle, parse_item
 from vaultd.core.objects import Actor, ObjectVault
 from vaultd.core.rules import KeyRules
 from vaultd.metrics import Metrics
 from vaultd.storage.base import ApiKeyRecord, AuditPage, AuditQuery, KekRecord, RewrapJob
+from vaultd.storage.byok import ByokKeyRecord
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ class Console:
     providers: ProviderRegistry
     metrics: Metrics | None
     verifications: dict[str, Verification] = field(default_factory=dict)
+    byok_keys: ByokKeys | None = None  # the run-time BYOK keys; None lists none
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +198,31 @@ class Acting:
             lambda _: Subject(api_key_id=key_id),
         )
 
+    # Run-time BYOK keys ---------------------------------------------------------------------
+
+    async def list_byok_keys(self) -> list[ByokKeyRecord]:
+        keys = self._c.byok_keys
+        if keys is None:
+            return []
+        env = self.environment_id
+        return await self._audited(
+            "ListByokKeys", audit.BYOK_KEY_READ, lambda: keys.list(env), _nothing
+        )
+
+    async def verify_byok_key(self, byok_key_id: str) -> ByokKeyRecord:
+        """Verify one run-time key again; the record holds the outcome (a failed check is a
+        result, not an error, exactly as VerifyByokKey returns it)."""
+        keys = self._c.byok_keys
+        if keys is None:
+            raise RuntimeError("this console was assembled without BYOK keys")
+        env = self.environment_id
+        return await self._audited(
+            "VerifyByokKey",
+            audit.BYOK_KEY_VERIFIED,
+            lambda: keys.verify(env, byok_key_id),
+            _byok_key(byok_key_id),
+        )
+
     # Audit ----------------------------------------------------------------------------------
 
     async def read_audit(self, query: AuditQuery) -> AuditPage:
@@ -242,5 +270,16 @@ def _kek(key: str, value: str) -> Callable[[KekRecord | None], Subject]:
         if record is None:
             return Subject(key_context={key: value})
         return Subject(key_ids=(record.kek_id,), key_context={key: value})
+
+    return subject
+
+
+def _byok_key(byok_key_id: str) -> Callable[[ByokKeyRecord | None], Subject]:
+    """What VerifyByokKey records: the key's id, and its match as a one-item context."""
+
+    def subject(record: ByokKeyRecord | None) -> Subject:
+        if record is None:
+            return Subject(key_ids=tuple(filter(None, [byok_key_id])))
+        return Subject(key_ids=(record.id,), key_context={record.item_key: record.pattern})
 
     return subject
