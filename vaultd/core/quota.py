@@ -5,10 +5,13 @@ A KEK is made the first time a context item is used, and lives until shredded: a
 fresh context item per call. Each new KEK (not a new version of one) is admitted against:
 - per API key and per environment, KEKs per minute (token buckets: a burst of a minute's worth,
   refilled continuously) -> KEK_QUOTA_EXCEEDED with the delay until the next token;
-- per environment, KEKs in total -> KEK_QUOTA_EXCEEDED without a delay (shred or raise it).
+- per environment, KEKs in total -> KEK_QUOTA_EXCEEDED without a delay (shred or raise it);
+- per API key, KEKs in total -> KEK_QUOTA_EXCEEDED without a delay (a new key, or raise it).
 
-The total is counted from the store once per environment and process, then kept up to date
-in memory by the KEKs this process admits; like the rate limits, the quotas are per process.
+The environment's total is counted from the store once per environment and process, then kept
+up to date in memory by the KEKs this process admits; like the rate limits, it is per process.
+The per-key total is a durable count in the store (storage/kek_counts.py), checked and raised
+in one atomic step, so it holds across restarts and across every process sharing the store.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from vaultd.core.errors import KekQuotaExceeded
 from vaultd.core.keyring import store_errors
 from vaultd.core.ratelimit import TokenBuckets
 from vaultd.storage.base import Store
+from vaultd.storage.kek_counts import NewKekCounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +35,7 @@ class KekQuotaLimits:
     per_key_per_minute: int = 0
     per_environment_per_minute: int = 0
     per_environment_total: int = 0
+    per_key_total: int = 0
 
 
 class KekQuota:
@@ -38,8 +44,11 @@ class KekQuota:
         store: Store,
         limits: KekQuotaLimits,
         clock: Callable[[], float] = time.monotonic,
+        counts: NewKekCounts | None = None,
     ) -> None:
+        """`counts` keeps the per-key totals; by default `store` (both stores implement it)."""
         self._store = store
+        self._counts = counts if counts is not None else cast(NewKekCounts, store)
         self._limits = limits
         self._per_key = _buckets(limits.per_key_per_minute, clock)
         self._per_environment = _buckets(limits.per_environment_per_minute, clock)
@@ -64,6 +73,15 @@ class KekQuota:
         for buckets, key, name, limit in checks:
             if buckets is not None and (wait := buckets.peek(key)):
                 raise KekQuotaExceeded(name, limit, wait)
+        # Last of the checks, as it is the only one that counts as it checks: nothing after it
+        # may refuse, or a refused call would have spent a unit of the durable total.
+        if api_key_id is not None and limits.per_key_total:
+            with store_errors():
+                counted = await self._counts.admit_new_kek(
+                    environment_id, api_key_id, limits.per_key_total
+                )
+            if not counted:
+                raise KekQuotaExceeded("per_key_total", limits.per_key_total, None)
         for buckets, key, _, _ in checks:
             if buckets is not None:
                 buckets.take(key)
