@@ -73,20 +73,35 @@ class KekQuota:
         for buckets, key, name, limit in checks:
             if buckets is not None and (wait := buckets.peek(key)):
                 raise KekQuotaExceeded(name, limit, wait)
-        # Last of the checks, as it is the only one that counts as it checks: nothing after it
-        # may refuse, or a refused call would have spent a unit of the durable total.
-        if api_key_id is not None and limits.per_key_total:
-            with store_errors():
-                counted = await self._counts.admit_new_kek(
-                    environment_id, api_key_id, limits.per_key_total
-                )
-            if not counted:
-                raise KekQuotaExceeded("per_key_total", limits.per_key_total, None)
+        # Counted before the one await below, so concurrent admissions in this process see
+        # each other; undone if the durable per-key total then refuses (or cannot be read).
         for buckets, key, _, _ in checks:
             if buckets is not None:
                 buckets.take(key)
         if limits.per_environment_total:
             self._totals[environment_id] = self._totals.get(environment_id, 0) + 1
+        if api_key_id is None or not limits.per_key_total:
+            return
+        counted = False
+        try:
+            with store_errors():
+                counted = await self._counts.admit_new_kek(
+                    environment_id, api_key_id, limits.per_key_total
+                )
+        finally:
+            if not counted:
+                self._undo(environment_id, checks)
+        if not counted:
+            raise KekQuotaExceeded("per_key_total", limits.per_key_total, None)
+
+    def _undo(
+        self, environment_id: str, checks: list[tuple[TokenBuckets[str] | None, str, str, int]]
+    ) -> None:
+        for buckets, key, _, _ in checks:
+            if buckets is not None:
+                buckets.give_back(key)
+        if self._limits.per_environment_total:
+            self._totals[environment_id] -= 1
 
     async def _total(self, environment_id: str) -> int:
         if environment_id not in self._totals:
