@@ -104,6 +104,8 @@ class KekQuotaSettings(BaseModel):
     per_key_per_minute: int = Field(600, ge=0)
     per_environment_per_minute: int = Field(6000, ge=0)
     per_environment_total: int = Field(1_000_000, ge=0)
+    # Counted in the store, so it holds across restarts and every process sharing the store.
+    per_key_total: int = Field(100_000, ge=0)
 
 
 class KeyLifecycleSettings(BaseModel):

@@ -55,6 +55,7 @@ KEK = "kek_0123456789abcdef0123456789abcdef"
         (Kind.AUDIT, None, "vaultd:{env_test-1}:audit"),
         (Kind.BYOK, None, "vaultd:{env_test-1}:byok"),
         (Kind.BYOK_MATCHES, None, "vaultd:{env_test-1}:byok-matches"),
+        (Kind.KEK_COUNTS, None, "vaultd:{env_test-1}:kek-counts"),
     ],
 )
 def test_exact_key_names(kind: Kind, ident: str | None, expected: str) -> None:
@@ -63,7 +64,7 @@ def test_exact_key_names(kind: Kind, ident: str | None, expected: str) -> None:
 
 def test_every_kind_is_covered_above() -> None:
     # A new kind must get its exact name pinned in test_exact_key_names.
-    assert len(Kind) == 13
+    assert len(Kind) == 14
 
 
 @pytest.mark.parametrize(

@@ -5,10 +5,13 @@ A KEK is made the first time a context item is used, and lives until shredded: a
 fresh context item per call. Each new KEK (not a new version of one) is admitted against:
 - per API key and per environment, KEKs per minute (token buckets: a burst of a minute's worth,
   refilled continuously) -> KEK_QUOTA_EXCEEDED with the delay until the next token;
-- per environment, KEKs in total -> KEK_QUOTA_EXCEEDED without a delay (shred or raise it).
+- per environment, KEKs in total -> KEK_QUOTA_EXCEEDED without a delay (shred or raise it);
+- per API key, KEKs in total -> KEK_QUOTA_EXCEEDED without a delay (a new key, or raise it).
 
-The total is counted from the store once per environment and process, then kept up to date
-in memory by the KEKs this process admits; like the rate limits, the quotas are per process.
+The environment's total is counted from the store once per environment and process, then kept
+up to date in memory by the KEKs this process admits; like the rate limits, it is per process.
+The per-key total is a durable count in the store (storage/kek_counts.py), checked and raised
+in one atomic step, so it holds across restarts and across every process sharing the store.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from vaultd.core.errors import KekQuotaExceeded
 from vaultd.core.keyring import store_errors
 from vaultd.core.ratelimit import TokenBuckets
 from vaultd.storage.base import Store
+from vaultd.storage.kek_counts import NewKekCounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +35,7 @@ class KekQuotaLimits:
     per_key_per_minute: int = 0
     per_environment_per_minute: int = 0
     per_environment_total: int = 0
+    per_key_total: int = 0
 
 
 class KekQuota:
@@ -38,8 +44,11 @@ class KekQuota:
         store: Store,
         limits: KekQuotaLimits,
         clock: Callable[[], float] = time.monotonic,
+        counts: NewKekCounts | None = None,
     ) -> None:
+        """`counts` keeps the per-key totals; by default `store` (both stores implement it)."""
         self._store = store
+        self._counts = counts if counts is not None else cast(NewKekCounts, store)
         self._limits = limits
         self._per_key = _buckets(limits.per_key_per_minute, clock)
         self._per_environment = _buckets(limits.per_environment_per_minute, clock)
@@ -64,11 +73,35 @@ class KekQuota:
         for buckets, key, name, limit in checks:
             if buckets is not None and (wait := buckets.peek(key)):
                 raise KekQuotaExceeded(name, limit, wait)
+        # Counted before the one await below, so concurrent admissions in this process see
+        # each other; undone if the durable per-key total then refuses (or cannot be read).
         for buckets, key, _, _ in checks:
             if buckets is not None:
                 buckets.take(key)
         if limits.per_environment_total:
             self._totals[environment_id] = self._totals.get(environment_id, 0) + 1
+        if api_key_id is None or not limits.per_key_total:
+            return
+        counted = False
+        try:
+            with store_errors():
+                counted = await self._counts.admit_new_kek(
+                    environment_id, api_key_id, limits.per_key_total
+                )
+        finally:
+            if not counted:
+                self._undo(environment_id, checks)
+        if not counted:
+            raise KekQuotaExceeded("per_key_total", limits.per_key_total, None)
+
+    def _undo(
+        self, environment_id: str, checks: list[tuple[TokenBuckets[str] | None, str, str, int]]
+    ) -> None:
+        for buckets, key, _, _ in checks:
+            if buckets is not None:
+                buckets.give_back(key)
+        if self._limits.per_environment_total:
+            self._totals[environment_id] -= 1
 
     async def _total(self, environment_id: str) -> int:
         if environment_id not in self._totals:

@@ -65,3 +65,9 @@ class TokenBuckets(Generic[K]):
         if len(self._buckets) > self._max_keys:
             self._buckets.popitem(last=False)
         return wait
+
+    def give_back(self, key: K) -> None:
+        """Return the token a `take` gave, when the call was then refused for another reason."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            self._buckets[key] = (min(float(self.burst), bucket[0] + 1.0), bucket[1])

@@ -20,6 +20,8 @@ Layout, where `{env}` is the environment id inside a Redis Cluster hash tag:
     vaultd:{env}:audit                  stream  the environment's audit events (codec records)
     vaultd:{env}:byok                   hash  BYOK key id -> record (storage/byok.py)
     vaultd:{env}:byok-matches           hash  "<item key>\0<pattern>" -> BYOK key id: one per match
+    vaultd:{env}:kek-counts             hash  API key id -> new KEKs admitted for it (the per-key
+                                              total KEK quota, storage/kek_counts.py)
 
 API keys belong to no environment, so they live under one fixed tag, `{@auth}`; `@` is never
 in an environment id, so no environment can share (or collide with) these names:
@@ -85,6 +87,7 @@ class Kind(Enum):
     AUDIT = ("audit", None)
     BYOK = ("byok", None)
     BYOK_MATCHES = ("byok-matches", None)
+    KEK_COUNTS = ("kek-counts", None)
 
     def __init__(self, template: str, id_rule: re.Pattern[str] | None) -> None:
         self.template = template

@@ -61,6 +61,7 @@ from vaultd.storage.base import (
     VersionMismatch,
 )
 from vaultd.storage.byok_redis import RedisByokKeys
+from vaultd.storage.kek_counts_redis import RedisKekCounts
 from vaultd.storage.keys import (
     API_KEY_ID,
     ENVIRONMENT_ID,
@@ -564,7 +565,7 @@ class _KekKeys:
         self.index = key(environment_id, Kind.KEKS)
 
 
-class RedisStore(RedisByokKeys):
+class RedisStore(RedisByokKeys, RedisKekCounts):
     """A Store on Redis, through redis-py asyncio."""
 
     def __init__(

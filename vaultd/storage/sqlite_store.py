@@ -55,6 +55,7 @@ from vaultd.storage.base import (
     VersionMismatch,
 )
 from vaultd.storage.byok_sqlite import SqliteByokKeys
+from vaultd.storage.kek_counts_sqlite import SqliteKekCounts
 from vaultd.storage.keys import (
     API_KEY_ID,
     ENVIRONMENT_ID,
@@ -193,7 +194,7 @@ _VERSION_BY_ID = _SELECT_OBJECT.format(version="?", column="id")
 T = TypeVar("T")
 
 
-class SqliteStore(SqliteByokKeys):
+class SqliteStore(SqliteByokKeys, SqliteKekCounts):
     """A Store in one SQLite file, created (owner-only) with its schema if missing."""
 
     def __init__(self, path: Path) -> None:
