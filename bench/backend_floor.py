@@ -8,8 +8,8 @@ Per operation, what vaultd must do at the least with a warm KEK cache:
 - GetObject: read the record, unwrap the DEK, open the value.
 - UpdateObject: read the record (its key context picks the KEK), seal the new value, write it.
 - Every operation, reads and pure crypto included: store one audit event (about 200 bytes)
-  before answering, as vaultd must (DESIGN.md section 8: every access emits an audit event,
-  and vaultd reports success only once the event is stored).
+  before answering, as vaultd must (docs/ARCHITECTURE.md section 8: every access emits an
+  audit event, and vaultd reports success only once the event is stored).
 
 At the least means batched where one round trip or one transaction can hold it: Redis sends a
 write and its event in one MULTI/EXEC pipeline (a read, then its event: two round trips);

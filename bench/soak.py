@@ -16,7 +16,7 @@ read, update with and without version_check, delete) and share a few objects tha
 updates at once, with and without version_check, and now and then deletes with version_check.
 Data keys are created, decrypted and rekeyed; Encrypt/Decrypt make round trips.
 
-Afterwards it checks (DESIGN.md sections 6 and 7):
+Afterwards it checks (docs/ARCHITECTURE.md sections 6 and 7):
 - every acknowledged write reads back with its value (GetObjectVersion), and the current value
   is the write ListObjectVersions calls current; an unknown outcome may have landed or not;
 - ListObjectVersions holds every acknowledged version id, in an order that agrees with real
@@ -66,7 +66,7 @@ UNKNOWN_OUTCOME = frozenset(
 TRANSIENT = frozenset({C.UNAVAILABLE, C.DEADLINE_EXCEEDED, C.CANCELLED, C.RESOURCE_EXHAUSTED})
 FAILOVER_SETTLE_SECONDS = 5.0
 """A Sentinel failover (demote, promote, reconnect) is over well within this on one host."""
-# "No client input ever yields INTERNAL or UNKNOWN" (DESIGN.md section 7).
+# "No client input ever yields INTERNAL or UNKNOWN" (docs/ARCHITECTURE.md section 7).
 FATAL = frozenset({C.INTERNAL, C.UNKNOWN})
 
 SERVICES = (
@@ -518,7 +518,8 @@ class Worker:
         reply, write = await update(self.client, self.ledger, self.rng, self.violations, t, base)
         if reply.code != C.ABORTED:
             return self.judge_shared_write(t, reply, write)
-        # DESIGN.md section 6: a stale version_check names the current version in the details.
+        # docs/ARCHITECTURE.md section 6: a stale version_check names the current version in
+        # the details.
         if not reply.error_metadata().get("current_version_id", "").startswith("ver_"):
             self.violations.add("ABORTED without the current version id", f"{t.object_id}")
 

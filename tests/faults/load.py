@@ -51,7 +51,8 @@ TRANSPORT_UNAVAILABLE = "UNAVAILABLE"
 """No vaultd status details: the client could not reach vaultd (it is down), not a reply."""
 
 BACKEND_FAULT_STATUSES = frozenset({OK, BACKEND_UNAVAILABLE, CLIENT_DEADLINE})
-"""All a client may see while vaultd is up and its storage or KMS is failing (DESIGN.md 7)."""
+"""All a client may see while vaultd is up and its storage or KMS is failing
+(docs/ARCHITECTURE.md section 7)."""
 
 # Codes that say the call changed nothing; every other failure leaves the outcome unknown.
 _REFUSALS = frozenset(

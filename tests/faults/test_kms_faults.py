@@ -1,10 +1,10 @@
 """A slow and flaky KMS: BYOK tenants whose KEKs live in the Google Cloud KMS stand-in.
 
-Promises checked (issue 6, DESIGN.md sections 5 and 7): a call with a deadline returns by it
-(the client's deadline fires, or vaultd answers UNAVAILABLE first); a provider call is retried
-at most providers._retry.MAX_ATTEMPTS times per request, counted at the stand-in itself; and
-nothing is written with a KEK that could not be wrapped (the object's name stays free and the
-store holds no KEK version for the item), not even once a late KMS answer arrives.
+Promises checked (issue 6, docs/ARCHITECTURE.md sections 5 and 7): a call with a deadline
+returns by it (the client's deadline fires, or vaultd answers UNAVAILABLE first); a provider
+call is retried at most providers._retry.MAX_ATTEMPTS times per request, counted at the stand-in
+itself; and nothing is written with a KEK that could not be wrapped (the object's name stays
+free and the store holds no KEK version for the item), not even once a late KMS answer arrives.
 
 Each test has its own stand-in: fault switches left armed must not reach the BYOK tests, which
 share the session's. A SlowProxy between vaultd and the stand-in makes the KMS slow.
@@ -237,8 +237,9 @@ async def test_flaky_kms_is_retried_a_bounded_number_of_times(kms: Kms, fault: s
 
 
 async def test_concurrent_requests_share_one_bounded_retry_sequence(kms: Kms) -> None:
-    """Concurrent misses for one KEK make one provider call (DESIGN.md section 4); when it fails
-    every attempt they share that failure rather than each retrying MAX_ATTEMPTS times."""
+    """Concurrent misses for one KEK make one provider call (docs/ARCHITECTURE.md section 4);
+    when it fails every attempt they share that failure rather than each retrying MAX_ATTEMPTS
+    times."""
     created, status, _ = await kms.create(f"shared-{uuid.uuid4().hex}", kms.tenant())
     assert status == OK and created is not None, status
     kms.vaultd.keyring.cache.clear()

@@ -1,8 +1,8 @@
 """Redis killed (SIGKILL) and restarted under a mixed load of creates and updates.
 
-Promises checked (issue 6, DESIGN.md sections 6 and 7): while Redis is down every call fails
-UNAVAILABLE / BACKEND_UNAVAILABLE (never INTERNAL or UNKNOWN); once it is back the same vaultd
-process serves again; every acknowledged write reads back with its value.
+Promises checked (issue 6, docs/ARCHITECTURE.md sections 6 and 7): while Redis is down every
+call fails UNAVAILABLE / BACKEND_UNAVAILABLE (never INTERNAL or UNKNOWN); once it is back the
+same vaultd process serves again; every acknowledged write reads back with its value.
 """
 
 from __future__ import annotations

@@ -58,7 +58,8 @@ C = grpc.StatusCode
 ANY_RPC = {C.OK, C.INVALID_ARGUMENT, C.UNAUTHENTICATED, C.PERMISSION_DENIED, C.RESOURCE_EXHAUSTED}
 USES_KEYS = {C.FAILED_PRECONDITION}  # KEY_UNAVAILABLE / KEY_SHREDDED
 DOCUMENTED = ANY_RPC | USES_KEYS | {C.NOT_FOUND, C.ALREADY_EXISTS, C.ABORTED}
-# DESIGN.md sections 2 and 7, per RPC; an RPC not listed here may return any documented code.
+# docs/ARCHITECTURE.md sections 2 and 7, per RPC; an RPC not listed here may return any
+# documented code.
 EXPECTED: dict[str, set[grpc.StatusCode]] = {
     "vaultd.v1.ObjectService.CreateObject": ANY_RPC | USES_KEYS | {C.ALREADY_EXISTS},
     "vaultd.v1.ObjectService.GetObject": ANY_RPC | USES_KEYS | {C.NOT_FOUND},
@@ -105,7 +106,8 @@ FUZZ = settings(settings.get_profile("vaultd-fuzz"))
 
 
 def test_every_known_rpc_is_discovered() -> None:
-    """The discovery must see at least the RPCs of DESIGN.md section 2, or it fuzzes nothing."""
+    """The discovery must see at least the RPCs of docs/ARCHITECTURE.md section 2, or it fuzzes
+    nothing."""
     assert set(EXPECTED) <= {m.full_name for m in METHODS}
     assert not [m.full_name for m in METHODS if m.client_streaming or m.server_streaming], (
         "a streaming RPC: teach this fuzzer to drive it"

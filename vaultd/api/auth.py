@@ -1,4 +1,4 @@
-"""Authentication, permissions and the audit trail of every call (DESIGN.md section 8).
+"""Authentication, permissions and the audit trail of every call (docs/ARCHITECTURE.md section 8).
 
 Every call but the gRPC health service's must carry `authorization: Bearer <API key>`.
 Reflection needs a valid key; each vaultd RPC needs the permission rpcs.py names for it. A

@@ -1,4 +1,4 @@
-"""Which provider key governs each context item: the BYOK rules of DESIGN.md section 5.
+"""Which provider key governs each context item: the BYOK rules of docs/ARCHITECTURE.md section 5.
 
 A rule matches ONE context item: a key and either an exact value (`org_abc`) or a value prefix
 (`org_*`, a single trailing `*`). Items no rule governs use the default URI (the internal root
