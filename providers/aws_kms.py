@@ -26,7 +26,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
 
 from providers import (
     Binding,
@@ -37,6 +36,7 @@ from providers import (
 )
 from providers._retry import Breakers, with_retries
 from providers._threads import BlockingCalls
+from providers._uri import uri_options
 
 SCHEME = "aws-kms"
 _PREFIX = f"{SCHEME}://"
@@ -125,20 +125,9 @@ def parse_key_uri(key_uri: str) -> AwsKey:
         or not parts[5].startswith(("key/", "alias/"))
     ):
         raise KeyUnavailableError(f"{key_uri}: not a KMS key ARN or alias ARN")
-    try:
-        params = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
-    except ValueError:
-        raise KeyUnavailableError(f"{key_uri}: the part after ? is not name=value pairs") from None
-    unknown = sorted(set(params) - _URI_PARAMETERS)
-    if unknown:
-        raise KeyUnavailableError(
-            f"{key_uri}: unknown parameter(s) {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(_URI_PARAMETERS))}"
-        )
-    if any(len(values) != 1 for values in params.values()):
-        raise KeyUnavailableError(f"{key_uri}: a parameter is given more than once")
-    role_arn = params.get("role_arn", [None])[0]
-    external_id = params.get("external_id", [None])[0]
+    params = uri_options(key_uri, query, _URI_PARAMETERS)
+    role_arn = params.get("role_arn")
+    external_id = params.get("external_id")
     if role_arn is not None and not _ROLE_ARN.fullmatch(role_arn):
         raise KeyUnavailableError(f"{key_uri}: role_arn is not an IAM role ARN")
     if external_id is not None and role_arn is None:

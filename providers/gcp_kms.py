@@ -28,7 +28,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
 
 from providers import (
     Binding,
@@ -40,6 +39,7 @@ from providers import (
 )
 from providers._retry import Breakers, with_retries
 from providers._threads import BlockingCalls
+from providers._uri import uri_options
 
 SCHEME = "gcp-kms"
 EXTRA = "gcp"
@@ -80,13 +80,8 @@ def parse_key_uri(key_uri: str) -> GcpKey:
             f"{key_uri}: not a key URI of the form "
             f"{prefix}projects/P/locations/L/keyRings/R/cryptoKeys/K[?impersonate=SA]"
         )
-    try:
-        params = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
-    except ValueError:
-        raise KeyUnavailableError(f"{key_uri}: the part after ? is not name=value pairs") from None
-    if set(params) - {"impersonate"} or any(len(v) != 1 for v in params.values()):
-        raise KeyUnavailableError(f"{key_uri}: the only parameter is impersonate, given once")
-    impersonate = params.get("impersonate", [None])[0]
+    params = uri_options(key_uri, query, frozenset({"impersonate"}))
+    impersonate = params.get("impersonate")
     if impersonate is not None and not _SERVICE_ACCOUNT.fullmatch(impersonate):
         raise KeyUnavailableError(f"{key_uri}: impersonate is not a service account email")
     return GcpKey(name, match["project"], match["location"], impersonate)

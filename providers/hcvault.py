@@ -42,7 +42,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 from providers import (
     Binding,
@@ -54,6 +53,7 @@ from providers import (
 )
 from providers._retry import Breakers, with_retries
 from providers._threads import BlockingCalls
+from providers._uri import uri_options
 
 SCHEME = "hcvault"
 _PREFIX = f"{SCHEME}://"
@@ -109,19 +109,7 @@ def parse_key_uri(key_uri: str) -> tuple[str, str, VaultTarget]:
     mount, sep, name = path.rpartition("/keys/")
     if not sep or not mount.strip("/") or not name or "/" in name:
         raise KeyUnavailableError(f"{key_uri}: not of the form hcvault://<mount>/keys/<name>")
-    try:
-        params = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
-    except ValueError:
-        raise KeyUnavailableError(f"{key_uri}: the part after ? is not name=value pairs") from None
-    unknown = sorted(set(params) - _URI_PARAMETERS)
-    if unknown:
-        raise KeyUnavailableError(
-            f"{key_uri}: unknown parameter(s) {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(_URI_PARAMETERS))}"
-        )
-    if any(len(values) != 1 or not values[0] for values in params.values()):
-        raise KeyUnavailableError(f"{key_uri}: each parameter once, with a value")
-    one = {k: v[0] for k, v in params.items()}
+    one = uri_options(key_uri, query, _URI_PARAMETERS)
     target = VaultTarget(**one)
     _check_target(key_uri, target)
     return mount.strip("/"), name, target

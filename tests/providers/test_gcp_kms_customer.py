@@ -133,7 +133,7 @@ async def test_an_unreachable_token_service_is_an_outage_not_a_denial(
     ("suffix", "reason"),
     [
         ("?impersonate=someone@gmail.com", "not a service account email"),
-        ("?as=x@p.iam.gserviceaccount.com", "only parameter is impersonate"),
+        ("?as=x@p.iam.gserviceaccount.com", r"unknown parameter\(s\) as; known: impersonate"),
         ("?impersonate", "not name=value"),
     ],
 )

@@ -140,8 +140,8 @@ async def test_without_a_default_vault_only_rules_naming_their_vault_work(
             "need role_id",
         ),
         ("token=hvs.secret", "unknown parameter"),
-        ("address=http://x&address=http://y", "each parameter once"),
-        ("token_env=", "each parameter once"),
+        ("address=http://x&address=http://y", "given more than once"),
+        ("token_env=", "token_env have no value"),
     ],
 )
 async def test_rules_that_could_leak_a_secret_fail_before_any_call(
