@@ -19,11 +19,10 @@ import socket
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from vaultd.core import audit, auditchain
 from vaultd.core.apikeys import ApiKeys, Permission
-from vaultd.core.audit import AuditLog, Origin, Subject
+from vaultd.core.audit import AuditLog, Origin, Subject, event_json
 from vaultd.core.auditchain import AuditKeys
 from vaultd.core.cache import TtlCache
 from vaultd.core.errors import VaultError
@@ -227,27 +226,6 @@ async def _read_all(
         cursor = page.cursor
         if len(page.events) < _PAGE:
             return events, cursor
-
-
-def event_json(event: AuditEvent) -> dict[str, Any]:
-    """An event as `audit tail` prints it: the fields of the AuditEvent message, in JSON."""
-    return {
-        "id": event.id,
-        "type": event.type,
-        "time": iso(event.time),
-        "environment_id": event.environment_id,
-        "actor": {"id": event.actor_id, "name": event.actor_name},
-        "outcome": event.outcome,
-        "request_id": event.request_id,
-        "method": event.method,
-        "peer": event.peer,
-        "object_id": event.object_id,
-        "object_name": event.object_name,
-        "key_ids": list(event.key_ids),
-        "key_context": dict(event.key_context),
-        "data_key_id": event.data_key_id,
-        "api_key_id": event.api_key_id,
-    }
 
 
 def iso(moment: datetime) -> str:

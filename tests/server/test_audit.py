@@ -22,8 +22,8 @@ from tests.server.test_objects import unique
 from tests.server.test_running import _stored_bytes
 from tests.support.auth import ALL_PERMISSIONS, add_api_key, bearer, channel
 from tests.support.grpc_errors import details_of
-from vaultd.admin_cli import event_json
 from vaultd.core.apikeys import new_secret, secret_hash
+from vaultd.core.audit import event_json
 from vaultd.logs import JsonFormatter
 from vaultd.server import start
 from vaultd.storage import SQLITE_FILE_NAME, AuditEvent, AuditQuery, StoreUnavailable, codec

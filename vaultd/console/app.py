@@ -32,6 +32,7 @@ from vaultd.console.services import Acting, Console, Signed
 from vaultd.console.sessions import SESSION_SECONDS, Session, Sessions
 from vaultd.core import audit
 from vaultd.core.apikeys import Permission, actor_of, require
+from vaultd.core.audit import event_json
 from vaultd.core.errors import InvalidArgument, Unauthenticated, VaultError
 from vaultd.storage.base import AuditEvent, AuditQuery, RewrapJob
 
@@ -587,24 +588,3 @@ def _time(text: str, name: str) -> datetime | None:
     except ValueError:
         raise InvalidArgument(name, "must be a date and time such as 2026-12-04T14:05") from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
-def event_json(event: AuditEvent) -> dict[str, object]:
-    """One event as the export writes it (the fields of AdminService's AuditEvent)."""
-    return {
-        "id": event.id,
-        "type": event.type,
-        "time": event.time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        "environment_id": event.environment_id,
-        "actor": {"id": event.actor_id, "name": event.actor_name},
-        "outcome": event.outcome,
-        "request_id": event.request_id,
-        "method": event.method,
-        "peer": event.peer,
-        "object_id": event.object_id,
-        "object_name": event.object_name,
-        "key_ids": list(event.key_ids),
-        "key_context": dict(event.key_context),
-        "data_key_id": event.data_key_id,
-        "api_key_id": event.api_key_id,
-    }

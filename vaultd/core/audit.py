@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ulid import ULID
 
@@ -190,3 +191,25 @@ class AuditLog:
                 )
             except BadCursor:
                 raise InvalidCursor("after", "is not a cursor from a previous list") from None
+
+
+def event_json(event: AuditEvent) -> dict[str, Any]:
+    """An event as JSON, with the fields of AdminService's AuditEvent message: what `vaultd
+    audit tail` prints and the console exports. Times are UTC with a `Z`."""
+    return {
+        "id": event.id,
+        "type": event.type,
+        "time": event.time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "environment_id": event.environment_id,
+        "actor": {"id": event.actor_id, "name": event.actor_name},
+        "outcome": event.outcome,
+        "request_id": event.request_id,
+        "method": event.method,
+        "peer": event.peer,
+        "object_id": event.object_id,
+        "object_name": event.object_name,
+        "key_ids": list(event.key_ids),
+        "key_context": dict(event.key_context),
+        "data_key_id": event.data_key_id,
+        "api_key_id": event.api_key_id,
+    }
