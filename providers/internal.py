@@ -25,7 +25,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -72,10 +71,9 @@ class RootKeyFile:
         """Write a new file with one random version, readable by its owner only."""
         securefiles.private_dir(path.parent)
         root = cls(1, {1: AESGCM.generate_key(bit_length=256)}, {1: _now()})
-        # O_EXCL: two processes starting at once must not each write a different root key.
-        fd = os.open(path, securefiles.NEW_FILE_FLAGS, 0o600)
-        with os.fdopen(fd, "w") as f:
-            root._dump(f)
+        # Complete or absent (FileExistsError): two processes starting at once must neither
+        # each write a different root key nor read half of the other's.
+        securefiles.create_complete(path, root._text().encode())
         return root
 
     @classmethod
@@ -89,7 +87,7 @@ class RootKeyFile:
                 {**old.keys, version: AESGCM.generate_key(bit_length=256)},
                 {**old.created, version: _now()},
             )
-            new._replace(path)
+            securefiles.replace(path, new._text().encode())
         return new
 
     @classmethod
@@ -101,10 +99,10 @@ class RootKeyFile:
                 raise ValueError(f"version {old.primary} is primary: rotate before retiring it")
             kept = {v: k for v, k in old.keys.items() if v >= below}
             new = cls(old.primary, kept, {v: old.created.get(v, "") for v in kept})
-            new._replace(path)
+            securefiles.replace(path, new._text().encode())
         return new
 
-    def _dump(self, f: IO[str]) -> None:
+    def _text(self) -> str:
         doc = {
             "format": FORMAT,
             "primary": self.primary,
@@ -117,24 +115,7 @@ class RootKeyFile:
                 for v in sorted(self.keys)
             ],
         }
-        json.dump(doc, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-
-    def _replace(self, path: Path) -> None:
-        """Write beside the file, then rename over it: a crash leaves the old file or the new
-        one, never half of one (and the directory entry is synced too)."""
-        # A fresh name, created exclusively and never through a symlink (securefiles.py).
-        temporary = securefiles.temporary_beside(path)
-        fd = os.open(temporary, securefiles.NEW_FILE_FLAGS, 0o600)
-        with os.fdopen(fd, "w") as f:
-            self._dump(f)
-        os.replace(temporary, path)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        return json.dumps(doc, indent=2)
 
 
 @contextmanager

@@ -13,11 +13,13 @@ import asyncio
 import os
 import stat
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from providers.internal import RootKeyFile
+from providers.internal import InternalProvider, RootKeyFile
 from tests.server.conftest import settings_for
 from tests.support.serving import VAULTD, clean_env, free_port
 from vaultd.server import start
@@ -148,3 +150,32 @@ async def test_a_store_file_others_can_read_is_refused(tmp_path: Path) -> None:
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert "store file" in lines[0] and "0644" in lines[0] and "chmod 600" in lines[0]
     assert sorted(p.name for p in data.iterdir()) == ["vaultd.db"], "no root key made"
+
+
+_RACE = """
+import sys, time
+from pathlib import Path
+from providers.internal import InternalProvider
+while time.time() < float(sys.argv[2]):
+    pass
+print(sorted(InternalProvider.from_file(Path(sys.argv[1])).fingerprints())[0])
+"""
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_processes_starting_together_on_a_new_data_dir_share_one_complete_root_key(
+    tmp_path: Path, round_: int
+) -> None:
+    # A server and a CLI started at once on an empty data dir: the loser of the O_EXCL race
+    # used to read the winner's file half-written and die on the JSON.
+    path = tmp_path / "data" / "root.key"
+    go_at = str(time.time() + 1.5)
+    command = [sys.executable, "-c", _RACE, str(path), go_at]
+    racers = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(12)
+    ]
+    results = [racer.communicate(timeout=60) for racer in racers]
+    assert [racer.returncode for racer in racers] == [0] * 12, [err for _, err in results]
+    on_disk = sorted(InternalProvider(RootKeyFile.load(path)).fingerprints())[0]
+    assert {out.strip() for out, _ in results} == {on_disk}
