@@ -8,7 +8,8 @@ wrapper adds what moto lacks and the tests need:
 - revocation: moto ignores key state (a disabled key still encrypts), so revoke() makes the
   wrapper answer Encrypt / Decrypt for that key the way KMS answers a denied key: HTTP 400,
   `{"__type": "AccessDeniedException", ...}`. restore() undoes it; the key material never moves.
-- faults: fail_next() answers the next requests with a given KMS error (throttling, 5xx, ...).
+- faults: fail_next() answers the next requests with a given KMS error (throttling, 5xx, ...);
+  fail_key() answers every request for one key with it until heal_key() (a long regional 5xx).
 - outages: stop() closes the listening socket (connections are refused), start() listens on the
   same port again. moto's state is in-process, so keys survive.
 - other accounts and regions: create_key(name, region=..., account=...) makes the key in that
@@ -84,6 +85,9 @@ class AwsKmsStandIn:
         """Every name of each key (id, ARN, alias, alias ARN) -> all its names."""
         self._denied: set[str] = set()
         self._faults: deque[tuple[str, int]] = deque()
+        self._failing: dict[str, tuple[str, int]] = {}
+        """Every name of a key in a long outage -> the error each request for it gets."""
+        self._key_calls: Counter[frozenset[str]] = Counter()
         self._lock = threading.Lock()
         self._moto: WsgiApp = DomainDispatcherApplication(create_backend_app)
         self._server: BaseWSGIServer | None = None
@@ -191,6 +195,21 @@ class AwsKmsStandIn:
         with self._lock:
             self._faults.extend([(error_type, status)] * times)
 
+    def fail_key(self, key_uri: str, error_type: str, status: int) -> None:
+        """Answer every Encrypt / Decrypt for this key with this error until heal_key()."""
+        with self._lock:
+            self._failing.update(dict.fromkeys(self._names[_arn(key_uri)], (error_type, status)))
+
+    def calls_for(self, key_uri: str) -> int:
+        """Encrypt / Decrypt requests that named this key (by any of its names)."""
+        with self._lock:
+            return self._key_calls[self._names[_arn(key_uri)]]
+
+    def heal_key(self, key_uri: str) -> None:
+        with self._lock:
+            for name in self._names[_arn(key_uri)]:
+                self._failing.pop(name, None)
+
     # The WSGI wrapper.
 
     def _app(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -201,8 +220,11 @@ class AwsKmsStandIn:
         environ["wsgi.input"] = io.BytesIO(body)
         with self._lock:
             self.calls[operation] += 1
-            fault = self._faults.popleft() if self._faults else None
-            denied = _requested_key(json.loads(body or b"{}")) in self._denied
+            requested = _requested_key(json.loads(body or b"{}"))
+            if requested in self._names:
+                self._key_calls[self._names[requested]] += 1
+            fault = self._faults.popleft() if self._faults else self._failing.get(requested)
+            denied = requested in self._denied
         if fault is not None:
             return _error(start_response, *fault, "injected by the stand-in")
         if denied:
