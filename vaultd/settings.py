@@ -134,7 +134,8 @@ class ByokRuleSettings(BaseModel):
     model_config = SettingsConfigDict(extra="forbid")
 
     match: dict[str, str]
-    key: str
+    key: str | list[str]
+    """One key URI, or several: the primary first, then secondary keys (docs/BYOK.md)."""
 
 
 class Settings(BaseSettings):

@@ -25,6 +25,7 @@ _STATES = {
 
 
 def kek_metadata(record: KekRecord, rules: KeyRules) -> pb.KekMetadata:
+    key_uris = rules.key_uris(record.item_key, record.item_value)
     meta = pb.KekMetadata(
         id=record.kek_id,
         item=f"{record.item_key}={record.item_value}",
@@ -35,11 +36,13 @@ def kek_metadata(record: KekRecord, rules: KeyRules) -> pb.KekMetadata:
                 version=v.version,
                 key_uri=v.provider_uri,
                 created_at=convert.timestamp(v.created_at),
+                secondary_key_uris=[w.provider_uri for w in v.secondary],
             )
             for v in record.versions
         ],
         min_decryption_version=record.min_decryption_version,
-        key_uri=rules.key_uri(record.item_key, record.item_value),
+        key_uri=key_uris[0],
+        secondary_key_uris=key_uris[1:],
     )
     if record.shredded_at is not None:
         meta.shredded_at.CopyFrom(convert.timestamp(record.shredded_at))

@@ -59,8 +59,11 @@ class LayeredRules:
         )
 
     def key_uri(self, item_key: str, item_value: str) -> str:
+        return self.key_uris(item_key, item_value)[0]
+
+    def key_uris(self, item_key: str, item_value: str) -> tuple[str, ...]:
         rule = self.governing_rule(item_key, item_value)
-        return rule.key_uri if rule else self.default_uri
+        return rule.key_uris if rule else (self.default_uri,)
 
     def items_to_wrap(self, context: KeyContext) -> KeyContext:
         governed = tuple(item for item in context if self.governing_rule(*item))

@@ -43,7 +43,14 @@ from vaultd.core.errors import (
 )
 from vaultd.core.rules import KeyRules, Resolver
 from vaultd.core.validation import KeyContext
-from vaultd.storage.base import KekRecord, KekStamp, KekVersion, Store, StoreUnavailable
+from vaultd.storage.base import (
+    KekRecord,
+    KekStamp,
+    KekVersion,
+    Store,
+    StoreUnavailable,
+    Wrapping,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -198,25 +205,20 @@ class Keyring:
                 return added[1]
 
     async def rewrap_kek(self, environment_id: str, record: KekRecord) -> int:
-        """Re-wrap every version of a KEK that its item's provider key no longer holds.
+        """Re-wrap every version of a KEK that its item's provider keys no longer hold.
 
-        A version needs it when the item's rule now names another key URI (a tenant moved to
-        a new CMK), or when the provider says its own key moved on (a new root key version).
-        The KEK itself is unchanged, so no DEK is touched. Returns how many were re-wrapped.
+        A version needs it when the item's rule now names other keys (a tenant moved to a new
+        CMK, or gained or lost a secondary key), or when a provider says its own key moved on
+        (a new root key version). The KEK itself is unchanged, so no DEK is touched. Returns
+        how many were re-wrapped.
         """
-        target = (await self._rules_in(environment_id)).key_uri(record.item_key, record.item_value)
+        target = (await self._rules_in(environment_id)).key_uris(record.item_key, record.item_value)
         done = 0
         for stored in record.versions:
-            if stored.provider_uri == target and not self._stale(stored):
+            if stored.key_uris == target and not self._stale(stored):
                 continue
             kek = await self._unwrap(environment_id, record.kek_id, stored)
-            rewrapped = replace(
-                stored,
-                provider_uri=target,
-                wrapped_key=await self._wrap(
-                    environment_id, record.kek_id, target, kek.key, stored
-                ),
-            )
+            rewrapped = await self._wrapped(environment_id, record.kek_id, target, kek.key, stored)
             with store_errors():
                 if await self._store.rewrap_kek_version(
                     environment_id, record.kek_id, stored, rewrapped
@@ -264,11 +266,14 @@ class Keyring:
         return period is not None and self._clock() - newest.created_at >= period
 
     def _stale(self, stored: KekVersion) -> bool:
-        try:
-            provider = self._providers.for_uri(stored.provider_uri)
-        except ProviderError:
-            return True  # its provider is no longer configured: unwrapping will say so
-        return needs_rewrap(provider, stored.provider_uri, stored.wrapped_key)
+        for wrapping in stored.wrappings:
+            try:
+                provider = self._providers.for_uri(wrapping.provider_uri)
+            except ProviderError:
+                return True  # its provider is no longer configured: unwrapping will say so
+            if needs_rewrap(provider, wrapping.provider_uri, wrapping.wrapped_key):
+                return True
+        return False
 
     async def _add_version(
         self, environment_id: str, kek_id: str, item_key: str, item_value: str, version: int
@@ -281,11 +286,10 @@ class Keyring:
         """
         if version == 1 and self._admit_kek is not None:
             await self._admit_kek(environment_id)
-        key_uri = (await self._rules_in(environment_id)).key_uri(item_key, item_value)
+        key_uris = (await self._rules_in(environment_id)).key_uris(item_key, item_value)
         plain = new_dek()
-        draft = KekVersion(item_key, item_value, version, key_uri, b"", self._clock())
-        wrapped = await self._wrap(environment_id, kek_id, key_uri, plain, draft)
-        record = replace(draft, wrapped_key=wrapped)
+        draft = KekVersion(item_key, item_value, version, key_uris[0], b"", self._clock())
+        record = await self._wrapped(environment_id, kek_id, key_uris, plain, draft)
         with store_errors():
             if not await self._store.add_kek_version(environment_id, kek_id, record):
                 return None
@@ -304,6 +308,28 @@ class Keyring:
         keks = self._keks_under.pop(key_uri, set())
         return self.cache.discard_where(lambda key: (key[1], key[2]) in keks)
 
+    async def _wrapped(
+        self,
+        environment_id: str,
+        kek_id: str,
+        key_uris: tuple[str, ...],
+        plain: bytes,
+        version: KekVersion,
+    ) -> KekVersion:
+        """`version` wrapped by every key of `key_uris` (the primary first). Every wrap must
+        succeed: a version missing a key its rule names would not survive that key's peers."""
+        wrappings = [
+            Wrapping(uri, await self._wrap(environment_id, kek_id, uri, plain, version))
+            for uri in key_uris
+        ]
+        primary, *secondary = wrappings
+        return replace(
+            version,
+            provider_uri=primary.provider_uri,
+            wrapped_key=primary.wrapped_key,
+            secondary=tuple(secondary),
+        )
+
     async def _wrap(
         self, environment_id: str, kek_id: str, key_uri: str, plain: bytes, version: KekVersion
     ) -> bytes:
@@ -317,16 +343,36 @@ class Keyring:
         )
 
     async def _unwrap(self, environment_id: str, kek_id: str, record: KekVersion) -> Kek:
-        uri = record.provider_uri
-        self._keks_under.setdefault(uri, set()).add((environment_id, kek_id))
-        plain = await self._provider_call(
+        """The KEK from the first of its wrappings a provider unwraps, the primary first.
+
+        Each key is tried in turn (a denied or unreachable primary falls through to the next);
+        when none unwraps, an outage is reported over a refusal, since it may pass.
+        """
+        errors: list[VaultError] = []
+        binding = _binding(environment_id, kek_id, record)
+        for wrapping in record.wrappings:
+            self._keks_under.setdefault(wrapping.provider_uri, set()).add((environment_id, kek_id))
+            try:
+                plain = await self._unwrap_one(wrapping, binding)
+            except (KeyProviderUnavailable, KeyUnavailable) as exc:
+                errors.append(exc)
+                continue
+            if errors:
+                log.warning(
+                    "KEK %s unwrapped by %s after its earlier keys failed",
+                    key_id(kek_id, record.version),
+                    wrapping.provider_uri,
+                )
+            return Kek(kek_id, record.version, plain, record.stamp)
+        raise next((e for e in errors if isinstance(e, KeyProviderUnavailable)), errors[0])
+
+    async def _unwrap_one(self, wrapping: Wrapping, binding: Binding) -> bytes:
+        uri = wrapping.provider_uri
+        return await self._provider_call(
             "unwrap",
             uri,
-            lambda: self._providers.for_uri(uri).unwrap(
-                uri, record.wrapped_key, _binding(environment_id, kek_id, record)
-            ),
+            lambda: self._providers.for_uri(uri).unwrap(uri, wrapping.wrapped_key, binding),
         )
-        return Kek(kek_id, record.version, plain, record.stamp)
 
     async def _provider_call(
         self, operation: str, key_uri: str, call: Callable[[], Awaitable[T]]

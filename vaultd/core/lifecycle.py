@@ -83,8 +83,9 @@ class KekSelector:
         if self.every:
             return True
         if self.key_uri_prefix:
-            uris = {rules.key_uri(record.item_key, record.item_value)}
-            uris.update(v.provider_uri for v in record.versions)
+            uris = set(rules.key_uris(record.item_key, record.item_value))
+            for v in record.versions:
+                uris.update(v.key_uris)
             return any(uri.startswith(self.key_uri_prefix) for uri in uris)
         return any(_item_matches(record, k, v) for k, v in self.items)
 

@@ -9,11 +9,15 @@ the same value or prefix) are a configuration error at load, never a guess at ru
 When any item of a context is governed by a rule, only the governed items' KEKs wrap the DEK
 (the BYOK guarantee of section 4): a tenant that revokes its CMK then makes its data unreadable,
 whatever other items the context holds.
+
+A rule may name several keys, the primary first (`key: [aws-kms://..., gcp-kms://...]`): each
+KEK version is then wrapped by every one of them, and any one unwraps it, so a regional outage
+or a lost key leaves the tenant readable. Revoking access then means revoking every key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -33,9 +37,17 @@ class Rule:
     key_uri: str
     is_prefix: bool = False
     label: str = ""
+    secondary_uris: tuple[str, ...] = ()
+
+    @property
+    def key_uris(self) -> tuple[str, ...]:
+        """Every key that wraps the KEKs this rule governs, the primary first."""
+        return (self.key_uri, *self.secondary_uris)
 
     @classmethod
-    def parse(cls, index: int, match: Mapping[str, str], key_uri: str) -> Rule:
+    def parse(cls, index: int, match: Mapping[str, str], keys: str | Sequence[str]) -> Rule:
+        uris = (keys,) if isinstance(keys, str) else tuple(keys)
+        key_uri = " + ".join(uris)
         if len(match) != 1:
             raise RuleError(
                 f"byok rule {index + 1} ({dict(match)}): match exactly one context item, "
@@ -49,13 +61,19 @@ class Rule:
         value = pattern[:-1] if is_prefix else pattern
         if "*" in value:
             raise RuleError(f"{label}: only one trailing '*' is allowed in a value")
-        return cls(item_key, value, key_uri, is_prefix, label)
+        if not uris:
+            raise RuleError(f"{label}: name at least one key")
+        if len(set(uris)) != len(uris):
+            raise RuleError(f"{label}: a key is listed twice")
+        return cls(item_key, value, uris[0], is_prefix, label, uris[1:])
 
 
 class Resolver(Protocol):
     """What resolving items needs: KeyRules, or an environment's BYOK keys over them."""
 
     def key_uri(self, item_key: str, item_value: str) -> str: ...
+
+    def key_uris(self, item_key: str, item_value: str) -> tuple[str, ...]: ...
 
     def items_to_wrap(self, context: KeyContext) -> KeyContext: ...
 
@@ -85,22 +103,24 @@ class KeyRules:
     def from_config(
         cls,
         default_uri: str,
-        entries: Iterable[tuple[Mapping[str, str], str]],
+        entries: Iterable[tuple[Mapping[str, str], str | Sequence[str]]],
         configured_schemes: Collection[str],
     ) -> KeyRules:
-        """Rules from (match, key URI) pairs, refusing any whose provider is not configured."""
+        """Rules from (match, key URI or URIs) pairs, refusing any whose provider is not
+        configured."""
         rules = []
-        for index, (match, key_uri) in enumerate(entries):
-            rule = Rule.parse(index, match, key_uri)
-            scheme, sep, rest = key_uri.partition("://")
-            if not sep or not rest:
-                raise RuleError(f"{rule.label}: key must be a URI such as aws-kms://arn:...")
-            if scheme not in configured_schemes:
-                raise RuleError(
-                    f"{rule.label}: no provider is configured for {scheme}:// "
-                    f"(configured: {', '.join(sorted(configured_schemes)) or 'none'}); "
-                    f"add it under providers:"
-                )
+        for index, (match, keys) in enumerate(entries):
+            rule = Rule.parse(index, match, keys)
+            for key_uri in rule.key_uris:
+                scheme, sep, rest = key_uri.partition("://")
+                if not sep or not rest:
+                    raise RuleError(f"{rule.label}: key must be a URI such as aws-kms://arn:...")
+                if scheme not in configured_schemes:
+                    raise RuleError(
+                        f"{rule.label}: no provider is configured for {scheme}:// "
+                        f"(configured: {', '.join(sorted(configured_schemes)) or 'none'}); "
+                        f"add it under providers:"
+                    )
             rules.append(rule)
         return cls(default_uri, rules)
 
@@ -112,8 +132,11 @@ class KeyRules:
         return next((r for r in candidates if item_value.startswith(r.value)), None)
 
     def key_uri(self, item_key: str, item_value: str) -> str:
+        return self.key_uris(item_key, item_value)[0]
+
+    def key_uris(self, item_key: str, item_value: str) -> tuple[str, ...]:
         rule = self.governing_rule(item_key, item_value)
-        return rule.key_uri if rule else self.default_uri
+        return rule.key_uris if rule else (self.default_uri,)
 
     def items_to_wrap(self, context: KeyContext) -> KeyContext:
         """The items whose KEKs wrap a DEK for this context (the BYOK guarantee)."""

@@ -71,6 +71,14 @@ class KekChanged(StoreError):
 
 
 @dataclass(frozen=True, slots=True)
+class Wrapping:
+    """A KEK version wrapped by one more provider key than its primary (a secondary key)."""
+
+    provider_uri: str
+    wrapped_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class KekVersion:
     """One version of a key-encryption key, wrapped by a provider key (never stored in clear).
 
@@ -87,6 +95,18 @@ class KekVersion:
     stamp: str = field(default="", compare=False)
     """Set by the store on every read: a fingerprint of the version exactly as stored. A write
     that names it (KekStamp) is refused with KekChanged once the store holds something else."""
+    secondary: tuple[Wrapping, ...] = ()
+    """The same KEK wrapped by the rule's secondary keys, in the rule's order: any one of
+    them unwraps it when the primary key (provider_uri) cannot."""
+
+    @property
+    def wrappings(self) -> tuple[Wrapping, ...]:
+        """Every wrapping of this version, the primary first."""
+        return (Wrapping(self.provider_uri, self.wrapped_key), *self.secondary)
+
+    @property
+    def key_uris(self) -> tuple[str, ...]:
+        return tuple(w.provider_uri for w in self.wrappings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,9 +373,10 @@ class Store(Protocol):
     async def rewrap_kek_version(
         self, environment_id: str, kek_id: str, expected: KekVersion, rewrapped: KekVersion
     ) -> bool:
-        """Replace version `expected.version` (its provider_uri and wrapped_key) by `rewrapped`.
+        """Replace version `expected.version`'s wrappings (provider_uri, wrapped_key and
+        secondary) by those of `rewrapped`.
 
-        Only those two are taken from `rewrapped`: the version keeps its number, item and
+        Only those are taken from `rewrapped`: the version keeps its number, item and
         created_at (which rotation by age reads). A compare-and-set: False, changing nothing,
         unless the stored version equals `expected` in full (another rewrap or a shred got
         there first).

@@ -26,6 +26,7 @@ from vaultd.storage.base import (
     StoredVersion,
     StoreError,
     VersionInfo,
+    Wrapping,
 )
 
 FORMAT = 1
@@ -98,14 +99,31 @@ def decode_version_info(blob: bytes) -> VersionInfo:
 
 
 def encode_kek(kek: KekVersion) -> bytes:
-    return _record(
+    fields = [
         kek.item_key.encode(),
         kek.item_value.encode(),
         b"%d" % kek.version,
         kek.provider_uri.encode(),
         kek.wrapped_key,
         b"%d" % to_micros(kek.created_at),
-    )
+    ]
+    if kek.secondary:
+        # A seventh field only when there are secondary keys: a version wrapped by one key is
+        # stored byte for byte as before they existed, so its stamp does not change.
+        fields.append(encode_secondary(kek.secondary))
+    return _record(*fields)
+
+
+def encode_secondary(secondary: Iterable[Wrapping]) -> bytes:
+    """Secondary wrappings as one field: (provider URI, wrapped key) pairs, framed in turn."""
+    return _frame(part for w in secondary for part in (w.provider_uri.encode(), w.wrapped_key))
+
+
+def decode_secondary(field: bytes) -> tuple[Wrapping, ...]:
+    parts = _unframe(field)
+    if len(parts) % 2:
+        raise StoreError("unreadable record: a secondary wrapping without its key")
+    return tuple(Wrapping(parts[i].decode(), parts[i + 1]) for i in range(0, len(parts), 2))
 
 
 def kek_stamp(record: bytes) -> str:
@@ -120,7 +138,8 @@ def kek_stamp(record: bytes) -> str:
 
 
 def decode_kek(blob: bytes) -> KekVersion:
-    item_key, item_value, version, uri, wrapped_key, created = _fields(blob, 6)
+    fields = _fields(blob, 6, 7)
+    item_key, item_value, version, uri, wrapped_key, created = fields[:6]
     return KekVersion(
         item_key=item_key.decode(),
         item_value=item_value.decode(),
@@ -129,6 +148,7 @@ def decode_kek(blob: bytes) -> KekVersion:
         wrapped_key=wrapped_key,
         created_at=from_micros(int(created)),
         stamp=kek_stamp(blob),
+        secondary=decode_secondary(fields[6]) if len(fields) == 7 else (),
     )
 
 
@@ -268,11 +288,11 @@ def _record(*fields: bytes) -> bytes:
     return bytes([FORMAT]) + _frame(fields)
 
 
-def _fields(blob: bytes, count: int) -> list[bytes]:
+def _fields(blob: bytes, *counts: int) -> list[bytes]:
     if not blob or blob[0] != FORMAT:
         raise StoreError("unreadable record: unknown format")
     fields = _unframe(memoryview(blob)[1:])
-    if len(fields) != count:
+    if len(fields) not in counts:
         raise StoreError("unreadable record: wrong number of fields")
     return fields
 

@@ -726,7 +726,10 @@ class RedisStore(RedisByokKeys, RedisKekCounts):
         if expected.version < 1:
             return False  # no such version (and LINDEX would read -1 as the newest)
         new = replace(
-            expected, provider_uri=rewrapped.provider_uri, wrapped_key=rewrapped.wrapped_key
+            expected,
+            provider_uri=rewrapped.provider_uri,
+            wrapped_key=rewrapped.wrapped_key,
+            secondary=rewrapped.secondary,
         )
         return bool(
             await self._write(

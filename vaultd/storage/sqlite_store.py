@@ -122,6 +122,7 @@ CREATE TABLE IF NOT EXISTS kek_versions (
     provider_uri   TEXT    NOT NULL,
     wrapped_key    BLOB    NOT NULL,
     created_at     INTEGER NOT NULL,
+    secondary      BLOB    NOT NULL DEFAULT x'',
     PRIMARY KEY (environment_id, kek_id, version)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS keks (
@@ -237,13 +238,15 @@ class SqliteStore(SqliteByokKeys, SqliteKekCounts):
         _check_ids(environment_id, kek_id=kek_id)
         # One statement, its own transaction: the WHERE is the compare, the SET the swap.
         sql = (
-            "UPDATE kek_versions SET provider_uri = ?, wrapped_key = ?"
+            "UPDATE kek_versions SET provider_uri = ?, wrapped_key = ?, secondary = ?"
             " WHERE environment_id = ? AND kek_id = ? AND version = ? AND item_key = ?"
             " AND item_value = ? AND provider_uri = ? AND wrapped_key = ? AND created_at = ?"
+            " AND secondary = ?"
         )
         params = (
             rewrapped.provider_uri,
             rewrapped.wrapped_key,
+            codec.encode_secondary(rewrapped.secondary),
             environment_id,
             kek_id,
             *_kek_row(expected),
@@ -677,10 +680,27 @@ def _connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA secure_delete=ON")
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.executescript(_SCHEMA)
+        _add_missing_columns(conn)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+_ADDED_COLUMNS = {
+    # table -> columns later releases added, with their definitions (defaults keep old rows).
+    "kek_versions": {"secondary": "BLOB NOT NULL DEFAULT x''"},
+}
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Give a file an older vaultd made the columns added since: its rows keep their values,
+    and the new columns their defaults (what the older release meant)."""
+    for table, columns in _ADDED_COLUMNS.items():
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, definition in columns.items():
+            if name not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
 
 
 def _connect_reader(path: Path) -> sqlite3.Connection:
@@ -726,7 +746,7 @@ def _add_kek(conn: sqlite3.Connection, environment_id: str, kek_id: str, kek: Ke
         if shredded or newest != kek.version - 1:
             return False
         conn.execute(
-            "INSERT INTO kek_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", ids + _kek_row(kek)
+            "INSERT INTO kek_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", ids + _kek_row(kek)
         )
         # Every add, not only version 1's, so a KEK an older release made joins the list too.
         conn.execute(
@@ -746,14 +766,23 @@ def _kek_row(kek: KekVersion) -> tuple[Any, ...]:
         kek.provider_uri,
         kek.wrapped_key,
         codec.to_micros(kek.created_at),
+        codec.encode_secondary(kek.secondary),
     )
 
 
 def _kek_version(columns: Sequence[Any]) -> KekVersion:
-    """A KEK version from its columns (item_key ... created_at), stamped as Redis stamps it:
+    """A KEK version from its columns (item_key ... secondary), stamped as Redis stamps it:
     the SHA-1 of its codec record (codec.kek_stamp)."""
-    item_key, item_value, version, uri, wrapped, created = columns
-    kek = KekVersion(item_key, item_value, version, uri, wrapped, codec.from_micros(created))
+    item_key, item_value, version, uri, wrapped, created, secondary = columns
+    kek = KekVersion(
+        item_key,
+        item_value,
+        version,
+        uri,
+        wrapped,
+        codec.from_micros(created),
+        secondary=codec.decode_secondary(secondary),
+    )
     return replace(kek, stamp=codec.kek_stamp(codec.encode_kek(kek)))
 
 
@@ -762,8 +791,8 @@ def _check_keks(conn: sqlite3.Connection, environment_id: str, keks: Sequence[Ke
     transaction, so the write that follows sees the same)."""
     for k in keks:
         row = conn.execute(
-            "SELECT item_key, item_value, version, provider_uri, wrapped_key, created_at"
-            " FROM kek_versions WHERE environment_id = ? AND kek_id = ? AND version = ?",
+            "SELECT item_key, item_value, version, provider_uri, wrapped_key, created_at,"
+            " secondary FROM kek_versions WHERE environment_id = ? AND kek_id = ? AND version = ?",
             (environment_id, k.kek_id, k.version),
         ).fetchone()
         if row is None or _kek_version(row).stamp != k.stamp:
@@ -775,7 +804,8 @@ def _keks(conn: sqlite3.Connection, environment_id: str, kek_id: str | None) -> 
     snapshot), ordered as list_keks promises."""
     sql = (
         "SELECT k.kek_id, k.item_key, k.item_value, k.min_decryption_version, k.shredded_at,"
-        "       v.item_key, v.item_value, v.version, v.provider_uri, v.wrapped_key, v.created_at"
+        "       v.item_key, v.item_value, v.version, v.provider_uri, v.wrapped_key, v.created_at,"
+        "       v.secondary"
         " FROM keks k LEFT JOIN kek_versions v"
         "   ON v.environment_id = k.environment_id AND v.kek_id = k.kek_id"
         " WHERE k.environment_id = ?"

@@ -156,17 +156,19 @@ class KekSelector(_message.Message):
     def __init__(self, items: _Optional[_Iterable[str]] = ..., key_uri_prefix: _Optional[str] = ..., all: _Optional[bool] = ...) -> None: ...
 
 class KekVersion(_message.Message):
-    __slots__ = ("version", "key_uri", "created_at")
+    __slots__ = ("version", "key_uri", "created_at", "secondary_key_uris")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     KEY_URI_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    SECONDARY_KEY_URIS_FIELD_NUMBER: _ClassVar[int]
     version: int
     key_uri: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, version: _Optional[int] = ..., key_uri: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    secondary_key_uris: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, version: _Optional[int] = ..., key_uri: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., secondary_key_uris: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class KekMetadata(_message.Message):
-    __slots__ = ("id", "item", "versions", "min_decryption_version", "shredded_at", "key_uri", "item_key", "item_value")
+    __slots__ = ("id", "item", "versions", "min_decryption_version", "shredded_at", "key_uri", "item_key", "item_value", "secondary_key_uris")
     ID_FIELD_NUMBER: _ClassVar[int]
     ITEM_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
@@ -175,6 +177,7 @@ class KekMetadata(_message.Message):
     KEY_URI_FIELD_NUMBER: _ClassVar[int]
     ITEM_KEY_FIELD_NUMBER: _ClassVar[int]
     ITEM_VALUE_FIELD_NUMBER: _ClassVar[int]
+    SECONDARY_KEY_URIS_FIELD_NUMBER: _ClassVar[int]
     id: str
     item: str
     versions: _containers.RepeatedCompositeFieldContainer[KekVersion]
@@ -183,7 +186,8 @@ class KekMetadata(_message.Message):
     key_uri: str
     item_key: str
     item_value: str
-    def __init__(self, id: _Optional[str] = ..., item: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[KekVersion, _Mapping]]] = ..., min_decryption_version: _Optional[int] = ..., shredded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_uri: _Optional[str] = ..., item_key: _Optional[str] = ..., item_value: _Optional[str] = ...) -> None: ...
+    secondary_key_uris: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., item: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[KekVersion, _Mapping]]] = ..., min_decryption_version: _Optional[int] = ..., shredded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_uri: _Optional[str] = ..., item_key: _Optional[str] = ..., item_value: _Optional[str] = ..., secondary_key_uris: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RewrapJob(_message.Message):
     __slots__ = ("id", "state", "kek_ids", "objects_total", "objects_done", "versions_rewrapped", "keks_rewrapped", "error", "created_at", "updated_at")
