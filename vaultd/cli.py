@@ -164,7 +164,10 @@ async def byok_verify(settings: Settings) -> int:
     from vaultd.server import load_key_config
 
     providers, rules = load_key_config(settings)
-    rows = [("default", rules.default_uri)] + [(r.label, r.key_uri) for r in rules.rules]
+    # Every key of every rule: a secondary key that does not answer is found now, not when
+    # the primary fails.
+    rows = [("default", rules.default_uri)]
+    rows += [(r.label, uri) for r in rules.rules for uri in r.key_uris]
     failures = 0
     width = max(len(label) for label, _ in rows)
     print(f"{'RULE':<{width}}  {'KEY URI':<50}  RESULT")

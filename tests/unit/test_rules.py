@@ -9,7 +9,7 @@ from vaultd.core.rules import KeyRules, RuleError
 SCHEMES = {"internal", "aws-kms", "hcvault"}
 
 
-def rules(*entries: tuple[dict[str, str], str]) -> KeyRules:
+def rules(*entries: tuple[dict[str, str], str | list[str]]) -> KeyRules:
     return KeyRules.from_config("internal://root", entries, SCHEMES)
 
 
@@ -56,10 +56,27 @@ def test_byok_items_alone_wrap_when_any_item_is_governed() -> None:
             ],
             "byok rule 2 .*overlaps byok rule 1",
         ),
+        ([({"organization_id": "org_a"}, [])], "byok rule 1 .*at least one key"),
+        (
+            [({"organization_id": "org_a"}, ["aws-kms://arn:k", "gcp-kms://projects/p"])],
+            r"byok rule 1 \(organization_id=org_a -> aws-kms://arn:k \+ gcp-kms://projects/p\)"
+            ".*no provider is configured for gcp-kms",
+        ),
+        (
+            [({"organization_id": "org_a"}, ["aws-kms://arn:k", "aws-kms://arn:k"])],
+            "byok rule 1 .*listed twice",
+        ),
     ],
 )
 def test_bad_rules_fail_at_load_naming_the_rule(
-    entries: list[tuple[dict[str, str], str]], message: str
+    entries: list[tuple[dict[str, str], str | list[str]]], message: str
 ) -> None:
     with pytest.raises(RuleError, match=message):
         rules(*entries)
+
+
+def test_a_rule_with_several_keys_names_the_primary_first() -> None:
+    r = rules(({"organization_id": "org_*"}, ["aws-kms://arn:eu", "hcvault://t/keys/us"]))
+    assert r.key_uris("organization_id", "org_a") == ("aws-kms://arn:eu", "hcvault://t/keys/us")
+    assert r.key_uri("organization_id", "org_a") == "aws-kms://arn:eu"
+    assert r.key_uris("user_id", "u1") == ("internal://root",)
