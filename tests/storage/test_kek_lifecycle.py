@@ -32,8 +32,8 @@ from tests.storage.test_contract import (
     redis_client,
 )
 from vaultd.storage import RedisStore, SqliteStore, Store, StoredObject, StoredVersion, codec
-from vaultd.storage.base import KekRecord, KekVersion, ObjectVersions, RewrapJob, RewrapState
 from vaultd.storage.keys import Kind, key
+from vaultd.storage.records import KekRecord, KekVersion, ObjectVersions, RewrapJob, RewrapState
 
 __all__ = ["redis_client"]  # a fixture, imported for the Redis-specific tests
 

@@ -31,7 +31,9 @@ from vaultd.core.validation import (
     MAX_CONTEXT_VALUE_CHARS,
     MAX_NAME_CHARS,
 )
-from vaultd.storage.base import AuditEvent, AuditPage, AuditQuery, BadCursor, Store
+from vaultd.storage.base import Store
+from vaultd.storage.errors import BadCursor
+from vaultd.storage.records import AuditEvent, AuditPage, AuditQuery
 
 DATA_CREATED = "vault.data.created"
 DATA_READ = "vault.data.read"

@@ -43,7 +43,9 @@ from vaultd.core.errors import (
 )
 from vaultd.core.rules import KeyRules, Resolver
 from vaultd.core.validation import KeyContext
-from vaultd.storage.base import KekRecord, KekStamp, KekVersion, Store, StoreUnavailable
+from vaultd.storage.base import Store
+from vaultd.storage.errors import StoreUnavailable
+from vaultd.storage.records import KekRecord, KekStamp, KekVersion
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -25,7 +25,8 @@ from vaultd.core.validation import (
     validate_key_context,
     validate_rewrap_job_id,
 )
-from vaultd.storage.base import KekRecord, RewrapJob, RewrapState, Store
+from vaultd.storage.base import Store
+from vaultd.storage.records import KekRecord, RewrapJob, RewrapState
 
 Item = tuple[str, str]
 

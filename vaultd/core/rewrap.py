@@ -42,15 +42,9 @@ from vaultd.core.envelope import (
 from vaultd.core.errors import BackendUnavailable, VaultError
 from vaultd.core.keyring import Keyring, store_errors
 from vaultd.core.objects import object_dek, version_keys
-from vaultd.storage.base import (
-    KekChanged,
-    KekStamp,
-    ObjectVersions,
-    RewrapJob,
-    RewrapState,
-    Store,
-    StoredVersion,
-)
+from vaultd.storage.base import Store
+from vaultd.storage.errors import KekChanged
+from vaultd.storage.records import KekStamp, ObjectVersions, RewrapJob, RewrapState, StoredVersion
 
 log = logging.getLogger(__name__)
 
