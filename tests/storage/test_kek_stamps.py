@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.storage.test_contract import new_env, new_kek, new_kek_id, new_object, new_version
+from tests.storage.contract import new_env, new_kek, new_kek_id, new_object, new_version
 from vaultd.storage import Store
 from vaultd.storage.errors import KekChanged
 from vaultd.storage.records import KekStamp, KekVersion
