@@ -43,7 +43,7 @@ from vaultd.core.errors import (
 )
 from vaultd.core.rules import KeyRules, Resolver
 from vaultd.core.validation import KeyContext
-from vaultd.storage.base import Store
+from vaultd.storage.base import KekStore
 from vaultd.storage.errors import StoreUnavailable
 from vaultd.storage.records import KekRecord, KekStamp, KekVersion
 
@@ -104,7 +104,7 @@ class Keyring:
 
     def __init__(
         self,
-        store: Store,
+        store: KekStore,
         providers: ProviderRegistry,
         rules: KeyRules,
         cache: TtlCache[CacheKey, Kek],

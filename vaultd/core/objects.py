@@ -50,7 +50,7 @@ from vaultd.core.validation import (
     validate_value_size,
     validate_version_id,
 )
-from vaultd.storage.base import Store
+from vaultd.storage.base import ObjectStore
 from vaultd.storage.records import (
     Direction,
     KekStamp,
@@ -179,7 +179,7 @@ class ObjectVault:
 
     def __init__(
         self,
-        store: Store,
+        store: ObjectStore,
         keyring: Keyring,
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
