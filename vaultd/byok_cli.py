@@ -23,7 +23,8 @@ from vaultd.core.errors import VaultError
 from vaultd.core.objects import Actor
 from vaultd.settings import Settings
 from vaultd.storage import open_store
-from vaultd.storage.byok import ByokKeyRecord, ByokKeyStore
+from vaultd.storage.base import ByokKeyStore
+from vaultd.storage.records import ByokKeyRecord
 
 
 def add_commands(byok_commands: argparse._SubParsersAction[argparse.ArgumentParser],

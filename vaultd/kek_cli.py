@@ -36,8 +36,8 @@ from vaultd.core.lifecycle import KekSelector, KeyLifecycle, item_named, parse_i
 from vaultd.core.objects import Actor
 from vaultd.settings import Settings
 from vaultd.storage import open_store
-from vaultd.storage.base import KekRecord, RewrapJob, RewrapState
-from vaultd.storage.byok import ByokKeyStore
+from vaultd.storage.base import ByokKeyStore
+from vaultd.storage.records import KekRecord, RewrapJob, RewrapState
 
 COMMANDS = ("kek", "root")
 POLL_SECONDS = 0.5

@@ -54,8 +54,8 @@ from vaultd.known_store import known_store
 from vaultd.metrics import Metrics, MetricsServer
 from vaultd.settings import Settings, TransportSettings
 from vaultd.storage import SQLITE_FILE_NAME, Store, open_store
-from vaultd.storage.base import RewrapJob, RewrapState
-from vaultd.storage.byok import ByokKeyStore
+from vaultd.storage.base import ByokKeyStore
+from vaultd.storage.records import RewrapJob, RewrapState
 from vaultd.v1 import (
     admin_service_pb2,
     admin_service_pb2_grpc,

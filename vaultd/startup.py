@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from providers import ProviderError
 from vaultd.core.errors import BackendUnavailable
 from vaultd.core.rules import RuleError
-from vaultd.storage.base import StoreUnavailable
+from vaultd.storage.errors import StoreUnavailable
 
 CONFIG = 2
 RUNTIME = 1

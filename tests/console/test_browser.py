@@ -30,7 +30,7 @@ from vaultd.core import audit
 from vaultd.core.apikeys import secret_hash
 from vaultd.core.audit import bounded_context
 from vaultd.server import start
-from vaultd.storage.base import AuditQuery, RewrapState
+from vaultd.storage.records import AuditQuery, RewrapState
 from vaultd.v1 import admin_service_pb2 as apb
 from vaultd.v1 import object_service_pb2 as pb
 

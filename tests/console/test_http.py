@@ -29,7 +29,7 @@ from vaultd.core.apikeys import new_secret
 from vaultd.core.objects import Actor
 from vaultd.server import start
 from vaultd.settings import Settings
-from vaultd.storage.base import AuditQuery
+from vaultd.storage.records import AuditQuery
 from vaultd.v1 import admin_service_pb2 as apb
 from vaultd.v1 import admin_service_pb2_grpc as apb_grpc
 

@@ -25,7 +25,7 @@ from tests.support.serving import VAULTD, clean_env, free_port, scrape
 from tests.support.tls import make_pki
 from vaultd.core.apikeys import secret_hash
 from vaultd.settings import Settings
-from vaultd.storage.base import AuditQuery
+from vaultd.storage.records import AuditQuery
 from vaultd.v1 import object_service_pb2 as opb
 from vaultd.v1 import object_service_pb2_grpc as opb_grpc
 from vaultd.workers import check

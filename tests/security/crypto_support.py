@@ -19,8 +19,8 @@ from tests.server.conftest import Running
 from tests.support.auth import bearer
 from tests.support.grpc_errors import details_of
 from vaultd.storage import codec
-from vaultd.storage.base import StoredVersion
 from vaultd.storage.keys import Kind, key
+from vaultd.storage.records import StoredVersion
 from vaultd.v1 import admin_service_pb2 as apb
 
 ENV = "default"

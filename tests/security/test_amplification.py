@@ -25,7 +25,7 @@ from tests.support.grpc_errors import details_of
 from tests.support.redis_server import RedisServer
 from tests.support.serving import scrape
 from vaultd.server import Vaultd, start
-from vaultd.storage.base import AuditQuery
+from vaultd.storage.records import AuditQuery
 from vaultd.v1 import object_service_pb2 as opb
 from vaultd.v1 import object_service_pb2_grpc as opb_grpc
 

@@ -23,8 +23,8 @@ from tests.support.redis_server import RedisServer
 from vaultd.cli import main
 from vaultd.server import Vaultd, start
 from vaultd.storage import codec
-from vaultd.storage.base import AuditQuery
 from vaultd.storage.keys import audit_key
+from vaultd.storage.records import AuditQuery
 from vaultd.v1 import object_service_pb2 as opb
 from vaultd.v1 import object_service_pb2_grpc as opb_grpc
 
@@ -170,7 +170,7 @@ def test_events_written_before_chaining_still_read_and_are_reported_as_such() ->
     from datetime import UTC, datetime
 
     from vaultd.core.auditchain import AuditKeys, verify
-    from vaultd.storage.base import AuditEvent
+    from vaultd.storage.records import AuditEvent
 
     old = AuditEvent("event_1", "vault.data.read", datetime(2026, 1, 1, tzinfo=UTC), "default",
                      "key_1", "n", "success", "r")  # fmt: skip

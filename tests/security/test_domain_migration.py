@@ -15,7 +15,7 @@ from ulid import ULID
 from tests.lifecycle.conftest import Lifecycle, item, lifecycle, new_org, wait_job
 from tests.security.crypto_support import refused
 from vaultd.core.envelope import EncryptedKeys, Purpose, new_dek, seal, wrap_dek
-from vaultd.storage.base import KekStamp, StoredVersion
+from vaultd.storage.records import KekStamp, StoredVersion
 from vaultd.v1 import admin_service_pb2 as apb
 from vaultd.v1 import key_service_pb2 as kpb
 from vaultd.v1 import object_service_pb2 as opb

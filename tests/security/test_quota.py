@@ -23,7 +23,7 @@ from tests.support.auth import add_api_key, channel
 from tests.support.grpc_errors import ErrorDetails, details_of
 from tests.support.redis_server import RedisServer
 from vaultd.server import Vaultd, start
-from vaultd.storage.kek_counts import NewKekCounts
+from vaultd.storage.base import NewKekCounts
 from vaultd.v1 import key_service_pb2 as kpb
 from vaultd.v1 import key_service_pb2_grpc as kpb_grpc
 

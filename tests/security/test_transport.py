@@ -29,7 +29,7 @@ from tests.support.h2raw import (
     RawConnection,
 )
 from vaultd.server import Vaultd, start
-from vaultd.storage.base import AuditQuery
+from vaultd.storage.records import AuditQuery
 from vaultd.v1 import object_service_pb2 as opb
 from vaultd.v1 import object_service_pb2_grpc as opb_grpc
 

@@ -14,7 +14,7 @@ import pytest
 from providers.internal import InternalProvider
 from tests.support.serving import VAULTD, clean_env, free_port, wait_serving
 from vaultd import kek_cli, startup
-from vaultd.storage.base import RewrapJob, RewrapState
+from vaultd.storage.records import RewrapJob, RewrapState
 
 
 def vaultd(*args: str) -> subprocess.CompletedProcess[str]:

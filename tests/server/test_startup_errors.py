@@ -18,7 +18,7 @@ import pytest
 from providers.internal import InternalProvider
 from tests.support.serving import VAULTD, clean_env, free_port
 from vaultd import startup
-from vaultd.storage.base import StoreUnavailable
+from vaultd.storage.errors import StoreUnavailable
 
 TIMEOUT_SECONDS = 60
 

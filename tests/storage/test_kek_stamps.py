@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.storage.test_contract import new_env, new_kek, new_kek_id, new_object, new_version
+from tests.storage.contract import new_env, new_kek, new_kek_id, new_object, new_version
 from vaultd.storage import Store
-from vaultd.storage.base import KekChanged, KekStamp, KekVersion
+from vaultd.storage.errors import KekChanged
+from vaultd.storage.records import KekStamp, KekVersion
 
 
 async def stored_kek(store: Store, env: str, kek_id: str, version: int = 1) -> KekVersion:

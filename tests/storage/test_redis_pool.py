@@ -8,7 +8,7 @@ from ulid import ULID
 
 from tests.support.redis_server import RedisServer
 from vaultd.storage import RedisStore
-from vaultd.storage.redis_urls import MAX_CONNECTIONS
+from vaultd.storage.redis.urls import MAX_CONNECTIONS
 
 
 async def test_a_burst_beyond_the_pool_size_waits_for_connections(

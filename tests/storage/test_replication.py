@@ -13,7 +13,7 @@ from ulid import ULID
 
 from tests.support.redis_server import RedisServer
 from vaultd.storage import KekVersion, RedisStore, StoreUnavailable
-from vaultd.storage.redis_urls import redis_client, wait_replicas
+from vaultd.storage.redis.urls import redis_client, wait_replicas
 
 
 def test_wait_replicas_url_parameter() -> None:

@@ -8,7 +8,7 @@ from ulid import ULID
 
 from vaultd.core.errors import KekQuotaExceeded
 from vaultd.core.quota import KekQuota, KekQuotaLimits
-from vaultd.storage.sqlite_store import SqliteStore
+from vaultd.storage.sqlite import SqliteStore
 
 
 async def refused(quota: KekQuota, env: str, api_key_id: str) -> str:

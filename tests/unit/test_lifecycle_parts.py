@@ -17,7 +17,7 @@ from vaultd.core.keyring import Keyring
 from vaultd.core.lifecycle import KekSelector, parse_item
 from vaultd.core.rules import KeyRules
 from vaultd.storage import SqliteStore
-from vaultd.storage.base import KekRecord, KekVersion
+from vaultd.storage.records import KekRecord, KekVersion
 
 BINDING = {"vaultd:item": "a=b"}
 

@@ -15,8 +15,7 @@ from vaultd.core.audit import AuditLog
 from vaultd.core.byok import ByokKeys
 from vaultd.core.lifecycle import KeyLifecycle
 from vaultd.core.rules import KeyRules
-from vaultd.storage.base import ApiKeyRecord, AuditEvent, AuditQuery
-from vaultd.storage.byok import ByokKeyRecord
+from vaultd.storage.records import ApiKeyRecord, AuditEvent, AuditQuery, ByokKeyRecord
 from vaultd.v1 import admin_service_pb2 as pb
 from vaultd.v1 import admin_service_pb2_grpc as pb_grpc
 from vaultd.v1 import object_service_pb2 as object_pb

@@ -68,7 +68,7 @@ from vaultd.core.keyring import KekCreatedSink
 from vaultd.core.quota import KekQuota
 from vaultd.core.storeguard import StoreGuard
 from vaultd.logs import REQUEST_ID
-from vaultd.storage.base import ApiKeyRecord, KekVersion
+from vaultd.storage.records import ApiKeyRecord, KekVersion
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from vaultd.api.caller import caller_of
 from vaultd.core.errors import InvalidArgument
 from vaultd.core.lifecycle import KekSelector, KeyLifecycle, item_named, parse_item
 from vaultd.core.rules import KeyRules
-from vaultd.storage.base import KekRecord, RewrapJob, RewrapState
+from vaultd.storage.records import KekRecord, RewrapJob, RewrapState
 from vaultd.v1 import admin_service_pb2 as pb
 from vaultd.v1 import object_service_pb2 as object_pb
 

@@ -34,7 +34,7 @@ from vaultd.core import audit
 from vaultd.core.apikeys import Permission, actor_of, require
 from vaultd.core.audit import event_json
 from vaultd.core.errors import InvalidArgument, Unauthenticated, VaultError
-from vaultd.storage.base import AuditEvent, AuditQuery, RewrapJob
+from vaultd.storage.records import AuditEvent, AuditQuery, RewrapJob
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,14 @@ from urllib.parse import urlencode
 from vaultd.console.services import Verification
 from vaultd.core.apikeys import Permission
 from vaultd.core.rules import KeyRules
-from vaultd.storage.base import ApiKeyRecord, AuditEvent, KekRecord, RewrapJob, RewrapState
-from vaultd.storage.byok import ByokKeyRecord
+from vaultd.storage.records import (
+    ApiKeyRecord,
+    AuditEvent,
+    ByokKeyRecord,
+    KekRecord,
+    RewrapJob,
+    RewrapState,
+)
 
 NAV = (
     ("overview", "Overview", ""),

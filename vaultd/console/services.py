@@ -29,8 +29,14 @@ from vaultd.core.lifecycle import KekSelector, KeyLifecycle, parse_item
 from vaultd.core.objects import Actor, ObjectVault
 from vaultd.core.rules import KeyRules
 from vaultd.metrics import Metrics
-from vaultd.storage.base import ApiKeyRecord, AuditPage, AuditQuery, KekRecord, RewrapJob
-from vaultd.storage.byok import ByokKeyRecord
+from vaultd.storage.records import (
+    ApiKeyRecord,
+    AuditPage,
+    AuditQuery,
+    ByokKeyRecord,
+    KekRecord,
+    RewrapJob,
+)
 
 log = logging.getLogger(__name__)
 

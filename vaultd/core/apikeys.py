@@ -39,8 +39,9 @@ from vaultd.core.errors import (
 from vaultd.core.keyring import store_errors
 from vaultd.core.objects import Actor
 from vaultd.core.validation import validate_name
-from vaultd.storage.base import ApiKeyRecord, Store
+from vaultd.storage.base import ApiKeyStore
 from vaultd.storage.keys import API_KEY_ID, ENVIRONMENT_ID
+from vaultd.storage.records import ApiKeyRecord
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ class NewApiKey:
 class ApiKeys:
     def __init__(
         self,
-        store: Store,
+        store: ApiKeyStore,
         cache: TtlCache[str, ApiKeyRecord],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:

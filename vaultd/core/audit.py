@@ -31,7 +31,9 @@ from vaultd.core.validation import (
     MAX_CONTEXT_VALUE_CHARS,
     MAX_NAME_CHARS,
 )
-from vaultd.storage.base import AuditEvent, AuditPage, AuditQuery, BadCursor, Store
+from vaultd.storage.base import AuditStore
+from vaultd.storage.errors import BadCursor
+from vaultd.storage.records import AuditEvent, AuditPage, AuditQuery
 
 DATA_CREATED = "vault.data.created"
 DATA_READ = "vault.data.read"
@@ -125,7 +127,7 @@ class Origin:
 class AuditLog:
     def __init__(
         self,
-        store: Store,
+        store: AuditStore,
         retention: timedelta = timedelta(days=DEFAULT_RETENTION_DAYS),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         keys: AuditKeys | None = None,

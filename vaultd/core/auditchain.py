@@ -32,7 +32,7 @@ from ulid import ULID
 
 from vaultd import securefiles
 from vaultd.storage import codec
-from vaultd.storage.base import AuditEvent
+from vaultd.storage.records import AuditEvent
 
 _SECRET_BYTES = 32
 _CHAIN_LABEL = b"vaultd audit chain v1"

@@ -1,6 +1,6 @@
 """BYOK keys managed at run time: per-environment rules kept in the store, verified before use.
 
-A BYOK key record (storage/byok.py) is a rule like a `byok:` entry of the configuration, but
+A BYOK key record (storage/records.py) is a rule like a `byok:` entry of the configuration, but
 added, verified and removed through AdminService while vaultd runs. Resolving a context item
 consults the environment's records first, then the configured rules (which seed every
 environment), then the default key. Each process reads an environment's records at most once
@@ -32,7 +32,8 @@ from vaultd.core.errors import (
 from vaultd.core.keyring import store_errors
 from vaultd.core.rules import KeyRules, Rule, RuleError
 from vaultd.core.validation import KeyContext, validate_key_context
-from vaultd.storage.byok import ByokKeyRecord, ByokKeyStore
+from vaultd.storage.base import ByokKeyStore
+from vaultd.storage.records import ByokKeyRecord
 
 MAX_ENVIRONMENTS_CACHED = 10_000
 MAX_KEY_URI_CHARS = 1024

@@ -43,14 +43,9 @@ from vaultd.core.errors import (
 )
 from vaultd.core.rules import KeyRules, Resolver
 from vaultd.core.validation import KeyContext
-from vaultd.storage.base import (
-    KekRecord,
-    KekStamp,
-    KekVersion,
-    Store,
-    StoreUnavailable,
-    Wrapping,
-)
+from vaultd.storage.base import KekStore
+from vaultd.storage.errors import StoreUnavailable
+from vaultd.storage.records import KekRecord, KekStamp, KekVersion, Wrapping
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -109,7 +104,7 @@ class Keyring:
 
     def __init__(
         self,
-        store: Store,
+        store: KekStore,
         providers: ProviderRegistry,
         rules: KeyRules,
         cache: TtlCache[CacheKey, Kek],

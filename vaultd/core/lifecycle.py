@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from ulid import ULID
 
@@ -25,7 +26,8 @@ from vaultd.core.validation import (
     validate_key_context,
     validate_rewrap_job_id,
 )
-from vaultd.storage.base import KekRecord, RewrapJob, RewrapState, Store
+from vaultd.storage.base import JobStore, KekStore
+from vaultd.storage.records import KekRecord, RewrapJob, RewrapState
 
 Item = tuple[str, str]
 
@@ -98,10 +100,14 @@ def _item_matches(record: KekRecord, key: str, value: str) -> bool:
     return record.item_value == value
 
 
+class LifecycleStore(KekStore, JobStore, Protocol):
+    """What the KEK lifecycle needs of the store: the KEKs it governs, the rewrap jobs it reads."""
+
+
 class KeyLifecycle:
     def __init__(
         self,
-        store: Store,
+        store: LifecycleStore,
         keyring: Keyring,
         rules: KeyRules,
         runner: RewrapRunner,

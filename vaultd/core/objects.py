@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from ulid import ULID
 
+from vaultd import storage
 from vaultd.core.envelope import (
     LEGACY_FORMAT_VERSION,
     EncryptedKeys,
@@ -49,13 +50,12 @@ from vaultd.core.validation import (
     validate_value_size,
     validate_version_id,
 )
-from vaultd.storage import base as storage
-from vaultd.storage.base import (
+from vaultd.storage.base import ObjectStore
+from vaultd.storage.records import (
     Direction,
     KekStamp,
     ObjectEntry,
     ScanFilter,
-    Store,
     StoredObject,
     StoredVersion,
 )
@@ -179,7 +179,7 @@ class ObjectVault:
 
     def __init__(
         self,
-        store: Store,
+        store: ObjectStore,
         keyring: Keyring,
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),

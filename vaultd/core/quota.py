@@ -10,7 +10,7 @@ fresh context item per call. Each new KEK (not a new version of one) is admitted
 
 The environment's total is counted from the store once per environment and process, then kept
 up to date in memory by the KEKs this process admits; like the rate limits, it is per process.
-The per-key total is a durable count in the store (storage/kek_counts.py), checked and raised
+The per-key total is a durable count in the store (NewKekCounts), checked and raised
 in one atomic step, so it holds across restarts and across every process sharing the store.
 """
 
@@ -24,8 +24,7 @@ from typing import cast
 from vaultd.core.errors import KekQuotaExceeded
 from vaultd.core.keyring import store_errors
 from vaultd.core.ratelimit import TokenBuckets
-from vaultd.storage.base import Store
-from vaultd.storage.kek_counts import NewKekCounts
+from vaultd.storage.base import NewKekCounts, Store
 
 
 @dataclass(frozen=True, slots=True)

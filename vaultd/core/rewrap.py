@@ -31,6 +31,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from vaultd.core.envelope import (
     LEGACY_FORMAT_VERSION,
@@ -42,15 +43,9 @@ from vaultd.core.envelope import (
 from vaultd.core.errors import BackendUnavailable, VaultError
 from vaultd.core.keyring import Keyring, store_errors
 from vaultd.core.objects import object_dek, version_keys
-from vaultd.storage.base import (
-    KekChanged,
-    KekStamp,
-    ObjectVersions,
-    RewrapJob,
-    RewrapState,
-    Store,
-    StoredVersion,
-)
+from vaultd.storage.base import JobStore, ObjectStore
+from vaultd.storage.errors import KekChanged
+from vaultd.storage.records import KekStamp, ObjectVersions, RewrapJob, RewrapState, StoredVersion
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +56,16 @@ JobFinishedSink = Callable[[RewrapJob], Awaitable[None]]
 """Awaited once per job this process finishes (done or failed); server.py audits it."""
 
 
+class RewrapStore(ObjectStore, JobStore, Protocol):
+    """What a rewrap runner needs of the store: the objects it walks, the jobs it keeps."""
+
+
 class RewrapRunner:
     """Runs this process's rewrap jobs, and takes over those whose runner went away."""
 
     def __init__(
         self,
-        store: Store,
+        store: RewrapStore,
         keyring: Keyring,
         owner: str,
         *,

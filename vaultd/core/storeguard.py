@@ -31,7 +31,9 @@ from datetime import UTC, datetime
 from ulid import ULID
 
 from vaultd.core.errors import StoreIdentityMismatch, StoreNotDurable, VaultError
-from vaultd.storage.base import Store, StoreIdentity, StoreUnavailable
+from vaultd.storage.base import Store
+from vaultd.storage.errors import StoreUnavailable
+from vaultd.storage.records import StoreIdentity
 
 log = logging.getLogger(__name__)
 

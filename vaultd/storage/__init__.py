@@ -1,32 +1,36 @@
-"""Storage: the Store protocol (base.py), a Redis store and an embedded SQLite store."""
+"""Storage: the Store protocol (base.py) with its records and errors, a Redis store (redis/)
+and an embedded SQLite store (sqlite/)."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
-from vaultd.storage.base import (
+from vaultd.storage.base import Store
+from vaultd.storage.errors import (
+    BadCursor,
+    KekChanged,
+    NameTaken,
+    ObjectMissing,
+    StoreError,
+    StoreUnavailable,
+    VersionMismatch,
+)
+from vaultd.storage.records import (
     ApiKeyRecord,
     AuditEvent,
     AuditPage,
     AuditQuery,
-    BadCursor,
     Direction,
     KekVersion,
-    NameTaken,
     ObjectEntry,
-    ObjectMissing,
     ScanFilter,
-    Store,
     StoredObject,
     StoredVersion,
-    StoreError,
-    StoreUnavailable,
     VersionInfo,
-    VersionMismatch,
 )
-from vaultd.storage.redis_store import DEFAULT_TIMEOUT_SECONDS, RedisStore
-from vaultd.storage.sqlite_store import SqliteStore
+from vaultd.storage.redis import DEFAULT_TIMEOUT_SECONDS, RedisStore
+from vaultd.storage.sqlite import SqliteStore
 
 __all__ = [
     "SQLITE_FILE_NAME",
@@ -36,6 +40,7 @@ __all__ = [
     "AuditQuery",
     "BadCursor",
     "Direction",
+    "KekChanged",
     "KekVersion",
     "NameTaken",
     "ObjectEntry",

@@ -15,21 +15,25 @@ import hashlib
 import json
 import struct
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from vaultd.storage.base import (
+from vaultd.storage.errors import StoreError
+from vaultd.storage.records import (
     ApiKeyRecord,
     AuditEvent,
+    ByokKeyRecord,
     KekVersion,
     RewrapJob,
     RewrapState,
     StoredVersion,
-    StoreError,
     VersionInfo,
     Wrapping,
 )
 
 FORMAT = 1
+BYOK_KEY_RECORD_VERSION = 1
 _LENGTH = struct.Struct(">I")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -270,6 +274,36 @@ def decode_audit_event(blob: bytes) -> AuditEvent:
         seq=int(bytes(seq)),
         mac=bytes(mac).decode(),
     )
+
+
+def byok_match(record: ByokKeyRecord) -> str:
+    """What a store keeps unique per environment: the item key and the pattern."""
+    return f"{record.item_key}\0{record.pattern}"
+
+
+def encode_byok_key(record: ByokKeyRecord) -> bytes:
+    """A BYOK key record as stored: versioned JSON, times as microseconds since the epoch."""
+    fields: dict[str, Any] = asdict(record)
+    fields["created_at"] = to_micros(record.created_at)
+    fields["verified_at"] = None if record.verified_at is None else to_micros(record.verified_at)
+    fields["v"] = BYOK_KEY_RECORD_VERSION
+    return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+
+
+def decode_byok_key(data: bytes) -> ByokKeyRecord:
+    fields = json.loads(data)
+    version = fields.pop("v", None)
+    if version != BYOK_KEY_RECORD_VERSION:
+        raise ValueError(f"unknown BYOK key record version {version!r}")
+    fields["created_at"] = from_micros(fields["created_at"])
+    if fields["verified_at"] is not None:
+        fields["verified_at"] = from_micros(fields["verified_at"])
+    return ByokKeyRecord(**fields)
+
+
+def byok_verified(record: ByokKeyRecord, at: datetime, ok: bool, error: str) -> ByokKeyRecord:
+    """The record with a verification's outcome."""
+    return replace(record, verified_at=at, verified=ok, verification_error="" if ok else error)
 
 
 _CHAINED_AUDIT_FIELDS = 19

@@ -18,10 +18,10 @@ Layout, where `{env}` is the environment id inside a Redis Cluster hash tag:
     vaultd:{env}:fence                  string  a counter, incremented by a durable KEK read so
                                               that a WAIT after it confirms what the read saw
     vaultd:{env}:audit                  stream  the environment's audit events (codec records)
-    vaultd:{env}:byok                   hash  BYOK key id -> record (storage/byok.py)
+    vaultd:{env}:byok                   hash  BYOK key id -> record (redis/byok.py)
     vaultd:{env}:byok-matches           hash  "<item key>\0<pattern>" -> BYOK key id: one per match
     vaultd:{env}:kek-counts             hash  API key id -> new KEKs admitted for it (the per-key
-                                              total KEK quota, storage/kek_counts.py)
+                                              total KEK quota, redis/kek_counts.py)
 
 API keys belong to no environment, so they live under one fixed tag, `{@auth}`; `@` is never
 in an environment id, so no environment can share (or collide with) these names:
@@ -56,7 +56,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from vaultd.storage.base import RewrapJob
+    from vaultd.storage.records import RewrapJob
 
 PREFIX = "vaultd"
 ENVIRONMENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")

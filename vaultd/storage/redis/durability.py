@@ -25,7 +25,7 @@ from typing import Any
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis, RedisCluster
 
-from vaultd.storage.base import Durability
+from vaultd.storage.records import Durability
 
 RedisClient = Redis | RedisCluster
 

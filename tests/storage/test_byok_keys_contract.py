@@ -9,7 +9,9 @@ from typing import cast
 from ulid import ULID
 
 from vaultd.storage import Store
-from vaultd.storage.byok import ByokKeyRecord, ByokKeyStore, decode, encode
+from vaultd.storage.base import ByokKeyStore
+from vaultd.storage.codec import decode_byok_key, encode_byok_key
+from vaultd.storage.records import ByokKeyRecord
 
 AT = datetime(2026, 12, 4, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -86,5 +88,5 @@ def test_record_format_vector() -> None:
         True,
         "",
     )
-    assert decode(stored) == expected
-    assert encode(expected) == stored
+    assert decode_byok_key(stored) == expected
+    assert encode_byok_key(expected) == stored

@@ -14,9 +14,9 @@ from ulid import ULID
 
 from tests.support.redis_server import RedisServer
 from vaultd.storage import Store
-from vaultd.storage.kek_counts import NewKekCounts
-from vaultd.storage.redis_store import RedisStore
-from vaultd.storage.sqlite_store import SqliteStore
+from vaultd.storage.base import NewKekCounts
+from vaultd.storage.redis import RedisStore
+from vaultd.storage.sqlite import SqliteStore
 
 
 def new_env() -> str:

@@ -1,4 +1,4 @@
-"""Per-API-key KEK counts in the embedded SQLite store (mixed into SqliteStore).
+"""Per-API-key KEK counts in the embedded SQLite store (the NewKekCounts part of SqliteStore).
 
 One table, created on first use so older database files gain it without a migration step.
 """
@@ -6,8 +6,10 @@ One table, created on first use so older database files gain it without a migrat
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
+
+from vaultd.storage.sqlite.connection import SqliteConnection
 
 T = TypeVar("T")
 
@@ -30,11 +32,10 @@ RETURNING new_keks
 """
 
 
-class SqliteKekCounts:
-    """NewKekCounts on SqliteStore's connections (its `_run`: one writer thread)."""
+class SqliteKekCounts(SqliteConnection):
+    """NewKekCounts on SQLite."""
 
     _kek_counts_ready = False
-    _run: Callable[..., Awaitable[Any]]
 
     async def _kek_counts(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if not self._kek_counts_ready:

@@ -10,9 +10,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.storage.test_contract import kek_versions, new_env, new_kek, new_kek_id
+from tests.storage.contract import kek_versions, new_env, new_kek, new_kek_id
 from vaultd.storage import SqliteStore, Store, codec
-from vaultd.storage.base import KekVersion, Wrapping
+from vaultd.storage.records import KekVersion, Wrapping
 
 SECONDARY = (
     Wrapping("gcp-kms://projects/p/locations/europe-west1/keyRings/r/cryptoKeys/k", b"\x0a" * 90),

@@ -12,7 +12,7 @@ unknown), never as done. Replication is asynchronous, so without it a failover c
 the clients were told succeeded. Sentinel URLs therefore default to 1, the rest to 0.
 Every client fails fast rather than retrying by itself: a reply lost to a dropped connection
 leaves a write's outcome unknown, and a replayed create would report its own name as taken
-(see redis_store.py). Cluster redirects (MOVED/ASK) are still followed: they are no retry.
+(see redis/connection.py). Cluster redirects (MOVED/ASK) are still followed: they are no retry.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 
 from tests.support.redis_server import RedisServer
 from vaultd.storage import RedisStore, SqliteStore, Store
-from vaultd.storage.base import StoreIdentity
+from vaultd.storage.records import StoreIdentity
 
 IDENTITY_DB = 15  # a database no other suite uses: each test flushes it
 
@@ -64,7 +64,7 @@ async def test_root_fingerprints_are_added_not_replaced(empty_store: Store) -> N
 
 async def test_data_without_an_identity_is_data(empty_store: Store) -> None:
     """A store an older vaultd filled: no identity, but an API key."""
-    from vaultd.storage.base import ApiKeyRecord
+    from vaultd.storage.records import ApiKeyRecord
 
     record = ApiKeyRecord(
         id="key_" + "0" * 26,

@@ -1,17 +1,20 @@
-"""BYOK key records in the embedded SQLite store (mixed into SqliteStore).
+"""BYOK key records in the embedded SQLite store (the ByokKeyStore part of SqliteStore).
 
 One table, created on first use so older database files gain it without a migration step:
-the record (byok.encode) keyed by (environment, id), with the match unique per environment.
+the record (codec.encode_byok_key) keyed by (environment, id), with the match unique per
+environment.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from vaultd.storage import byok
+from vaultd.storage import codec
+from vaultd.storage.records import ByokKeyRecord
+from vaultd.storage.sqlite.connection import SqliteConnection
 
 T = TypeVar("T")
 
@@ -28,11 +31,10 @@ CREATE TABLE IF NOT EXISTS byok_keys (
 """
 
 
-class SqliteByokKeys:
-    """ByokKeyStore on SqliteStore's connections (its `_run`: one writer thread)."""
+class SqliteByokKeys(SqliteConnection):
+    """ByokKeyStore on SQLite."""
 
     _byok_ready = False
-    _run: Callable[..., Awaitable[Any]]
 
     async def _byok(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if not self._byok_ready:
@@ -41,8 +43,8 @@ class SqliteByokKeys:
         result: T = await self._run(work)
         return result
 
-    async def add_byok_key(self, record: byok.ByokKeyRecord) -> byok.ByokKeyRecord | None:
-        def add(conn: sqlite3.Connection) -> byok.ByokKeyRecord | None:
+    async def add_byok_key(self, record: ByokKeyRecord) -> ByokKeyRecord | None:
+        def add(conn: sqlite3.Connection) -> ByokKeyRecord | None:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 row = conn.execute(
@@ -58,41 +60,39 @@ class SqliteByokKeys:
                             record.id,
                             record.item_key,
                             record.pattern,
-                            byok.encode(record),
+                            codec.encode_byok_key(record),
                         ),
                     )
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            return None if row is None else byok.decode(row[0])
+            return None if row is None else codec.decode_byok_key(row[0])
 
         return await self._byok(add)
 
-    async def get_byok_key(
-        self, environment_id: str, byok_key_id: str
-    ) -> byok.ByokKeyRecord | None:
+    async def get_byok_key(self, environment_id: str, byok_key_id: str) -> ByokKeyRecord | None:
         row = await self._byok(
             lambda c: c.execute(
                 "SELECT record FROM byok_keys WHERE environment_id = ? AND id = ?",
                 (environment_id, byok_key_id),
             ).fetchone()
         )
-        return None if row is None else byok.decode(row[0])
+        return None if row is None else codec.decode_byok_key(row[0])
 
-    async def list_byok_keys(self, environment_id: str) -> list[byok.ByokKeyRecord]:
+    async def list_byok_keys(self, environment_id: str) -> list[ByokKeyRecord]:
         rows = await self._byok(
             lambda c: c.execute(
                 "SELECT record FROM byok_keys WHERE environment_id = ? ORDER BY id",
                 (environment_id,),
             ).fetchall()
         )
-        return [byok.decode(r[0]) for r in rows]
+        return [codec.decode_byok_key(r[0]) for r in rows]
 
     async def set_byok_verification(
         self, environment_id: str, byok_key_id: str, verified_at: datetime, ok: bool, error: str
-    ) -> byok.ByokKeyRecord | None:
-        def update(conn: sqlite3.Connection) -> byok.ByokKeyRecord | None:
+    ) -> ByokKeyRecord | None:
+        def update(conn: sqlite3.Connection) -> ByokKeyRecord | None:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 row = conn.execute(
@@ -101,10 +101,12 @@ class SqliteByokKeys:
                 ).fetchone()
                 updated = None
                 if row is not None:
-                    updated = byok.verified(byok.decode(row[0]), verified_at, ok, error)
+                    updated = codec.byok_verified(
+                        codec.decode_byok_key(row[0]), verified_at, ok, error
+                    )
                     conn.execute(
                         "UPDATE byok_keys SET record = ? WHERE environment_id = ? AND id = ?",
-                        (byok.encode(updated), environment_id, byok_key_id),
+                        (codec.encode_byok_key(updated), environment_id, byok_key_id),
                     )
                 conn.execute("COMMIT")
             except BaseException:
@@ -114,14 +116,12 @@ class SqliteByokKeys:
 
         return await self._byok(update)
 
-    async def delete_byok_key(
-        self, environment_id: str, byok_key_id: str
-    ) -> byok.ByokKeyRecord | None:
-        def delete(conn: sqlite3.Connection) -> byok.ByokKeyRecord | None:
+    async def delete_byok_key(self, environment_id: str, byok_key_id: str) -> ByokKeyRecord | None:
+        def delete(conn: sqlite3.Connection) -> ByokKeyRecord | None:
             row = conn.execute(
                 "DELETE FROM byok_keys WHERE environment_id = ? AND id = ? RETURNING record",
                 (environment_id, byok_key_id),
             ).fetchone()
-            return None if row is None else byok.decode(row[0])
+            return None if row is None else codec.decode_byok_key(row[0])
 
         return await self._byok(delete)

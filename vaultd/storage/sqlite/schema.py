@@ -1,0 +1,126 @@
+"""The embedded store's schema, created (or completed) on every open; never a breaking change."""
+
+from __future__ import annotations
+
+import sqlite3
+
+# The object's primary key (environment_id, id) is also the scan index: ids sort in creation
+# order. versions.seq records insertion order, so versions list oldest first.
+# audit_events.seq is the read cursor: AUTOINCREMENT never reuses a number, even once trimming
+# has emptied the table, so a reader holding a cursor never skips a later event. An event is
+# kept whole as its codec record (the same bytes as on Redis); the columns beside it are what
+# reads filter and trimming cuts on.
+# keks holds each KEK's item and lifecycle state, and outlives its versions as a shred's
+# tombstone. Databases made before it existed get their rows from kek_versions at connect.
+# rewrap_jobs keeps each job whole as its codec record, beside the columns the lease check and
+# listing need. BEGIN IMMEDIATE: the backfill writes, and a deferred transaction upgraded to a
+# write after another connection's commit would fail at once instead of waiting its turn.
+SCHEMA = """
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS objects (
+    environment_id     TEXT    NOT NULL,
+    id                 TEXT    NOT NULL,
+    name               TEXT    NOT NULL,
+    key_context        TEXT    NOT NULL,
+    created_at         INTEGER NOT NULL,
+    current_version_id TEXT    NOT NULL,
+    updated_at         INTEGER NOT NULL,
+    PRIMARY KEY (environment_id, id),
+    UNIQUE (environment_id, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS versions (
+    seq             INTEGER PRIMARY KEY,
+    environment_id  TEXT    NOT NULL,
+    object_id       TEXT    NOT NULL,
+    version_id      TEXT    NOT NULL,
+    created_at      INTEGER NOT NULL,
+    size            INTEGER NOT NULL,
+    etag            TEXT    NOT NULL,
+    key_ids         TEXT    NOT NULL,
+    encrypted_keys  BLOB    NOT NULL,
+    ciphertext      BLOB    NOT NULL,
+    updated_by_id   TEXT    NOT NULL,
+    updated_by_name TEXT    NOT NULL,
+    UNIQUE (environment_id, object_id, version_id),
+    FOREIGN KEY (environment_id, object_id) REFERENCES objects (environment_id, id)
+);
+CREATE TABLE IF NOT EXISTS kek_versions (
+    environment_id TEXT    NOT NULL,
+    kek_id         TEXT    NOT NULL,
+    version        INTEGER NOT NULL,
+    item_key       TEXT    NOT NULL,
+    item_value     TEXT    NOT NULL,
+    provider_uri   TEXT    NOT NULL,
+    wrapped_key    BLOB    NOT NULL,
+    created_at     INTEGER NOT NULL,
+    secondary      BLOB    NOT NULL DEFAULT x'',
+    PRIMARY KEY (environment_id, kek_id, version)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS keks (
+    environment_id         TEXT    NOT NULL,
+    kek_id                 TEXT    NOT NULL,
+    item_key               TEXT    NOT NULL,
+    item_value             TEXT    NOT NULL,
+    min_decryption_version INTEGER NOT NULL DEFAULT 1,
+    shredded_at            INTEGER,
+    PRIMARY KEY (environment_id, kek_id)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO keks (environment_id, kek_id, item_key, item_value)
+    SELECT DISTINCT environment_id, kek_id, item_key, item_value FROM kek_versions;
+CREATE TABLE IF NOT EXISTS rewrap_jobs (
+    id          TEXT    NOT NULL PRIMARY KEY,
+    created_at  INTEGER NOT NULL,
+    owner       TEXT    NOT NULL,
+    lease_until INTEGER,
+    record      BLOB    NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS api_keys (
+    id             TEXT    NOT NULL PRIMARY KEY,
+    name           TEXT    NOT NULL,
+    environment_id TEXT    NOT NULL,
+    permissions    TEXT    NOT NULL,
+    secret_hash    TEXT    NOT NULL UNIQUE,
+    created_at     INTEGER NOT NULL,
+    revoked_at     INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_events (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    environment_id TEXT    NOT NULL,
+    type           TEXT    NOT NULL,
+    time           INTEGER NOT NULL,
+    record         BLOB    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_events_by_environment ON audit_events (environment_id, seq);
+CREATE INDEX IF NOT EXISTS audit_events_by_time ON audit_events (time);
+CREATE TABLE IF NOT EXISTS store_identity (
+    singleton   INTEGER NOT NULL PRIMARY KEY CHECK (singleton = 1),
+    id          TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS store_root_keys (
+    fingerprint TEXT    NOT NULL PRIMARY KEY
+) WITHOUT ROWID;
+COMMIT;
+"""
+
+ADDED_COLUMNS = {
+    # table -> columns later releases added, with their definitions (defaults keep old rows).
+    "kek_versions": {"secondary": "BLOB NOT NULL DEFAULT x''"},
+}
+
+
+def add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Give a file an older vaultd made the columns added since: its rows keep their values,
+    and the new columns their defaults (what the older release meant). In one IMMEDIATE
+    transaction, so two processes opening the file at once do not both add a column."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for table, columns in ADDED_COLUMNS.items():
+            present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            for name, definition in columns.items():
+                if name not in present:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
