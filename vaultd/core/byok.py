@@ -29,8 +29,8 @@ from vaultd.core.errors import (
     InvalidArgument,
     KeyProviderUnavailable,
 )
-from vaultd.core.keyring import store_errors
 from vaultd.core.rules import KeyRules, Rule, RuleError
+from vaultd.core.types import store_errors
 from vaultd.core.validation import KeyContext, validate_key_context
 from vaultd.storage.byok import ByokKeyRecord, ByokKeyStore
 

@@ -13,7 +13,7 @@ still hold data keys made before domain separation (docs/SECURITY.md section 1).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ulid import ULID
 
@@ -26,10 +26,41 @@ from vaultd.core.validation import KeyContext, validate_key_context, validate_va
 
 @dataclass(frozen=True, slots=True)
 class DataKey:
+    """A data key handed out: new, or rekeyed (then `unwrapped_by` names the KEK versions of
+    the encrypted_keys it came from, for the audit event)."""
+
     id: str
     key: bytes
     encrypted_keys: bytes
     key_context: Mapping[str, str]
+    key_ids: tuple[str, ...]
+    unwrapped_by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedKey:
+    """A data key decrypted from its encrypted_keys, and the KEK versions named there."""
+
+    id: str
+    key: bytes
+    key_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """Encrypt's blob, with the data key and KEK versions it was sealed under."""
+
+    ciphertext: bytes
+    data_key_id: str
+    key_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """Decrypt's plaintext, with the data key and KEK versions of the blob it came from."""
+
+    plaintext: bytes
+    data_key_id: str
     key_ids: tuple[str, ...]
 
 
@@ -45,10 +76,10 @@ class DataKeys:
         context = validate_key_context(key_context)
         return await self._wrap(environment_id, new_dek(), ULID().bytes, context)
 
-    async def decrypt(self, environment_id: str, encrypted_keys: bytes) -> tuple[str, bytes]:
+    async def decrypt(self, environment_id: str, encrypted_keys: bytes) -> OpenedKey:
         keys = self._parse(encrypted_keys)
         dek = await self._keyring.unwrap_dek(environment_id, keys, Purpose.DATA_KEY)
-        return str(ULID.from_bytes(keys.dek_id)), dek
+        return OpenedKey(str(ULID.from_bytes(keys.dek_id)), dek, keys.key_ids)
 
     async def rekey(
         self, environment_id: str, encrypted_keys: bytes, key_context: Mapping[str, str]
@@ -56,7 +87,8 @@ class DataKeys:
         context = validate_key_context(key_context)
         keys = self._parse(encrypted_keys)
         dek = await self._keyring.unwrap_dek(environment_id, keys, Purpose.DATA_KEY)
-        return await self._wrap(environment_id, dek, keys.dek_id, context)
+        rekeyed = await self._wrap(environment_id, dek, keys.dek_id, context)
+        return replace(rekeyed, unwrapped_by=keys.key_ids)
 
     async def encrypt(
         self,
@@ -66,21 +98,22 @@ class DataKeys:
         associated_data: bytes,
         *,
         committing: bool = True,
-    ) -> bytes:
+    ) -> Sealed:
         validate_value_size(plaintext, self._max_plaintext_bytes, "plaintext")
         data_key = await self.create(environment_id, key_context)
         # Key-committing (docs/FORMAT.md section 4.4): the blob opens under this data key only.
         # Without it, the WorkOS layout, for readers that know only that one (the WorkOS SDKs).
-        return seal_local(
+        blob = seal_local(
             data_key.key, data_key.encrypted_keys, plaintext, associated_data, committing
         )
+        return Sealed(blob, data_key.id, data_key.key_ids)
 
     async def decrypt_blob(
         self, environment_id: str, ciphertext: bytes, associated_data: bytes
-    ) -> bytes:
+    ) -> Opened:
         blob = LocalBlob.parse(ciphertext)
-        _, dek = await self.decrypt(environment_id, blob.encrypted_keys)
-        return open_local(dek, blob, associated_data)
+        key = await self.decrypt(environment_id, blob.encrypted_keys)
+        return Opened(open_local(key.key, blob, associated_data), key.id, key.key_ids)
 
     def _parse(self, encrypted_keys: bytes) -> EncryptedKeys:
         keys = EncryptedKeys.parse(encrypted_keys)

@@ -38,7 +38,8 @@ from vaultd.core.errors import (
     ObjectNotFound,
     VersionConflict,
 )
-from vaultd.core.keyring import Keyring, store_errors
+from vaultd.core.keyring import Keyring
+from vaultd.core.types import DEFAULT_MAX_VALUE_BYTES, Actor, store_errors
 from vaultd.core.validation import (
     OBJECT_ID,
     KeyContext,
@@ -63,15 +64,6 @@ from vaultd.storage.base import (
 log = logging.getLogger(__name__)
 DEFAULT_LIST_LIMIT = 10
 MAX_LIST_LIMIT = 100
-DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who makes a change: an API key's id and name."""
-
-    id: str
-    name: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,8 +40,9 @@ from vaultd.core.envelope import (
     wrap_dek,
 )
 from vaultd.core.errors import BackendUnavailable, VaultError
-from vaultd.core.keyring import Keyring, store_errors
+from vaultd.core.keyring import Keyring
 from vaultd.core.objects import object_dek, version_keys
+from vaultd.core.types import store_errors
 from vaultd.storage.base import (
     KekChanged,
     KekStamp,
