@@ -396,10 +396,8 @@ async def start(
             ),
         ],
     )
-    object_service_pb2_grpc.add_ObjectServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        ObjectServicer(vault), registrar
-    )
-    key_service_pb2_grpc.add_KeyServiceServicer_to_server(  # type: ignore[no-untyped-call]
+    object_service_pb2_grpc.add_ObjectServiceServicer_to_server(ObjectServicer(vault), registrar)
+    key_service_pb2_grpc.add_KeyServiceServicer_to_server(
         KeyServicer(
             DataKeys(
                 keyring,
@@ -409,7 +407,7 @@ async def start(
         ),
         registrar,
     )
-    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(  # type: ignore[no-untyped-call]
+    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(api_keys, audit_log, lifecycle, rules, byok_keys), registrar
     )
     health_servicer = health.aio.HealthServicer()

@@ -54,8 +54,8 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         self, request: pb.DecryptDataKeyRequest, context: Context
     ) -> pb.DecryptDataKeyResponse:
         key = await self._keys.decrypt(caller_of(context).environment_id, request.encrypted_keys)
-        _touched(key.id, key.key_ids)
-        return pb.DecryptDataKeyResponse(id=key.id, data_key=key.key)
+        _touched(key.data_key_id, key.key_ids)
+        return pb.DecryptDataKeyResponse(id=key.data_key_id, data_key=key.value)
 
     async def RekeyDataKey(
         self, request: pb.RekeyDataKeyRequest, context: Context
@@ -78,11 +78,11 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
             committing=not request.workos_compatible,
         )
         _touched(sealed.data_key_id, sealed.key_ids, request.key_context)
-        return pb.EncryptResponse(ciphertext=sealed.ciphertext)
+        return pb.EncryptResponse(ciphertext=sealed.value)
 
     async def Decrypt(self, request: pb.DecryptRequest, context: Context) -> pb.DecryptResponse:
         opened = await self._keys.decrypt_blob(
             caller_of(context).environment_id, request.ciphertext, request.associated_data
         )
         _touched(opened.data_key_id, opened.key_ids)
-        return pb.DecryptResponse(plaintext=opened.plaintext)
+        return pb.DecryptResponse(plaintext=opened.value)

@@ -38,28 +38,12 @@ class DataKey:
 
 
 @dataclass(frozen=True, slots=True)
-class OpenedKey:
-    """A data key decrypted from its encrypted_keys, and the KEK versions named there."""
+class UnderDataKey:
+    """What an operation made or opened with a data key (the key itself, Encrypt's blob or
+    Decrypt's plaintext), with the data key's id and the KEK versions its encrypted_keys name:
+    what the call's audit event records."""
 
-    id: str
-    key: bytes
-    key_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Sealed:
-    """Encrypt's blob, with the data key and KEK versions it was sealed under."""
-
-    ciphertext: bytes
-    data_key_id: str
-    key_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Opened:
-    """Decrypt's plaintext, with the data key and KEK versions of the blob it came from."""
-
-    plaintext: bytes
+    value: bytes
     data_key_id: str
     key_ids: tuple[str, ...]
 
@@ -76,10 +60,11 @@ class DataKeys:
         context = validate_key_context(key_context)
         return await self._wrap(environment_id, new_dek(), ULID().bytes, context)
 
-    async def decrypt(self, environment_id: str, encrypted_keys: bytes) -> OpenedKey:
+    async def decrypt(self, environment_id: str, encrypted_keys: bytes) -> UnderDataKey:
+        """The data key (`value`) inside encrypted_keys."""
         keys = self._parse(encrypted_keys)
         dek = await self._keyring.unwrap_dek(environment_id, keys, Purpose.DATA_KEY)
-        return OpenedKey(str(ULID.from_bytes(keys.dek_id)), dek, keys.key_ids)
+        return UnderDataKey(dek, str(ULID.from_bytes(keys.dek_id)), keys.key_ids)
 
     async def rekey(
         self, environment_id: str, encrypted_keys: bytes, key_context: Mapping[str, str]
@@ -98,7 +83,8 @@ class DataKeys:
         associated_data: bytes,
         *,
         committing: bool = True,
-    ) -> Sealed:
+    ) -> UnderDataKey:
+        """The local-encryption blob (`value`) of `plaintext` under a new data key."""
         validate_value_size(plaintext, self._max_plaintext_bytes, "plaintext")
         data_key = await self.create(environment_id, key_context)
         # Key-committing (docs/FORMAT.md section 4.4): the blob opens under this data key only.
@@ -106,14 +92,16 @@ class DataKeys:
         blob = seal_local(
             data_key.key, data_key.encrypted_keys, plaintext, associated_data, committing
         )
-        return Sealed(blob, data_key.id, data_key.key_ids)
+        return UnderDataKey(blob, data_key.id, data_key.key_ids)
 
     async def decrypt_blob(
         self, environment_id: str, ciphertext: bytes, associated_data: bytes
-    ) -> Opened:
+    ) -> UnderDataKey:
+        """The plaintext (`value`) of a local-encryption blob."""
         blob = LocalBlob.parse(ciphertext)
         key = await self.decrypt(environment_id, blob.encrypted_keys)
-        return Opened(open_local(key.key, blob, associated_data), key.id, key.key_ids)
+        plaintext = open_local(key.value, blob, associated_data)
+        return UnderDataKey(plaintext, key.data_key_id, key.key_ids)
 
     def _parse(self, encrypted_keys: bytes) -> EncryptedKeys:
         keys = EncryptedKeys.parse(encrypted_keys)

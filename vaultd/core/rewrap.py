@@ -41,8 +41,8 @@ from vaultd.core.envelope import (
 )
 from vaultd.core.errors import BackendUnavailable, VaultError
 from vaultd.core.keyring import Keyring
-from vaultd.core.objects import object_dek, version_keys
 from vaultd.core.types import store_errors
+from vaultd.core.versions import object_dek, version_keys
 from vaultd.storage.base import (
     KekChanged,
     KekStamp,
