@@ -5,6 +5,7 @@ tests/test_generated.py runs `generate(tmp)` and fails when the committed stubs 
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -15,17 +16,28 @@ PROTOS = Path(__file__).resolve().parent
 REPO = PROTOS.parent
 
 
+def _plugin(name: str) -> str:
+    """mypy-protobuf's protoc plugin, from the interpreter's own environment (a venv need not
+    be on PATH)."""
+    found = Path(sys.executable).parent / name
+    return f"--plugin={name}={found}" if found.exists() else f"--plugin={name}={shutil.which(name)}"
+
+
 def generate(out_dir: Path) -> list[Path]:
-    """Write *_pb2.py, *_pb2.pyi and *_pb2_grpc.py for every proto under protos/ into out_dir."""
+    """Write *_pb2.py, *_pb2_grpc.py and their typed *.pyi stubs (mypy-protobuf) for every
+    proto under protos/ into out_dir."""
     sources = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
     well_known = Path(grpc_tools.__file__).parent / "_proto"
     args = [
         "protoc",
         f"-I{PROTOS}",
         f"-I{well_known}",
+        _plugin("protoc-gen-mypy"),
+        _plugin("protoc-gen-mypy_grpc"),
         f"--python_out={out_dir}",
-        f"--pyi_out={out_dir}",
+        f"--mypy_out={out_dir}",
         f"--grpc_python_out={out_dir}",
+        f"--mypy_grpc_out={out_dir}",
         *sources,
     ]
     if protoc.main(args) != 0:

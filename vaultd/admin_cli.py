@@ -26,7 +26,7 @@ from vaultd.core.audit import AuditLog, Origin, Subject, event_json
 from vaultd.core.auditchain import AuditKeys
 from vaultd.core.cache import TtlCache
 from vaultd.core.errors import VaultError
-from vaultd.core.objects import Actor
+from vaultd.core.types import Actor
 from vaultd.settings import Settings
 from vaultd.storage import AuditEvent, AuditQuery, Store, open_store
 

@@ -20,7 +20,7 @@ from vaultd.core.audit import AuditLog, Origin, Subject
 from vaultd.core.auditchain import AuditKeys
 from vaultd.core.byok import ByokKeys
 from vaultd.core.errors import VaultError
-from vaultd.core.objects import Actor
+from vaultd.core.types import Actor
 from vaultd.settings import Settings
 from vaultd.storage import open_store
 from vaultd.storage.base import ByokKeyStore

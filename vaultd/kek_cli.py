@@ -33,7 +33,7 @@ from vaultd.core.cache import TtlCache
 from vaultd.core.errors import VaultError
 from vaultd.core.keyring import Keyring
 from vaultd.core.lifecycle import KekSelector, KeyLifecycle, item_named, parse_item
-from vaultd.core.objects import Actor
+from vaultd.core.types import Actor
 from vaultd.settings import Settings
 from vaultd.storage import open_store
 from vaultd.storage.base import ByokKeyStore

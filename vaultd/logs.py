@@ -35,10 +35,6 @@ _RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {
 _ENCODER = json.JSONEncoder(default=str)
 
 
-def current_request_id() -> str | None:
-    return REQUEST_ID.get()
-
-
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, msg, pid, request_id, then any extras."""
 

@@ -22,7 +22,7 @@ from providers import KeyProvider, ProviderRegistry, build_registry
 from providers.internal import DEFAULT_URI, InternalProvider
 from vaultd import securefiles, startup
 from vaultd.api.admin import AdminServicer
-from vaultd.api.auth import Authentication, BodyGate, kek_admission, kek_created_sink
+from vaultd.api.auth import Authentication, BodyGate
 from vaultd.api.authlimit import FailedAuthentications
 from vaultd.api.errors import ErrorMapping
 from vaultd.api.http import HttpListener, start_http
@@ -35,7 +35,7 @@ from vaultd.api.wrapping import Wrapper, WrappingRegistrar
 from vaultd.console import Console, ConsoleListener, start_console
 from vaultd.core import audit
 from vaultd.core.apikeys import DEFAULT_ENVIRONMENT, ApiKeys, check_bootstrap_secret
-from vaultd.core.audit import AuditLog, Origin, Subject
+from vaultd.core.audit import AuditLog, Origin, Subject, kek_created_sink
 from vaultd.core.auditchain import AuditKeys
 from vaultd.core.byok import ByokKeys
 from vaultd.core.cache import TtlCache
@@ -44,12 +44,13 @@ from vaultd.core.envelope import Kek
 from vaultd.core.errors import KeyProviderUnavailable
 from vaultd.core.keyring import CacheKey, Keyring
 from vaultd.core.lifecycle import KeyLifecycle
-from vaultd.core.objects import Actor, ObjectVault
-from vaultd.core.quota import KekQuota, KekQuotaLimits
+from vaultd.core.objects import ObjectVault
+from vaultd.core.quota import KekQuota, KekQuotaLimits, kek_admission
 from vaultd.core.ratelimit import TokenBuckets
 from vaultd.core.rewrap import JobFinishedSink, RewrapRunner
 from vaultd.core.rules import KeyRules
 from vaultd.core.storeguard import StoreGuard
+from vaultd.core.types import Actor
 from vaultd.known_store import known_store
 from vaultd.metrics import Metrics, MetricsServer
 from vaultd.settings import Settings, TransportSettings
@@ -395,10 +396,8 @@ async def start(
             ),
         ],
     )
-    object_service_pb2_grpc.add_ObjectServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        ObjectServicer(vault), registrar
-    )
-    key_service_pb2_grpc.add_KeyServiceServicer_to_server(  # type: ignore[no-untyped-call]
+    object_service_pb2_grpc.add_ObjectServiceServicer_to_server(ObjectServicer(vault), registrar)
+    key_service_pb2_grpc.add_KeyServiceServicer_to_server(
         KeyServicer(
             DataKeys(
                 keyring,
@@ -408,7 +407,7 @@ async def start(
         ),
         registrar,
     )
-    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(  # type: ignore[no-untyped-call]
+    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(api_keys, audit_log, lifecycle, rules, byok_keys), registrar
     )
     health_servicer = health.aio.HealthServicer()

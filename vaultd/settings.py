@@ -22,6 +22,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from vaultd.core.types import DEFAULT_MAX_VALUE_BYTES
 from vaultd.logs import LogFormat, LogLevel
 
 # YAML groups whose keys land on flat fields, with the prefix those fields carry.
@@ -148,7 +149,7 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     root_key_file: Path | None = None
     audit_key_file: Path | None = None
-    max_value_bytes: int = Field(1024 * 1024, ge=1)
+    max_value_bytes: int = Field(DEFAULT_MAX_VALUE_BYTES, ge=1)
     kek_cache: KekCacheSettings = KekCacheSettings()
     keys: KeyLifecycleSettings = KeyLifecycleSettings()
     providers: dict[str, dict[str, Any]] = {}

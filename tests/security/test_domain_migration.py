@@ -139,7 +139,8 @@ async def test_legacy_data_keys_can_be_turned_off_so_old_object_keys_stop_openin
     ).metadata
     legacy = await _as_format_1(lifecycle, meta.id, org)
     keyring = lifecycle.vaultd.keyring
-    _, dek = await DataKeys(keyring, 1024, accept_legacy=True).decrypt(ENV, legacy.encrypted_keys)
+    opened = await DataKeys(keyring, 1024, accept_legacy=True).decrypt(ENV, legacy.encrypted_keys)
+    dek = opened.value
     assert len(dek) == 32  # the documented residual, while legacy data keys are accepted
     with pytest.raises(DecryptionFailed):
         await DataKeys(keyring, 1024, accept_legacy=False).decrypt(ENV, legacy.encrypted_keys)

@@ -9,13 +9,14 @@ import grpc
 
 from vaultd.api import convert, paging
 from vaultd.api.caller import caller_of
+from vaultd.api.callrecord import touched
 from vaultd.api.lifecycle import LifecycleRpcs
 from vaultd.core.apikeys import ApiKeys
-from vaultd.core.audit import AuditLog
+from vaultd.core.audit import AuditLog, Subject
 from vaultd.core.byok import ByokKeys
 from vaultd.core.lifecycle import KeyLifecycle
+from vaultd.core.records import ApiKeyRecord, AuditEvent, AuditQuery, ByokKeyRecord
 from vaultd.core.rules import KeyRules
-from vaultd.storage.records import ApiKeyRecord, AuditEvent, AuditQuery, ByokKeyRecord
 from vaultd.v1 import admin_service_pb2 as pb
 from vaultd.v1 import admin_service_pb2_grpc as pb_grpc
 from vaultd.v1 import object_service_pb2 as object_pb
@@ -54,6 +55,12 @@ def audit_event(event: AuditEvent) -> pb.AuditEvent:
         data_key_id=event.data_key_id,
         api_key_id=event.api_key_id,
     )
+
+
+def _byok_touched(record: ByokKeyRecord) -> ByokKeyRecord:
+    """A BYOK key call: the key's id, and its match as a one-item context."""
+    touched(Subject(key_ids=(record.id,), key_context={record.item_key: record.pattern}))
+    return record
 
 
 def byok_key(record: ByokKeyRecord) -> pb.ByokKey:
@@ -95,7 +102,7 @@ class AdminServicer(LifecycleRpcs, pb_grpc.AdminServiceServicer):
     ) -> pb.CreateByokKeyResponse:
         env = caller_of(context).environment_id
         record = await self._byok_keys().create(env, dict(request.match), request.key_uri)
-        return pb.CreateByokKeyResponse(byok_key=byok_key(record))
+        return pb.CreateByokKeyResponse(byok_key=byok_key(_byok_touched(record)))
 
     async def ListByokKeys(
         self, request: pb.ListByokKeysRequest, context: Context
@@ -107,19 +114,19 @@ class AdminServicer(LifecycleRpcs, pb_grpc.AdminServiceServicer):
         self, request: pb.GetByokKeyRequest, context: Context
     ) -> pb.GetByokKeyResponse:
         record = await self._byok_keys().get(caller_of(context).environment_id, request.id)
-        return pb.GetByokKeyResponse(byok_key=byok_key(record))
+        return pb.GetByokKeyResponse(byok_key=byok_key(_byok_touched(record)))
 
     async def VerifyByokKey(
         self, request: pb.VerifyByokKeyRequest, context: Context
     ) -> pb.VerifyByokKeyResponse:
         record = await self._byok_keys().verify(caller_of(context).environment_id, request.id)
-        return pb.VerifyByokKeyResponse(byok_key=byok_key(record))
+        return pb.VerifyByokKeyResponse(byok_key=byok_key(_byok_touched(record)))
 
     async def DeleteByokKey(
         self, request: pb.DeleteByokKeyRequest, context: Context
     ) -> pb.DeleteByokKeyResponse:
         record = await self._byok_keys().delete(caller_of(context).environment_id, request.id)
-        return pb.DeleteByokKeyResponse(byok_key=byok_key(record))
+        return pb.DeleteByokKeyResponse(byok_key=byok_key(_byok_touched(record)))
 
     async def CreateApiKey(
         self, request: pb.CreateApiKeyRequest, context: Context
@@ -128,6 +135,7 @@ class AdminServicer(LifecycleRpcs, pb_grpc.AdminServiceServicer):
         new = await self._keys.create(
             request.environment_id or own, request.permissions, request.name, scope=own
         )
+        touched(Subject(api_key_id=new.record.id))
         return pb.CreateApiKeyResponse(api_key=new.secret, metadata=api_key_metadata(new.record))
 
     async def ListApiKeys(
@@ -146,6 +154,7 @@ class AdminServicer(LifecycleRpcs, pb_grpc.AdminServiceServicer):
         self, request: pb.RevokeApiKeyRequest, context: Context
     ) -> pb.RevokeApiKeyResponse:
         key = await self._keys.revoke(request.id, scope=caller_of(context).environment_id)
+        touched(Subject(api_key_id=key.id))
         return pb.RevokeApiKeyResponse(metadata=api_key_metadata(key))
 
     async def ListAuditEvents(

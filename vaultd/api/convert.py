@@ -9,7 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from vaultd.core import objects
 from vaultd.core.errors import InvalidArgument
-from vaultd.storage.records import ObjectEntry
+from vaultd.core.records import ObjectEntry
 from vaultd.v1 import object_service_pb2 as pb
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -2,9 +2,9 @@
 
 Every VaultError becomes its status code with a google.rpc.Status carrying ErrorInfo (reason,
 domain "vaultd", metadata), for bad fields BadRequest, and when a later retry may succeed (a
-rate limit) RetryInfo. A request that does not even parse is INVALID_ARGUMENT, not the INTERNAL
-grpc would send. Anything else is a bug: it is logged with an error id and answered with a
-generic INTERNAL that says nothing about the request.
+rate limit) RetryInfo. (A request that does not even parse is INVALID_ARGUMENT, raised by
+authorization.py: parsing.py reads every request.) Anything else is a bug: it is logged with
+an error id and answered with a generic INTERNAL that says nothing about the request.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import asyncio
 import logging
 import math
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -22,18 +21,11 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from providers.deadline import answer_within
-from vaultd.core.errors import BackendUnavailable, InvalidArgument, VaultError
+from vaultd.core.errors import BackendUnavailable, VaultError
 
 log = logging.getLogger(__name__)
 
 DOMAIN = "vaultd"
-
-
-class _Malformed:
-    """Stands in for a request whose bytes did not parse."""
-
-
-_MALFORMED = _Malformed()
 
 
 def to_status(error: VaultError) -> Any:
@@ -66,19 +58,6 @@ def to_status(error: VaultError) -> Any:
     return rpc_status.to_status(status)
 
 
-def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
-    if deserialize is None:
-        return None
-
-    def parse(data: bytes) -> Any:
-        try:
-            return deserialize(data)
-        except Exception:
-            return _MALFORMED
-
-    return parse
-
-
 class ErrorMapping:
     """Wraps every unary RPC so its errors leave as the documented statuses.
 
@@ -97,30 +76,27 @@ class ErrorMapping:
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
             error: VaultError
-            if request is _MALFORMED:
-                error = InvalidArgument("request", "is not a well-formed protobuf message")
-            else:
-                try:
-                    # Bounds every backend wait (KMS retries included) by the client's deadline;
-                    # providers learn it too, so they give up in time for this call to answer
-                    # UNAVAILABLE with a retry hint rather than be cut off by the timeout.
-                    remaining = context.time_remaining()
-                    deadline = self._default_deadline if remaining is None else remaining
-                    with answer_within(deadline):
-                        async with asyncio.timeout(deadline):
-                            return await behavior(request, context)
-                except VaultError as exc:
-                    error = exc
-                except TimeoutError:
-                    error = BackendUnavailable("a backend did not answer within the deadline")
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    error_id = uuid.uuid4().hex
-                    log.exception("unhandled error in %s (error id %s)", method, error_id)
-                    await context.abort(
-                        grpc.StatusCode.INTERNAL, f"internal error (error id {error_id})"
-                    )
+            try:
+                # Bounds every backend wait (KMS retries included) by the client's deadline;
+                # providers learn it too, so they give up in time for this call to answer
+                # UNAVAILABLE with a retry hint rather than be cut off by the timeout.
+                remaining = context.time_remaining()
+                deadline = self._default_deadline if remaining is None else remaining
+                with answer_within(deadline):
+                    async with asyncio.timeout(deadline):
+                        return await behavior(request, context)
+            except VaultError as exc:
+                error = exc
+            except TimeoutError:
+                error = BackendUnavailable("a backend did not answer within the deadline")
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                error_id = uuid.uuid4().hex
+                log.exception("unhandled error in %s (error id %s)", method, error_id)
+                await context.abort(
+                    grpc.StatusCode.INTERNAL, f"internal error (error id {error_id})"
+                )
             status = to_status(error)
             # abort() replaces the trailing metadata; keep what outer wrappers set (the
             # request id) next to the status details.
@@ -132,6 +108,6 @@ class ErrorMapping:
 
         return grpc.unary_unary_rpc_method_handler(
             guarded,
-            request_deserializer=_tolerant(handler.request_deserializer),
+            request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )

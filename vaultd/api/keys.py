@@ -1,12 +1,17 @@
-"""KeyService: each RPC converts proto -> domain, awaits the data keys, converts back."""
+"""KeyService: each RPC converts proto -> domain, awaits the data keys, converts back, and tells
+the audit layer what it touched from the data keys' answer: the data key id and the KEK versions
+core used, not ids parsed back out of the blob it returns."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TypeAlias, TypeVar
 
 import grpc
 
 from vaultd.api.caller import caller_of
+from vaultd.api.callrecord import touched
+from vaultd.core.audit import Subject
 from vaultd.core.datakeys import DataKey, DataKeys
 from vaultd.v1 import key_service_pb2 as pb
 from vaultd.v1 import key_service_pb2_grpc as pb_grpc
@@ -27,6 +32,13 @@ def _response(cls: type[Wrapped], key: DataKey) -> Wrapped:
     )
 
 
+def _touched(
+    data_key_id: str, key_ids: Sequence[str], key_context: Mapping[str, str] | None = None
+) -> None:
+    # The context as the caller sent it (core answers with it normalised).
+    touched(Subject(key_ids=tuple(key_ids), key_context=key_context, data_key_id=data_key_id))
+
+
 class KeyServicer(pb_grpc.KeyServiceServicer):
     def __init__(self, data_keys: DataKeys) -> None:
         self._keys = data_keys
@@ -35,15 +47,15 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         self, request: pb.CreateDataKeyRequest, context: Context
     ) -> pb.CreateDataKeyResponse:
         key = await self._keys.create(caller_of(context).environment_id, request.key_context)
+        _touched(key.id, key.key_ids, request.key_context)
         return _response(pb.CreateDataKeyResponse, key)
 
     async def DecryptDataKey(
         self, request: pb.DecryptDataKeyRequest, context: Context
     ) -> pb.DecryptDataKeyResponse:
-        key_id, key = await self._keys.decrypt(
-            caller_of(context).environment_id, request.encrypted_keys
-        )
-        return pb.DecryptDataKeyResponse(id=key_id, data_key=key)
+        key = await self._keys.decrypt(caller_of(context).environment_id, request.encrypted_keys)
+        _touched(key.data_key_id, key.key_ids)
+        return pb.DecryptDataKeyResponse(id=key.data_key_id, data_key=key.value)
 
     async def RekeyDataKey(
         self, request: pb.RekeyDataKeyRequest, context: Context
@@ -51,20 +63,26 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         key = await self._keys.rekey(
             caller_of(context).environment_id, request.encrypted_keys, request.key_context
         )
+        # The KEK versions it was under, then those it is under now.
+        _touched(
+            key.id, tuple(dict.fromkeys((*key.unwrapped_by, *key.key_ids))), request.key_context
+        )
         return _response(pb.RekeyDataKeyResponse, key)
 
     async def Encrypt(self, request: pb.EncryptRequest, context: Context) -> pb.EncryptResponse:
-        blob = await self._keys.encrypt(
+        sealed = await self._keys.encrypt(
             caller_of(context).environment_id,
             request.plaintext,
             request.key_context,
             request.associated_data,
             committing=not request.workos_compatible,
         )
-        return pb.EncryptResponse(ciphertext=blob)
+        _touched(sealed.data_key_id, sealed.key_ids, request.key_context)
+        return pb.EncryptResponse(ciphertext=sealed.value)
 
     async def Decrypt(self, request: pb.DecryptRequest, context: Context) -> pb.DecryptResponse:
-        plaintext = await self._keys.decrypt_blob(
+        opened = await self._keys.decrypt_blob(
             caller_of(context).environment_id, request.ciphertext, request.associated_data
         )
-        return pb.DecryptResponse(plaintext=plaintext)
+        _touched(opened.data_key_id, opened.key_ids)
+        return pb.DecryptResponse(plaintext=opened.value)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TypeAlias
 
 import grpc
 
 from vaultd.api import convert, paging
 from vaultd.api.caller import caller_of
+from vaultd.api.callrecord import touched
+from vaultd.core.audit import Subject
 from vaultd.core.errors import InvalidArgument
 from vaultd.core.lifecycle import KekSelector, KeyLifecycle, item_named, parse_item
+from vaultd.core.records import KekRecord, RewrapJob, RewrapState
 from vaultd.core.rules import KeyRules
-from vaultd.storage.records import KekRecord, RewrapJob, RewrapState
 from vaultd.v1 import admin_service_pb2 as pb
 from vaultd.v1 import object_service_pb2 as object_pb
 
@@ -64,6 +67,13 @@ def rewrap_job(job: RewrapJob) -> pb.RewrapJob:
     )
 
 
+def _touched_keks(records: Sequence[KekRecord]) -> None:
+    """The KEKs a call changed; for one KEK, its item as a one-item context."""
+    one = records[0] if len(records) == 1 else None
+    context = {one.item_key: one.item_value} if one is not None else None
+    touched(Subject(key_ids=tuple(r.kek_id for r in records), key_context=context))
+
+
 def _selector(message: pb.KekSelector) -> KekSelector:
     return KekSelector.parse(message.items, message.key_uri_prefix, message.all)
 
@@ -92,6 +102,7 @@ class LifecycleRpcs:
         records = await self._lifecycle.rotate(
             caller_of(context).environment_id, _selector(request.selector)
         )
+        _touched_keks(records)
         return pb.RotateKeksResponse(keks=[kek_metadata(r, self._rules) for r in records])
 
     async def StartRewrap(
@@ -100,6 +111,7 @@ class LifecycleRpcs:
         job = await self._lifecycle.start_rewrap(
             caller_of(context).environment_id, _selector(request.selector)
         )
+        touched(Subject(key_ids=tuple(job.kek_ids)))
         return pb.StartRewrapResponse(job=rewrap_job(job))
 
     async def GetRewrapJob(
@@ -127,6 +139,7 @@ class LifecycleRpcs:
             parse_item(request.item),
             request.min_decryption_version,
         )
+        _touched_keks([record])
         return pb.RetireKekVersionsResponse(kek=kek_metadata(record, self._rules))
 
     async def ShredKek(self, request: pb.ShredKekRequest, context: Context) -> pb.ShredKekResponse:
@@ -139,4 +152,5 @@ class LifecycleRpcs:
         if not request.confirm:
             raise InvalidArgument("confirm", "must be true: a shred destroys keys for good")
         record = await self._lifecycle.shred(caller_of(context).environment_id, *items)
+        _touched_keks([record])
         return pb.ShredKekResponse(kek=kek_metadata(record, self._rules))

@@ -1,4 +1,5 @@
-"""ObjectService: each RPC converts proto -> domain, awaits the vault, converts back."""
+"""ObjectService: each RPC converts proto -> domain, awaits the vault, converts back, and tells
+the audit layer what it touched from the vault's answer (callrecord.touched)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,23 @@ import grpc
 
 from vaultd.api import convert
 from vaultd.api.caller import caller_of
-from vaultd.core.objects import ObjectVault
+from vaultd.api.callrecord import touched
+from vaultd.core.audit import Subject
+from vaultd.core.objects import ObjectMetadata, ObjectVault
 from vaultd.v1 import object_service_pb2 as pb
 from vaultd.v1 import object_service_pb2_grpc as pb_grpc
 
 Context: TypeAlias = grpc.aio.ServicerContext
+
+
+def _touched(meta: ObjectMetadata) -> ObjectMetadata:
+    touched(Subject(meta.id, meta.name, meta.key_ids, meta.key_context))
+    return meta
+
+
+def _named(object_id: str) -> None:
+    """A call whose answer holds no metadata: it touched the object it named."""
+    touched(Subject(object_id))
 
 
 class ObjectServicer(pb_grpc.ObjectServiceServicer):
@@ -23,8 +36,10 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         self, request: pb.CreateObjectRequest, context: Context
     ) -> pb.CreateObjectResponse:
         c = caller_of(context)
-        meta = await self._vault.create(
-            c.environment_id, c.actor, request.name, request.value, request.key_context
+        meta = _touched(
+            await self._vault.create(
+                c.environment_id, c.actor, request.name, request.value, request.key_context
+            )
         )
         return pb.CreateObjectResponse(metadata=convert.metadata(meta))
 
@@ -32,18 +47,20 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         self, request: pb.GetObjectRequest, context: Context
     ) -> pb.GetObjectResponse:
         obj = await self._vault.get(caller_of(context).environment_id, request.id)
+        _touched(obj.metadata)
         return pb.GetObjectResponse(object=convert.vault_object(obj))
 
     async def GetObjectByName(
         self, request: pb.GetObjectByNameRequest, context: Context
     ) -> pb.GetObjectByNameResponse:
         obj = await self._vault.get_by_name(caller_of(context).environment_id, request.name)
+        _touched(obj.metadata)
         return pb.GetObjectByNameResponse(object=convert.vault_object(obj))
 
     async def DescribeObject(
         self, request: pb.DescribeObjectRequest, context: Context
     ) -> pb.DescribeObjectResponse:
-        meta = await self._vault.describe(caller_of(context).environment_id, request.id)
+        meta = _touched(await self._vault.describe(caller_of(context).environment_id, request.id))
         return pb.DescribeObjectResponse(metadata=convert.metadata(meta))
 
     async def UpdateObject(
@@ -51,7 +68,9 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
     ) -> pb.UpdateObjectResponse:
         c = caller_of(context)
         check = request.version_check if request.HasField("version_check") else None
-        meta = await self._vault.update(c.environment_id, c.actor, request.id, request.value, check)
+        meta = _touched(
+            await self._vault.update(c.environment_id, c.actor, request.id, request.value, check)
+        )
         return pb.UpdateObjectResponse(metadata=convert.metadata(meta))
 
     async def DeleteObject(
@@ -59,6 +78,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
     ) -> pb.DeleteObjectResponse:
         check = request.version_check if request.HasField("version_check") else None
         await self._vault.delete(caller_of(context).environment_id, request.id, check)
+        _named(request.id)
         return pb.DeleteObjectResponse()
 
     async def ListObjects(
@@ -76,6 +96,7 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         self, request: pb.ListObjectVersionsRequest, context: Context
     ) -> pb.ListObjectVersionsResponse:
         versions = await self._vault.list_versions(caller_of(context).environment_id, request.id)
+        _named(request.id)
         return pb.ListObjectVersionsResponse(versions=[convert.version(v) for v in versions])
 
     async def GetObjectVersion(
@@ -84,4 +105,5 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         obj = await self._vault.get_version(
             caller_of(context).environment_id, request.id, request.version_id
         )
+        _touched(obj.metadata)
         return pb.GetObjectVersionResponse(object=convert.vault_object(obj))

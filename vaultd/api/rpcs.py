@@ -4,9 +4,10 @@ One table for every method the server serves, read by Authentication. A method m
 needs the admin permission, so an RPC added without an entry fails closed; a test checks that
 every method of every vaultd service has one. docs/AUDIT.md is the same table for readers.
 
-What a call touched (its Subject) is read from its request and, when it succeeded, its response:
-ids, names, key contexts and the ids inside `encrypted_keys` blobs, never a value or a key. The
-readers go by field name, so each covers every message that has the field.
+What a successful call touched (its Subject) its servicer reports from core's result
+(callrecord.touched). What a failed call touched is what its request named, read here: ids,
+names, key contexts and the ids inside a request's `encrypted_keys` blob, never a value or a
+key. The readers go by field name, so each covers every message that has the field.
 """
 
 from __future__ import annotations
@@ -26,84 +27,57 @@ from vaultd.core.envelope import EncryptedKeys
 from vaultd.core.errors import VaultError
 from vaultd.v1 import admin_service_pb2, key_service_pb2, object_service_pb2
 
-SubjectReader = Callable[[Any, Any], Subject]
-"""(request, response or None) -> what the call touched."""
+RequestReader = Callable[[Any], Subject]
+"""request -> what it named: the subject of the call's audit event when the call failed."""
 
 
 @dataclass(frozen=True, slots=True)
 class Rpc:
     permission: Permission | None  # None: any valid API key will do
     event: str
-    subject: SubjectReader
+    named: RequestReader
 
 
-def _object(request: Any, response: Any) -> Subject:
-    meta = getattr(response, "metadata", None)
-    if meta is None and hasattr(response, "object"):
-        meta = response.object.metadata
-    if meta is not None:
-        return Subject(meta.id, meta.name, tuple(meta.key_ids), dict(meta.key_context))
-    # Failed, or a response without metadata: what the request named.
+def _object(request: Any) -> Subject:
     context = getattr(request, "key_context", None)
     return Subject(getattr(request, "id", ""), getattr(request, "name", ""), key_context=context)
 
 
-def _blob_ids(message: Any) -> tuple[tuple[str, ...], str]:
-    """The KEK version ids and the data key id inside a message's encrypted_keys or
-    ciphertext blob; nothing when there is none or it does not parse."""
+def _data_key(request: Any) -> Subject:
+    """The KEK version ids and the data key id inside the request's encrypted_keys or
+    ciphertext blob; none when there is none or it does not parse."""
+    context = getattr(request, "key_context", None)
     try:
-        if blob := getattr(message, "encrypted_keys", b""):
+        if blob := getattr(request, "encrypted_keys", b""):
             keys = EncryptedKeys.parse(blob)
-        elif blob := getattr(message, "ciphertext", b""):
+        elif blob := getattr(request, "ciphertext", b""):
             keys = EncryptedKeys.parse(LocalBlob.parse(blob).encrypted_keys)
         else:
-            return (), ""
+            return Subject(key_context=context)
     except VaultError:
-        return (), ""
-    return keys.key_ids, str(ULID.from_bytes(keys.dek_id))
-
-
-def _data_key(request: Any, response: Any) -> Subject:
-    key_ids, data_key_id = _blob_ids(request)
-    if response is not None:
-        # Encrypt's ciphertext, or the encrypted_keys of a new or rekeyed data key.
-        new_ids, new_data_key_id = _blob_ids(response)
-        key_ids = tuple(dict.fromkeys((*key_ids, *new_ids)))
-        data_key_id = data_key_id or new_data_key_id
+        return Subject(key_context=context)
     return Subject(
-        key_ids=key_ids,
-        key_context=getattr(request, "key_context", None),
-        data_key_id=data_key_id,
+        key_ids=keys.key_ids, key_context=context, data_key_id=str(ULID.from_bytes(keys.dek_id))
     )
 
 
-def _api_key(request: Any, response: Any) -> Subject:
-    meta = getattr(response, "metadata", None)
-    return Subject(api_key_id=meta.id if meta is not None else getattr(request, "id", ""))
+def _api_key(request: Any) -> Subject:
+    return Subject(api_key_id=getattr(request, "id", ""))
 
 
-def _keks(request: Any, response: Any) -> Subject:
-    """The KEK ids a lifecycle call touched; for one KEK, its item as a one-item context."""
-    if response is None:  # failed: the item it named, if it named one
-        key, sep, value = getattr(request, "item", "").partition("=")
-        return Subject(key_context={key: value} if sep else None)
-    if hasattr(response, "job"):
-        return Subject(key_ids=tuple(response.job.kek_ids))
-    keks = [response.kek] if hasattr(response, "kek") else list(response.keks)
-    item = keks[0].item.split("=", 1) if len(keks) == 1 else None
-    return Subject(key_ids=tuple(k.id for k in keks), key_context=dict([item]) if item else None)
+def _keks(request: Any) -> Subject:
+    """The item a lifecycle call named, if it named one, as a one-item context."""
+    key, sep, value = getattr(request, "item", "").partition("=")
+    return Subject(key_context={key: value} if sep else None)
 
 
-def _byok_key(request: Any, response: Any) -> Subject:
-    """A BYOK key call: the key's id, and its match as a one-item context."""
-    key = getattr(response, "byok_key", None) if response is not None else None
-    if key is None:
-        match = dict(getattr(request, "match", {}))
-        return Subject(key_ids=tuple(filter(None, [getattr(request, "id", "")])), key_context=match)
-    return Subject(key_ids=(key.id,), key_context={key.item_key: key.pattern})
+def _byok_key(request: Any) -> Subject:
+    """A BYOK key call: the key's id, and the match it named."""
+    match = dict(getattr(request, "match", {}))
+    return Subject(key_ids=tuple(filter(None, [getattr(request, "id", "")])), key_context=match)
 
 
-def _nothing(request: Any, response: Any) -> Subject:
+def _nothing(request: Any) -> Subject:
     return Subject()
 
 

@@ -68,8 +68,8 @@ class ClientBase:
         else:
             self._channel = self._grpc.insecure_channel(target, options)
         self._stubs = {
-            "objects": object_service_pb2_grpc.ObjectServiceStub(self._channel),  # type: ignore[no-untyped-call]
-            "keys": key_service_pb2_grpc.KeyServiceStub(self._channel),  # type: ignore[no-untyped-call]
+            "objects": object_service_pb2_grpc.ObjectServiceStub(self._channel),
+            "keys": key_service_pb2_grpc.KeyServiceStub(self._channel),
         }
 
     @property

@@ -26,8 +26,9 @@ from vaultd.core.audit import AuditLog, Origin, Subject
 from vaultd.core.byok import ByokKeys
 from vaultd.core.errors import VaultError
 from vaultd.core.lifecycle import KekSelector, KeyLifecycle, parse_item
-from vaultd.core.objects import Actor, ObjectVault
+from vaultd.core.objects import ObjectVault
 from vaultd.core.rules import KeyRules
+from vaultd.core.types import Actor
 from vaultd.metrics import Metrics
 from vaultd.storage.records import (
     ApiKeyRecord,

@@ -36,8 +36,7 @@ from vaultd.core.errors import (
     InvalidArgument,
     PermissionDenied,
 )
-from vaultd.core.keyring import store_errors
-from vaultd.core.objects import Actor
+from vaultd.core.types import Actor, store_errors
 from vaultd.core.validation import validate_name
 from vaultd.storage.base import ApiKeyStore
 from vaultd.storage.keys import API_KEY_ID, ENVIRONMENT_ID

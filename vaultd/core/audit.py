@@ -8,12 +8,15 @@ Events are stored with the data (a Redis Stream per environment, a table in the 
 and trimmed to the retention on write. Events of concurrent calls are written together (group
 commit, groupcommit.py): one SQLite transaction or one pipelined Redis round trip per batch, and
 each call still waits until its own event is stored. core builds and stores them; vaultd.api
-decides which event each call makes.
+decides which event each call makes. Events core makes on its own (a KEK created during a call)
+name the call being served, which its server (the API's authentication, the console) sets in
+ORIGIN.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,10 +24,10 @@ from typing import Any
 from ulid import ULID
 
 from vaultd.core.auditchain import AuditKeys, Chain
+from vaultd.core.envelope import key_id
 from vaultd.core.errors import InvalidArgument, InvalidCursor
 from vaultd.core.groupcommit import GroupCommit
-from vaultd.core.keyring import store_errors
-from vaultd.core.objects import Actor
+from vaultd.core.types import Actor, store_errors
 from vaultd.core.validation import (
     MAX_CONTEXT_ITEMS,
     MAX_CONTEXT_KEY_CHARS,
@@ -33,7 +36,7 @@ from vaultd.core.validation import (
 )
 from vaultd.storage.base import AuditStore
 from vaultd.storage.errors import BadCursor
-from vaultd.storage.records import AuditEvent, AuditPage, AuditQuery
+from vaultd.storage.records import AuditEvent, AuditPage, AuditQuery, KekVersion
 
 DATA_CREATED = "vault.data.created"
 DATA_READ = "vault.data.read"
@@ -124,6 +127,11 @@ class Origin:
     peer: str = ""
 
 
+ORIGIN: ContextVar[Origin | None] = ContextVar("vaultd_audit_origin", default=None)
+"""The call being served in this task (each call runs in its own task, with its own copy), for
+the events core writes from deeper down and the quotas that count per caller."""
+
+
 class AuditLog:
     def __init__(
         self,
@@ -173,6 +181,15 @@ class AuditLog:
             await self._batches.add(event)
         return event
 
+    async def kek_created(self, environment_id: str, kek_id: str, kek: KekVersion) -> None:
+        """The Keyring's report of a KEK version it made: a vault.kek.created event, made by the
+        call being served (or by nobody in particular, for a job)."""
+        origin = ORIGIN.get() or Origin(environment_id, None)
+        subject = Subject(
+            key_ids=(key_id(kek_id, kek.version),), key_context={kek.item_key: kek.item_value}
+        )
+        await self.record(KEK_CREATED, origin, subject=subject)
+
     async def flush(self) -> None:
         """Wait for the events being written (a cancelled call's event is written anyway)."""
         await self._batches.flush()
@@ -193,6 +210,11 @@ class AuditLog:
                 )
             except BadCursor:
                 raise InvalidCursor("after", "is not a cursor from a previous list") from None
+
+
+def kek_created_sink(audit_log: AuditLog) -> Callable[[str, str, KekVersion], Awaitable[None]]:
+    """For the Keyring (its `on_kek_created`): the audit log's own report of a KEK made."""
+    return audit_log.kek_created
 
 
 def event_json(event: AuditEvent) -> dict[str, Any]:

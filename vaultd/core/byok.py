@@ -29,8 +29,8 @@ from vaultd.core.errors import (
     InvalidArgument,
     KeyProviderUnavailable,
 )
-from vaultd.core.keyring import store_errors
 from vaultd.core.rules import KeyRules, Rule, RuleError
+from vaultd.core.types import store_errors
 from vaultd.core.validation import KeyContext, validate_key_context
 from vaultd.storage.base import ByokKeyStore
 from vaultd.storage.records import ByokKeyRecord
@@ -100,6 +100,39 @@ class ByokKeys:
         self, environment_id: str, match: Mapping[str, str], key_uri: str
     ) -> ByokKeyRecord:
         """Verify the key, then register it for the match; refused on a clash."""
+        self._check_new(match, key_uri)
+        ((item_key, pattern),) = match.items()
+        record = ByokKeyRecord(
+            f"byok_{ULID()}", environment_id, item_key, pattern, key_uri, self._now()
+        )
+        error = await self._verify(key_uri)
+        if error is not None:
+            raise ByokKeyVerificationFailed(
+                f"{key_uri} did not wrap and unwrap a probe: {error}", metadata={"key_uri": key_uri}
+            )
+        record = ByokKeyRecord(
+            record.id,
+            environment_id,
+            item_key,
+            pattern,
+            key_uri,
+            record.created_at,
+            self._now(),
+            True,
+        )
+        with store_errors():
+            holder = await self._store.add_byok_key(record)
+        if holder is not None:
+            raise ByokKeyConflict(
+                f"the match is already governed by {_rule(holder).label}",
+                metadata={"conflicts_with": holder.id},
+            )
+        self.cache.discard(environment_id)
+        return record
+
+    def _check_new(self, match: Mapping[str, str], key_uri: str) -> None:
+        """A new key's match and URI, refused unless well-formed, served by a configured
+        provider, and clear of the configured rules."""
         # Bounded before anything echoes them: an error's message travels in the trailers.
         if len(match) != 1:
             raise InvalidArgument(
@@ -131,34 +164,6 @@ class ByokKeys:
                 f"the match is already governed by the configured {clash.label}",
                 metadata={"conflicts_with": clash.label},
             )
-        ((item_key, pattern),) = match.items()
-        record = ByokKeyRecord(
-            f"byok_{ULID()}", environment_id, item_key, pattern, key_uri, self._now()
-        )
-        error = await self._verify(key_uri)
-        if error is not None:
-            raise ByokKeyVerificationFailed(
-                f"{key_uri} did not wrap and unwrap a probe: {error}", metadata={"key_uri": key_uri}
-            )
-        record = ByokKeyRecord(
-            record.id,
-            environment_id,
-            item_key,
-            pattern,
-            key_uri,
-            record.created_at,
-            self._now(),
-            True,
-        )
-        with store_errors():
-            holder = await self._store.add_byok_key(record)
-        if holder is not None:
-            raise ByokKeyConflict(
-                f"the match is already governed by {_rule(holder).label}",
-                metadata={"conflicts_with": holder.id},
-            )
-        self.cache.discard(environment_id)
-        return record
 
     async def list(self, environment_id: str) -> list[ByokKeyRecord]:
         with store_errors():

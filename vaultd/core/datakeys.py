@@ -13,7 +13,7 @@ still hold data keys made before domain separation (docs/SECURITY.md section 1).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ulid import ULID
 
@@ -26,10 +26,25 @@ from vaultd.core.validation import KeyContext, validate_key_context, validate_va
 
 @dataclass(frozen=True, slots=True)
 class DataKey:
+    """A data key handed out: new, or rekeyed (then `unwrapped_by` names the KEK versions of
+    the encrypted_keys it came from, for the audit event)."""
+
     id: str
     key: bytes
     encrypted_keys: bytes
     key_context: Mapping[str, str]
+    key_ids: tuple[str, ...]
+    unwrapped_by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UnderDataKey:
+    """What an operation made or opened with a data key (the key itself, Encrypt's blob or
+    Decrypt's plaintext), with the data key's id and the KEK versions its encrypted_keys name:
+    what the call's audit event records."""
+
+    value: bytes
+    data_key_id: str
     key_ids: tuple[str, ...]
 
 
@@ -45,10 +60,11 @@ class DataKeys:
         context = validate_key_context(key_context)
         return await self._wrap(environment_id, new_dek(), ULID().bytes, context)
 
-    async def decrypt(self, environment_id: str, encrypted_keys: bytes) -> tuple[str, bytes]:
+    async def decrypt(self, environment_id: str, encrypted_keys: bytes) -> UnderDataKey:
+        """The data key (`value`) inside encrypted_keys."""
         keys = self._parse(encrypted_keys)
         dek = await self._keyring.unwrap_dek(environment_id, keys, Purpose.DATA_KEY)
-        return str(ULID.from_bytes(keys.dek_id)), dek
+        return UnderDataKey(dek, str(ULID.from_bytes(keys.dek_id)), keys.key_ids)
 
     async def rekey(
         self, environment_id: str, encrypted_keys: bytes, key_context: Mapping[str, str]
@@ -56,7 +72,8 @@ class DataKeys:
         context = validate_key_context(key_context)
         keys = self._parse(encrypted_keys)
         dek = await self._keyring.unwrap_dek(environment_id, keys, Purpose.DATA_KEY)
-        return await self._wrap(environment_id, dek, keys.dek_id, context)
+        rekeyed = await self._wrap(environment_id, dek, keys.dek_id, context)
+        return replace(rekeyed, unwrapped_by=keys.key_ids)
 
     async def encrypt(
         self,
@@ -66,21 +83,25 @@ class DataKeys:
         associated_data: bytes,
         *,
         committing: bool = True,
-    ) -> bytes:
+    ) -> UnderDataKey:
+        """The local-encryption blob (`value`) of `plaintext` under a new data key."""
         validate_value_size(plaintext, self._max_plaintext_bytes, "plaintext")
         data_key = await self.create(environment_id, key_context)
         # Key-committing (docs/FORMAT.md section 4.4): the blob opens under this data key only.
         # Without it, the WorkOS layout, for readers that know only that one (the WorkOS SDKs).
-        return seal_local(
+        blob = seal_local(
             data_key.key, data_key.encrypted_keys, plaintext, associated_data, committing
         )
+        return UnderDataKey(blob, data_key.id, data_key.key_ids)
 
     async def decrypt_blob(
         self, environment_id: str, ciphertext: bytes, associated_data: bytes
-    ) -> bytes:
+    ) -> UnderDataKey:
+        """The plaintext (`value`) of a local-encryption blob."""
         blob = LocalBlob.parse(ciphertext)
-        _, dek = await self.decrypt(environment_id, blob.encrypted_keys)
-        return open_local(dek, blob, associated_data)
+        key = await self.decrypt(environment_id, blob.encrypted_keys)
+        plaintext = open_local(key.value, blob, associated_data)
+        return UnderDataKey(plaintext, key.data_key_id, key.key_ids)
 
     def _parse(self, encrypted_keys: bytes) -> EncryptedKeys:
         keys = EncryptedKeys.parse(encrypted_keys)

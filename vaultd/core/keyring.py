@@ -15,8 +15,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -42,9 +41,9 @@ from vaultd.core.errors import (
     VaultError,
 )
 from vaultd.core.rules import KeyRules, Resolver
+from vaultd.core.types import store_errors
 from vaultd.core.validation import KeyContext
 from vaultd.storage.base import KekStore
-from vaultd.storage.errors import StoreUnavailable
 from vaultd.storage.records import KekRecord, KekStamp, KekVersion, Wrapping
 
 log = logging.getLogger(__name__)
@@ -59,7 +58,7 @@ imports no metrics library."""
 
 KekCreatedSink = Callable[[str, str, KekVersion], Awaitable[None]]
 """Awaited once per KEK version this process creates: (environment id, KEK id, its record).
-server.py makes it write the vault.kek.created audit event; core knows nothing of auditing."""
+The server passes AuditLog.kek_created (core/audit.py), which writes vault.kek.created."""
 
 
 KEK_ID = re.compile("kek_[0-9a-f]{32}")
@@ -76,19 +75,6 @@ def kek_id_for(environment_id: str, item_key: str, item_value: str) -> str:
     """
     material = "\0".join(("vaultd/kek-id/v1", environment_id, item_key, item_value))
     return "kek_" + hashlib.sha256(material.encode()).hexdigest()[:32]
-
-
-@contextmanager
-def store_errors() -> Iterator[None]:
-    """Storage outages become BACKEND_UNAVAILABLE for the client."""
-    try:
-        yield
-    except StoreUnavailable as exc:
-        # The cause (ENOSPC, NO_REPLICA, TIMEOUT, ...) tells the client's operator what is wrong
-        # without a trip to the server's log; it never holds a value or a key.
-        raise BackendUnavailable(
-            f"storage is unavailable ({exc}); retry later", metadata={"cause": exc.cause}
-        ) from None
 
 
 def _binding(environment_id: str, kek_id: str, kek: KekVersion) -> Binding:

@@ -17,9 +17,10 @@ from typing import Protocol
 from ulid import ULID
 
 from vaultd.core.errors import InvalidArgument, InvalidKeyContext, KekNotFound, RewrapJobNotFound
-from vaultd.core.keyring import Keyring, kek_id_for, live, store_errors
+from vaultd.core.keyring import Keyring, kek_id_for, live
 from vaultd.core.rewrap import RewrapRunner
 from vaultd.core.rules import KeyRules
+from vaultd.core.types import store_errors
 from vaultd.core.validation import (
     MAX_CONTEXT_KEY_CHARS,
     MAX_CONTEXT_VALUE_CHARS,

@@ -10,7 +10,6 @@ versions or objects does not open.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -20,14 +19,8 @@ from ulid import ULID
 
 from vaultd import storage
 from vaultd.core.envelope import (
-    LEGACY_FORMAT_VERSION,
-    EncryptedKeys,
-    Kek,
     Purpose,
-    new_dek,
     open_sealed,
-    seal,
-    wrap_dek,
 )
 from vaultd.core.errors import (
     BackendUnavailable,
@@ -39,16 +32,24 @@ from vaultd.core.errors import (
     ObjectNotFound,
     VersionConflict,
 )
-from vaultd.core.keyring import Keyring, store_errors
+from vaultd.core.keyring import Keyring
+from vaultd.core.types import DEFAULT_MAX_VALUE_BYTES, Actor, store_errors
 from vaultd.core.validation import (
     OBJECT_ID,
-    KeyContext,
     stored_key_context,
     validate_key_context,
     validate_name,
     validate_object_id,
     validate_value_size,
     validate_version_id,
+)
+from vaultd.core.versions import (
+    NewVersion,
+    object_dek,
+    seal_version,
+    value_aad,
+    value_aad_v1,
+    version_keys,
 )
 from vaultd.storage.base import ObjectStore
 from vaultd.storage.records import (
@@ -63,15 +64,6 @@ from vaultd.storage.records import (
 log = logging.getLogger(__name__)
 DEFAULT_LIST_LIMIT = 10
 MAX_LIST_LIMIT = 100
-DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who makes a change: an API key's id and name."""
-
-    id: str
-    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,49 +123,6 @@ def _metadata(obj: StoredObject) -> ObjectMetadata:
     )
 
 
-def _value_aad_v1(environment_id: str, object_id: str, version_id: str) -> bytes:
-    """What values were sealed with before their metadata was bound (read only)."""
-    return "\0".join(("vaultd/object/v1", environment_id, object_id, version_id)).encode()
-
-
-def _value_aad(
-    environment_id: str,
-    object_id: str,
-    version_id: str,
-    name: str,
-    context: Mapping[str, str],
-) -> bytes:
-    """A value's associated data: everything stored beside it that decides what a reader gets
-    (environment, object id, version id, name, key context), each length-prefixed, so a store
-    that swaps names, relabels a context or moves a version elsewhere yields a value that does
-    not open (docs/FORMAT.md section 3.2, docs/SECURITY.md section 2)."""
-    items = sorted(context.items())
-    parts = [environment_id, object_id, version_id, name]
-    parts += [text for item in items for text in item]
-    out = bytearray(b"vaultd/object/v2\0")
-    out += len(items).to_bytes(4, "big")
-    for text in parts:
-        raw = text.encode()
-        out += len(raw).to_bytes(4, "big") + raw
-    return bytes(out)
-
-
-async def object_dek(
-    keyring: Keyring, environment_id: str, keys: EncryptedKeys
-) -> tuple[bytes, Purpose]:
-    """A stored version's DEK and the purpose its entries carry, which says how its value was
-    sealed: OBJECT_VERSION (metadata bound) or, for versions from before, the older label."""
-    if keys.format_version == LEGACY_FORMAT_VERSION:
-        return await keyring.unwrap_dek(environment_id, keys, Purpose.LEGACY_V1), Purpose.LEGACY_V1
-    try:
-        return await keyring.unwrap_dek(environment_id, keys, Purpose.OBJECT_VERSION), (
-            Purpose.OBJECT_VERSION
-        )
-    except DecryptionFailed:
-        migrated = Purpose.MIGRATED_OBJECT_VERSION
-        return await keyring.unwrap_dek(environment_id, keys, migrated), migrated
-
-
 class ObjectVault:
     """Create, read, update, delete and list encrypted objects."""
 
@@ -213,7 +162,7 @@ class ObjectVault:
                 ) from None
             return obj
 
-        sealed = _Sealed(environment_id, object_id, name, context, value, actor, now)
+        sealed = NewVersion(environment_id, object_id, name, context, value, actor, now)
         return _metadata(await self._write_sealed(sealed, write))
 
     async def get(self, environment_id: str, object_id: str) -> VaultObject:
@@ -266,7 +215,7 @@ class ObjectVault:
                 raise _not_found(object_id) from None
             return replace(current, version=version)
 
-        sealed = _Sealed(
+        sealed = NewVersion(
             environment_id, object_id, current.name, context, value, actor, self._clock()
         )
         return _metadata(await self._write_sealed(sealed, write))
@@ -355,7 +304,7 @@ class ObjectVault:
 
     async def _write_sealed(
         self,
-        sealed: _Sealed,
+        sealed: NewVersion,
         write: Callable[[StoredVersion, Sequence[KekStamp]], Awaitable[StoredObject]],
     ) -> StoredObject:
         """Seal a new version under the context's current KEKs and `write` it.
@@ -367,7 +316,7 @@ class ObjectVault:
         """
         for attempt in range(2):
             keks = await self._keyring.current_keks(sealed.environment_id, sealed.context)
-            version = _seal_version(sealed, keks)
+            version = seal_version(sealed, keks)
             stamps = [KekStamp(k.kek_id, k.version, k.stamp) for k in keks]
             with store_errors():
                 try:
@@ -394,11 +343,9 @@ class ObjectVault:
             keys = version_keys(v)
             dek, purpose = await object_dek(self._keyring, obj.environment_id, keys)
             if purpose is Purpose.OBJECT_VERSION:
-                aad = _value_aad(
-                    obj.environment_id, obj.id, v.version_id, obj.name, obj.key_context
-                )
+                aad = value_aad(obj.environment_id, obj.id, v.version_id, obj.name, obj.key_context)
             else:
-                aad = _value_aad_v1(obj.environment_id, obj.id, v.version_id)
+                aad = value_aad_v1(obj.environment_id, obj.id, v.version_id)
             value = open_sealed(dek, v.ciphertext, aad)
         except DecryptionFailed:
             log.error(
@@ -409,51 +356,6 @@ class ObjectVault:
             )
             raise
         return VaultObject(_metadata(obj), value)
-
-
-@dataclass(frozen=True, slots=True)
-class _Sealed:
-    """What a new version seals: a value, for an object of a context, by an actor, at a time."""
-
-    environment_id: str
-    object_id: str
-    name: str
-    context: KeyContext
-    value: bytes
-    actor: Actor
-    now: datetime
-
-
-def _seal_version(sealed: _Sealed, keks: Sequence[Kek]) -> StoredVersion:
-    """The value sealed under a fresh DEK (its id the version's ULID), wrapped under `keks`."""
-    ulid = ULID.from_datetime(sealed.now)
-    version_id = f"ver_{ulid}"
-    dek = new_dek()
-    wrapped = wrap_dek(dek, ulid.bytes, keks, Purpose.OBJECT_VERSION)
-    aad = _value_aad(
-        sealed.environment_id, sealed.object_id, version_id, sealed.name, dict(sealed.context)
-    )
-    ciphertext = seal(dek, sealed.value, aad)
-    return StoredVersion(
-        version_id=version_id,
-        created_at=sealed.now,
-        size=len(sealed.value),
-        etag=hashlib.sha256(ciphertext).hexdigest()[:32],
-        key_ids=wrapped.key_ids,
-        encrypted_keys=wrapped.to_bytes(),
-        ciphertext=ciphertext,
-        updated_by_id=sealed.actor.id,
-        updated_by_name=sealed.actor.name,
-    )
-
-
-def version_keys(version: StoredVersion) -> EncryptedKeys:
-    """A stored version's encrypted_keys, refused unless its DEK id is the version's own ULID:
-    a wrapped DEK copied from another version (or a data key) does not stand in for it."""
-    keys = EncryptedKeys.parse(version.encrypted_keys)
-    if keys.dek_id != ULID.from_str(version.version_id.removeprefix("ver_")).bytes:
-        raise DecryptionFailed("the stored version's key does not belong to it")
-    return keys
 
 
 def _integrity(obj: StoredObject, what: str) -> IntegrityViolation:

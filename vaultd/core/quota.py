@@ -17,13 +17,14 @@ in one atomic step, so it holds across restarts and across every process sharing
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import cast
 
+from vaultd.core.audit import ORIGIN
 from vaultd.core.errors import KekQuotaExceeded
-from vaultd.core.keyring import store_errors
 from vaultd.core.ratelimit import TokenBuckets
+from vaultd.core.types import store_errors
 from vaultd.storage.base import NewKekCounts, Store
 
 
@@ -112,3 +113,15 @@ class KekQuota:
 
 def _buckets(per_minute: int, clock: Callable[[], float]) -> TokenBuckets[str] | None:
     return TokenBuckets(per_minute / 60.0, per_minute, clock=clock) if per_minute else None
+
+
+def kek_admission(quota: KekQuota) -> Callable[[str], Awaitable[None]]:
+    """For the Keyring (its `admit_kek`): admit a new KEK against the quotas of the call being
+    served (audit.ORIGIN), or of no caller at all for a job."""
+
+    async def admit(environment_id: str) -> None:
+        origin = ORIGIN.get()
+        actor = origin.actor if origin is not None else None
+        await quota.admit(environment_id, actor.id if actor is not None else None)
+
+    return admit

@@ -41,8 +41,9 @@ from vaultd.core.envelope import (
     wrap_dek,
 )
 from vaultd.core.errors import BackendUnavailable, VaultError
-from vaultd.core.keyring import Keyring, store_errors
-from vaultd.core.objects import object_dek, version_keys
+from vaultd.core.keyring import Keyring
+from vaultd.core.types import store_errors
+from vaultd.core.versions import object_dek, version_keys
 from vaultd.storage.base import JobStore, ObjectStore
 from vaultd.storage.errors import KekChanged
 from vaultd.storage.records import KekStamp, ObjectVersions, RewrapJob, RewrapState, StoredVersion

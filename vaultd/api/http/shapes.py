@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, overload
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -38,6 +38,14 @@ def body_object(body: Any) -> Json:
     if not isinstance(body, dict):
         raise BadRequest("body", "must be a JSON object")
     return body
+
+
+@overload
+def string(body: Json, field: str, *, required: Literal[True] = True) -> str: ...
+
+
+@overload
+def string(body: Json, field: str, *, required: bool) -> str | None: ...
 
 
 def string(body: Json, field: str, *, required: bool = True) -> str | None:
