@@ -80,6 +80,7 @@ _BEARER = "bearer"
 
 # The call being served in this task, for events written from deeper down (a KEK created).
 _ORIGIN: ContextVar[Origin | None] = ContextVar("vaultd_audit_origin", default=None)
+CALL_ORIGIN = _ORIGIN  # public: the console serves calls too, and sets their origin here
 
 Metadata = Sequence[tuple[str, Any]] | None
 

@@ -103,7 +103,7 @@ class Acting:
     ) -> T:
         origin = self._origin(rpc)
         # A KEK made during the call is recorded with this call as its origin, as for an RPC.
-        auth._ORIGIN.set(origin)
+        auth.CALL_ORIGIN.set(origin)
         try:
             result = await work()
         except VaultError as exc:

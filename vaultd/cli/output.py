@@ -1,0 +1,37 @@
+"""What the operator commands share: tables on stdout, times in them, and who the operator is
+(the audit actor of a command's changes)."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from vaultd.core.audit import Origin
+from vaultd.core.objects import Actor
+
+
+def print_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+    """Columns padded to their widest cell, two spaces apart."""
+    lines = [header, *rows]
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    for row in lines:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def operator() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name, as in some containers
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def cli_origin(environment_id: str, command: str) -> Origin:
+    """The audit origin of a command's change: the actor "cli", named after the operator."""
+    return Origin(environment_id, Actor("cli", operator()), method=command)
