@@ -228,14 +228,6 @@ class App(Records):
     lifecycle: KeyLifecycle
     vault: ObjectVault
 
-    @property
-    def registry(self) -> ProviderRegistry:
-        return self.keys.registry
-
-    @property
-    def rules(self) -> KeyRules:
-        return self.keys.rules
-
     async def aclose(self) -> None:
         """Stop the rewrap runner (its jobs' leases run out and a process resumes them), let
         the audit events being written land, then close the store."""

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -32,7 +32,6 @@ from vaultd.core.audit import AuditLog
 from vaultd.core.byok import ByokKeys
 from vaultd.core.datakeys import DataKeys
 from vaultd.core.keyring import Keyring
-from vaultd.core.lifecycle import KeyLifecycle
 from vaultd.core.ratelimit import TokenBuckets
 from vaultd.metrics import Metrics, MetricsServer
 from vaultd.settings import Settings, TransportSettings
@@ -72,25 +71,15 @@ class Vaultd:
     http: HttpListener | None = None
     console: ConsoleListener | None = None
 
-    @property
-    def store(self) -> Store:
-        return self.app.store
+    # The App's parts callers reach for most, straight on the running server.
+    store: Store = field(init=False)
+    keyring: Keyring = field(init=False)
+    audit_log: AuditLog = field(init=False)
+    byok_keys: ByokKeys = field(init=False)
 
-    @property
-    def keyring(self) -> Keyring:
-        return self.app.keyring
-
-    @property
-    def lifecycle(self) -> KeyLifecycle:
-        return self.app.lifecycle
-
-    @property
-    def audit_log(self) -> AuditLog:
-        return self.app.audit_log
-
-    @property
-    def byok_keys(self) -> ByokKeys:
-        return self.app.byok_keys
+    def __post_init__(self) -> None:
+        self.store, self.keyring = self.app.store, self.app.keyring
+        self.audit_log, self.byok_keys = self.app.audit_log, self.app.byok_keys
 
     async def stop(self, grace: float | None) -> None:
         await self.health.enter_graceful_shutdown()
@@ -272,7 +261,7 @@ def register_services(server: grpc.aio.Server, app: App) -> WrappingRegistrar:
         KeyServicer(data_keys), registrar
     )
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        AdminServicer(app.api_keys, app.audit_log, app.lifecycle, app.rules, app.byok_keys),
+        AdminServicer(app.api_keys, app.audit_log, app.lifecycle, app.keys.rules, app.byok_keys),
         registrar,
     )
     return registrar
@@ -309,8 +298,8 @@ async def start_listeners(
                 app.api_keys,
                 app.audit_log,
                 app.lifecycle,
-                app.rules,
-                app.registry,
+                app.keys.rules,
+                app.keys.registry,
                 app.metrics,
                 byok_keys=app.byok_keys,
             ),
@@ -330,8 +319,8 @@ def _banner(app: App, port: int) -> str:
         port=port,
         tls=tls_description(settings),
         store=startup.store_description(settings.redis_url, settings.data_dir),
-        providers=app.registry.schemes,
-        byok_rules=len(app.rules.rules),
+        providers=app.keys.registry.schemes,
+        byok_rules=len(app.keys.rules.rules),
         metrics=settings.metrics_listen,
     )
 

@@ -14,7 +14,7 @@ import asyncio
 import sys
 
 from vaultd.app import open_records
-from vaultd.cli.output import cli_origin, iso, print_table
+from vaultd.cli.output import Subcommands, cli_origin, command_group, iso, print_table
 from vaultd.core import audit
 from vaultd.core.apikeys import ApiKeys, Permission
 from vaultd.core.audit import AuditLog, Subject
@@ -24,12 +24,8 @@ from vaultd.settings import Settings
 COMMAND = "apikey"
 
 
-def add_parser(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-) -> None:
-    apikey = commands.add_parser("apikey", help="API keys, on the configured store")
-    apikey_commands = apikey.add_subparsers(dest="apikey_command", required=True)
+def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    apikey_commands = command_group(commands, "apikey", "API keys, on the configured store")
     create = apikey_commands.add_parser(
         "create", parents=[common], help="make a key and print it (only it) on stdout, once"
     )

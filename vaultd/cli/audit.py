@@ -13,6 +13,7 @@ import sys
 from datetime import UTC, datetime
 
 from vaultd.app import open_records
+from vaultd.cli.output import Subcommands, command_group
 from vaultd.core import audit, auditchain
 from vaultd.core.apikeys import ApiKeys
 from vaultd.core.audit import AuditLog, event_json
@@ -25,12 +26,8 @@ _PAGE = 1000
 _ENVIRONMENT_HELP = 'only this environment ("" for unauthenticated calls; default: every one)'
 
 
-def add_parser(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-) -> None:
-    audit_parser = commands.add_parser("audit", help="audit events, on the configured store")
-    audit_commands = audit_parser.add_subparsers(dest="audit_command", required=True)
+def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    audit_commands = command_group(commands, "audit", "audit events, on the configured store")
     tail = audit_commands.add_parser(
         "tail", parents=[common], help="print events as JSON lines, oldest first"
     )

@@ -15,7 +15,7 @@ import sys
 
 from providers import ProviderError
 from vaultd.app import App, key_config, open_app
-from vaultd.cli.output import cli_origin, iso, print_table
+from vaultd.cli.output import Subcommands, cli_origin, command_group, iso, print_table
 from vaultd.core import audit
 from vaultd.core.audit import AuditLog, Subject
 from vaultd.core.errors import VaultError
@@ -25,12 +25,8 @@ from vaultd.storage.byok import ByokKeyRecord
 COMMAND = "byok"
 
 
-def add_parser(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-) -> None:
-    byok = commands.add_parser("byok", help="bring-your-own-key rules")
-    byok_commands = byok.add_subparsers(dest="byok_command", required=True)
+def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    byok_commands = command_group(commands, "byok", "bring-your-own-key rules")
     verify = byok_commands.add_parser(
         "verify",
         parents=[common],
@@ -70,10 +66,7 @@ async def verify_rules(settings: Settings) -> int:
     return 1 if failures else 0
 
 
-def _add_key_commands(
-    byok_commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-) -> None:
+def _add_key_commands(byok_commands: Subcommands, common: argparse.ArgumentParser) -> None:
     add = byok_commands.add_parser(
         "add", parents=[common], help="verify a key and register it for one match"
     )

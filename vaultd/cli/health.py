@@ -7,16 +7,14 @@ import argparse
 import os
 from pathlib import Path
 
+from vaultd.cli.output import Subcommands
 from vaultd.healthcheck import TlsOptions, check, local_address
 from vaultd.settings import Settings
 
 COMMAND = "health"
 
 
-def add_parser(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-) -> None:
+def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     health = commands.add_parser(
         "health", parents=[common], help="exit 0 if vaultd's health service says SERVING"
     )

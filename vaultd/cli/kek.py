@@ -19,7 +19,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from vaultd.app import open_app
-from vaultd.cli.output import cli_origin, iso, print_table
+from vaultd.cli.output import Subcommands, cli_origin, command_group, iso, print_table
 from vaultd.core import audit
 from vaultd.core.apikeys import DEFAULT_ENVIRONMENT
 from vaultd.core.audit import AuditLog, Origin, Subject
@@ -33,10 +33,7 @@ POLL_SECONDS = 0.5
 BAR_WIDTH = 30
 
 
-def add_parser(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-) -> None:
+def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     environment = argparse.ArgumentParser(add_help=False)
     environment.add_argument(
         "--environment", default=DEFAULT_ENVIRONMENT, help="default: %(default)s"
@@ -53,8 +50,7 @@ def add_parser(
     chosen.add_argument("--all", action="store_true", help="every KEK of the environment")
     parents = [common, environment]
 
-    kek = commands.add_parser("kek", help="key-encryption keys, on the configured store")
-    kek_commands = kek.add_subparsers(dest="kek_command", required=True)
+    kek_commands = command_group(commands, "kek", "key-encryption keys, on the configured store")
     kek_commands.add_parser("list", parents=parents, help="a table of KEKs, no key material")
     kek_commands.add_parser(
         "rotate", parents=[*parents, selector], help="a new version for each selected KEK"

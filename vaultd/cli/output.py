@@ -1,15 +1,27 @@
-"""What the operator commands share: tables on stdout, times in them, and who the operator is
-(the audit actor of a command's changes)."""
+"""What the operator commands share: the parser type, tables on stdout, times in them, and who
+the operator is (the audit actor of a command's changes)."""
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import socket
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TypeAlias
 
 from vaultd.core.audit import Origin
 from vaultd.core.objects import Actor
+
+# A string: argparse._SubParsersAction is not subscriptable at run time.
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+"""Where each command group adds its parser (`add_parser(commands, common)`)."""
+
+
+def command_group(commands: Subcommands, name: str, help: str) -> Subcommands:
+    """`vaultd NAME ...`: a group whose chosen command is in args.NAME_command."""
+    group = commands.add_parser(name, help=help)
+    return group.add_subparsers(dest=f"{name}_command", required=True)
 
 
 def print_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:

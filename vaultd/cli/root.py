@@ -14,17 +14,14 @@ import sys
 
 from providers.internal import SCHEME, RootKeyFile, root_version
 from vaultd.app import open_settings_store
+from vaultd.cli.output import Subcommands, command_group
 from vaultd.settings import Settings
 
 COMMAND = "root"
 
 
-def add_parser(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-) -> None:
-    root = commands.add_parser("root", help="the internal provider's root key file")
-    root_commands = root.add_subparsers(dest="root_command", required=True)
+def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    root_commands = command_group(commands, "root", "the internal provider's root key file")
     root_commands.add_parser("rotate", parents=[common], help="add a new primary root key")
     root_retire = root_commands.add_parser(
         "retire", parents=[common], help="delete root key versions below --below"

@@ -7,15 +7,13 @@ import argparse
 from pathlib import Path
 
 from vaultd import eventloop, logs, startup
+from vaultd.cli.output import Subcommands
 from vaultd.settings import Settings
 
 COMMAND = "serve"
 
 
-def add_parser(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-) -> None:
+def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     parser = commands.add_parser(
         "serve",
         parents=[common],

@@ -12,17 +12,14 @@ import argparse
 import asyncio
 
 from vaultd.app import internal_provider, open_settings_store, store_guard
+from vaultd.cli.output import Subcommands, command_group
 from vaultd.settings import Settings
 
 COMMAND = "store"
 
 
-def add_parser(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-) -> None:
-    store = commands.add_parser("store", help="the store's identity and durability")
-    store_commands = store.add_subparsers(dest="store_command", required=True)
+def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    store_commands = command_group(commands, "store", "the store's identity and durability")
     store_commands.add_parser(
         "init",
         parents=[common],

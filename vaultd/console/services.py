@@ -50,7 +50,7 @@ class Verification:
 
 @dataclass
 class Console:
-    """The core services the console calls, handed over by vaultd's assembly (server.py)."""
+    """The core services the console calls, built by vaultd/app.py and handed over by server.py."""
 
     vault: ObjectVault  # count only: the overview's object count, never a value
     api_keys: ApiKeys
