@@ -4,4 +4,5 @@ import sys
 
 from vaultd.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a tool imports every module (tests/test_errors_doc.py)
+    sys.exit(main())
