@@ -28,8 +28,9 @@ from multiprocessing.synchronize import Barrier
 from types import FrameType
 from typing import Any
 
-from vaultd import logs, startup
+from vaultd import app, eventloop, logs, startup
 from vaultd.metrics import split_host_port
+from vaultd.server import serve, server_credentials
 from vaultd.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,17 +63,9 @@ def check(settings: Settings) -> None:
 async def prepare(settings: Settings) -> None:
     """Make the root key, the store's schema and identity once, and fail on bad configuration
     or a store vaultd must not serve here."""
-    from vaultd.server import (
-        internal_provider,
-        load_key_config,
-        open_guarded_store,
-        server_credentials,
-    )
-
-    internal = internal_provider(settings)
-    load_key_config(settings, internal=internal)
+    keys = app.key_config(settings)
     server_credentials(settings)  # unreadable TLS files: one line here, not one per worker
-    guard = await open_guarded_store(settings, internal)
+    guard = await app.open_guarded_store(settings, keys.internal)
     await guard.store.close()
 
 
@@ -134,9 +127,6 @@ def run(settings: Settings) -> int:
 
 
 def _worker(fields: dict[str, Any], listening: Barrier | None = None) -> None:
-    from vaultd import eventloop
-    from vaultd.server import serve
-
     settings = Settings.model_validate(fields)
     logs.configure(settings.log_format, settings.log_level)
 

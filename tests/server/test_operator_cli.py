@@ -13,7 +13,8 @@ import pytest
 
 from providers.internal import InternalProvider
 from tests.support.serving import VAULTD, clean_env, free_port, wait_serving
-from vaultd import kek_cli, startup
+from vaultd import startup
+from vaultd.cli import kek as kek_cli
 from vaultd.storage.records import RewrapJob, RewrapState
 
 

@@ -51,9 +51,6 @@ __all__ = [
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
-_ORIGIN = ORIGIN
-"""The old private name of audit.ORIGIN, kept until the console imports the public one."""
-
 
 def _permission(method: str) -> Permission | None:
     # A method rpcs.py lacks needs the admin permission (UNLISTED): an RPC added without an

@@ -1,22 +1,17 @@
 """The console's own listener (console_listen): uvicorn serving ConsoleApp on vaultd's loop.
 
-The same stack as the WorkOS-compatible HTTP listener (uvicorn + a plain ASGI app): vaultd
-binds the socket and drives uvicorn's Server.startup/shutdown on the running event loop, so one
-process and one loop serve gRPC and the console, and vaultd's SIGTERM handling stops both. TLS
-follows the gRPC listener's settings (same certificate; with a client CA, client certificates
-are required). ConsoleApp could instead be mounted under /console on that listener (http_listen).
+The same stack as the WorkOS-compatible HTTP listener (vaultd/asgi_listener.py: uvicorn + a
+plain ASGI app, on vaultd's loop, with gRPC's TLS settings), plus the sampler behind the
+console's rate charts. ConsoleApp could instead be mounted under /console on that listener.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from dataclasses import dataclass
 
-import uvicorn
-
-from vaultd.api.http.listener import uvicorn_config
+from vaultd.asgi_listener import AsgiListener, bind, start_asgi, uvicorn_config
 from vaultd.console.app import ConsoleApp
 from vaultd.console.rates import Rates
 from vaultd.console.services import Console
@@ -25,37 +20,10 @@ from vaultd.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def split_host_port(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"console_listen {address!r} is not HOST:PORT")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
-def bind(address: str) -> socket.socket:
-    host, port = split_host_port(address)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        # A ValueError: `vaultd serve` reports it in one line, as it does bad configuration.
-        raise ValueError(f"cannot listen for the console on {address}: {exc.strerror}") from None
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
-
-
 @dataclass
-class ConsoleListener:
-    server: uvicorn.Server
-    sock: socket.socket
-    port: int
-    tls: bool
-    sampler: asyncio.Task[None] | None
-    rates: Rates | None
+class ConsoleListener(AsgiListener):
+    sampler: asyncio.Task[None] | None = None
+    rates: Rates | None = None
 
     @property
     def url(self) -> str:
@@ -65,8 +33,7 @@ class ConsoleListener:
     async def stop(self) -> None:
         if self.sampler is not None:
             self.sampler.cancel()
-        await self.server.shutdown()
-        self.sock.close()
+        await super().stop()
 
 
 async def start_console(settings: Settings, console: Console) -> ConsoleListener | None:
@@ -76,16 +43,11 @@ async def start_console(settings: Settings, console: Console) -> ConsoleListener
     tls = settings.tls_cert_file is not None
     rates = Rates(console.metrics) if console.metrics is not None else None
     app = ConsoleApp(console, tls=tls, rates=rates)
-    config = uvicorn_config(app, settings)
-    server = uvicorn.Server(config)
-    server.lifespan = config.lifespan_class(config)  # what Server.serve sets before startup
-    sock = bind(settings.console_listen)
-    try:
-        await server.startup(sockets=[sock])
-    except BaseException:
-        sock.close()
-        raise
+    sock = bind(
+        settings.console_listen, "console_listen", "the console", reuse_port=False, backlog=128
+    )
+    started = await start_asgi(uvicorn_config(app, settings), sock, tls=tls)
     sampler = asyncio.create_task(rates.run(), name="console rates") if rates else None
-    listener = ConsoleListener(server, sock, int(sock.getsockname()[1]), tls, sampler, rates)
+    listener = ConsoleListener(started.server, sock, started.port, tls, sampler, rates)
     log.info("web console on %s (%s)", listener.url, "TLS" if tls else "plaintext")
     return listener

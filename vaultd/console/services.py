@@ -57,7 +57,7 @@ class Verification:
 
 @dataclass
 class Console:
-    """The core services the console calls, handed over by vaultd's assembly (server.py)."""
+    """The core services the console calls, built by vaultd/app.py and handed over by server.py."""
 
     vault: ObjectVault  # count only: the overview's object count, never a value
     api_keys: ApiKeys
@@ -110,7 +110,7 @@ class Acting:
     ) -> T:
         origin = self._origin(rpc)
         # A KEK made during the call is recorded with this call as its origin, as for an RPC.
-        auth._ORIGIN.set(origin)
+        audit.ORIGIN.set(origin)
         try:
             result = await work()
         except VaultError as exc:

@@ -9,18 +9,17 @@ has an identity keeps it.
 from __future__ import annotations
 
 import argparse
+import asyncio
 
+from vaultd.app import internal_provider, open_settings_store, store_guard
+from vaultd.cli.output import Subcommands, command_group
 from vaultd.settings import Settings
 
-COMMANDS = ("store",)
+COMMAND = "store"
 
 
-def add_commands(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-) -> None:
-    store = commands.add_parser("store", help="the store's identity and durability")
-    store_commands = store.add_subparsers(dest="store_command", required=True)
+def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    store_commands = command_group(commands, "store", "the store's identity and durability")
     store_commands.add_parser(
         "init",
         parents=[common],
@@ -31,14 +30,13 @@ def add_commands(
     )
 
 
-async def run(args: argparse.Namespace, settings: Settings) -> int:
-    from vaultd.core.storeguard import StoreGuard
-    from vaultd.known_store import known_store
-    from vaultd.server import internal_provider
-    from vaultd.storage import open_store
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(_run(args, settings))
 
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
     internal = internal_provider(settings)
-    store = await open_store(settings.redis_url, settings.data_dir, settings.store_timeout_seconds)
+    store = await open_settings_store(settings, bounded=True)
     try:
         if args.store_command == "status":
             identity = await store.get_identity()
@@ -51,13 +49,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"root key:    {'serves this store' if owned else 'ANOTHER deployment'}")
             print(f"durability:  {durability.description}")
             return 0
-        guard = StoreGuard(
-            store,
-            internal.fingerprints(),
-            known_store(settings.root_key_path.parent),
-            allow_volatile=settings.allow_volatile_redis,
-        )
-        identity = await guard.init()
+        identity = await store_guard(settings, store, internal).init()
         print(f"initialised the store as {identity.store_id}")
         return 0
     finally:

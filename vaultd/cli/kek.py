@@ -1,4 +1,4 @@
-"""`vaultd kek list|rotate|rewrap|jobs|retire|shred` and `vaultd root rotate|retire`.
+"""`vaultd kek list|rotate|rewrap|jobs|retire|shred`: key-encryption keys, on the store.
 
 Like `vaultd apikey`, the kek commands work straight on the configured store (--config,
 --data-dir, --redis-url, as for `serve`), with the configured providers and BYOK rules, so they
@@ -7,9 +7,6 @@ need the same key access as the server. What they change is audited with the act
 `kek rewrap --wait` runs the job here and draws its progress; without --wait the job is queued
 for a running vaultd, whose watcher takes it within half a lease. The admin RPCs
 (AdminService.StartRewrap, GetRewrapJob, ...) do the same through a server.
-
-`root rotate|retire` edit the internal provider's root key file; running servers see the change
-at their next provider call (they re-read the file when it changes).
 """
 
 from __future__ import annotations
@@ -20,34 +17,23 @@ import math
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from typing import cast
 
-from providers.internal import SCHEME, RootKeyFile, root_version
-from vaultd.admin_cli import iso, operator, print_table
+from vaultd.app import open_app
+from vaultd.cli.output import Subcommands, cli_origin, command_group, iso, print_table
 from vaultd.core import audit
 from vaultd.core.apikeys import DEFAULT_ENVIRONMENT
 from vaultd.core.audit import AuditLog, Origin, Subject
-from vaultd.core.auditchain import AuditKeys
-from vaultd.core.byok import ByokKeys
-from vaultd.core.cache import TtlCache
 from vaultd.core.errors import VaultError
-from vaultd.core.keyring import Keyring
 from vaultd.core.lifecycle import KekSelector, KeyLifecycle, item_named, parse_item
-from vaultd.core.types import Actor
 from vaultd.settings import Settings
-from vaultd.storage import open_store
-from vaultd.storage.base import ByokKeyStore
 from vaultd.storage.records import KekRecord, RewrapJob, RewrapState
 
-COMMANDS = ("kek", "root")
+COMMAND = "kek"
 POLL_SECONDS = 0.5
 BAR_WIDTH = 30
 
 
-def add_commands(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-) -> None:
+def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     environment = argparse.ArgumentParser(add_help=False)
     environment.add_argument(
         "--environment", default=DEFAULT_ENVIRONMENT, help="default: %(default)s"
@@ -64,8 +50,7 @@ def add_commands(
     chosen.add_argument("--all", action="store_true", help="every KEK of the environment")
     parents = [common, environment]
 
-    kek = commands.add_parser("kek", help="key-encryption keys, on the configured store")
-    kek_commands = kek.add_subparsers(dest="kek_command", required=True)
+    kek_commands = command_group(commands, "kek", "key-encryption keys, on the configured store")
     kek_commands.add_parser("list", parents=parents, help="a table of KEKs, no key material")
     kek_commands.add_parser(
         "rotate", parents=[*parents, selector], help="a new version for each selected KEK"
@@ -93,44 +78,19 @@ def add_commands(
     shred.add_argument("--item-value", help="the item's value, with --item-key")
     shred.add_argument("--confirm", action="store_true", help="required: there is no undo")
 
-    root = commands.add_parser("root", help="the internal provider's root key file")
-    root_commands = root.add_subparsers(dest="root_command", required=True)
-    root_commands.add_parser("rotate", parents=[common], help="add a new primary root key")
-    root_retire = root_commands.add_parser(
-        "retire", parents=[common], help="delete root key versions below --below"
-    )
-    root_retire.add_argument("--below", type=int, required=True)
-    root_retire.add_argument(
-        "--force", action="store_true", help="even if KEKs in the store still need them"
-    )
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(_run(args, settings))
 
 
-async def run(args: argparse.Namespace, settings: Settings) -> int:
-    if args.command == "root":
-        return await _root(args, settings)
-    from vaultd.server import key_lifecycle, load_key_config
-
-    registry, rules = load_key_config(settings)
-    store = await open_store(settings.redis_url, settings.data_dir)
-    audit_log = AuditLog(
-        store,
-        timedelta(days=settings.audit_retention_days),
-        keys=AuditKeys.load_or_create(settings.audit_key_path),
-    )
-    # No cache: a command must see what a server just changed, and acts once. The
-    # environment's BYOK keys resolve items as in the server, so a rotation or a rewrap wraps
-    # under the tenant's registered key, not the configured rules alone.
-    byok_keys = ByokKeys(cast(ByokKeyStore, store), registry, rules, 0)
-    keyring = Keyring(store, registry, rules, TtlCache(0, 0), rules_for=byok_keys.rules_for)
-    lifecycle = key_lifecycle(settings, store, keyring, rules, audit_log)
-    try:
-        return await _kek(args, lifecycle, audit_log, settings.kek_cache.ttl_seconds)
-    except VaultError as exc:
-        print(f"vaultd: {exc.message}", file=sys.stderr)
-        return 1
-    finally:
-        await lifecycle.runner.close()
-        await store.close()
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    # A command App: no cache, and the environment's BYOK keys resolve items as in the server.
+    async with await open_app(settings, serving=False) as app:
+        try:
+            return await _kek(args, app.lifecycle, app.audit_log, settings.kek_cache.ttl_seconds)
+        except VaultError as exc:
+            print(f"vaultd: {exc.message}", file=sys.stderr)
+            return 1
 
 
 async def _kek(
@@ -138,7 +98,7 @@ async def _kek(
 ) -> int:
     env = args.environment
     command = args.kek_command
-    origin = Origin(env, Actor("cli", operator()), method=f"vaultd kek {command}")
+    origin = cli_origin(env, f"vaultd kek {command}")
     if command == "list":
         print_table(_KEK_HEADER, [_kek_row(r) for r in await lifecycle.list_keks(env)])
     elif command == "jobs":
@@ -265,48 +225,6 @@ def _progress(job: RewrapJob, meter: _Meter, *, end: bool = False) -> None:
 def _clock(seconds: float) -> str:
     whole = int(seconds)
     return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
-
-
-async def _root(args: argparse.Namespace, settings: Settings) -> int:
-    path = settings.root_key_path
-    try:
-        if args.root_command == "rotate":
-            root = RootKeyFile.rotate(path)
-        else:
-            below = args.below
-            # The file's own refusal (the primary version) first, then the store's.
-            checked = below <= RootKeyFile.load(path).primary and not args.force
-            if checked and (still := await _wrapped_below(settings, below)):
-                raise ValueError(
-                    f"{len(still)} KEK version(s) are still wrapped by root key versions "
-                    f"below {below} (in {', '.join(sorted(set(still)))}); run `vaultd kek "
-                    "rewrap --all --wait` there first, or add --force to lose them"
-                )
-            root = RootKeyFile.retire(path, below)
-    except (OSError, ValueError) as exc:
-        print(f"vaultd: {exc}", file=sys.stderr)
-        return 1
-    print(f"{path}: versions {', '.join(map(str, sorted(root.keys)))}; primary {root.primary}")
-    return 0
-
-
-async def _wrapped_below(settings: Settings, below: int) -> list[str]:
-    """The environment of each KEK version the internal provider wrapped under a root key
-    version below `below`. Every environment that has data had an API key, and keys are never
-    deleted, so the keys name every environment."""
-    store = await open_store(settings.redis_url, settings.data_dir)
-    try:
-        environments = {k.environment_id for k in await store.list_api_keys()}
-        found = []
-        for environment_id in sorted(environments):
-            for record in await store.list_keks(environment_id):
-                for v in record.versions:
-                    version = root_version(v.wrapped_key)
-                    if v.provider_uri.startswith(f"{SCHEME}://") and (version or 0) < below:
-                        found.append(environment_id)
-        return found
-    finally:
-        await store.close()
 
 
 def _selector(args: argparse.Namespace) -> KekSelector:
