@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 from ulid import ULID
 
-from tests.support.redis_server import RedisServer
+from testkit.redis_server import RedisServer
 from vaultd.storage import (
     ApiKeyRecord,
     AuditEvent,

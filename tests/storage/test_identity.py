@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from tests.support.redis_server import RedisServer
+from testkit.redis_server import RedisServer
 from vaultd.storage import RedisStore, SqliteStore, Store
 from vaultd.storage.base import StoreIdentity
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from redis.asyncio import Redis
 from ulid import ULID
 
-from tests.support.redis_server import RedisServer
-from tests.support.redis_topologies import RedisClusterSet
+from testkit.redis_server import RedisServer
+from testkit.redis_topologies import RedisClusterSet
 from vaultd.storage import KekVersion, RedisStore, codec, open_store
 from vaultd.storage.keys import Kind, key
 

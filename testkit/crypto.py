@@ -15,9 +15,9 @@ import grpc
 import pytest
 import redis
 
-from tests.server.conftest import Running
-from tests.support.auth import bearer
-from tests.support.grpc_errors import details_of
+from testkit.auth import bearer
+from testkit.grpc_errors import details_of
+from testkit.running import Running
 from vaultd.storage import codec
 from vaultd.storage.base import StoredVersion
 from vaultd.storage.keys import Kind, key
