@@ -8,22 +8,28 @@ import redis.asyncio as aioredis
 from testkit.running import Running
 
 
+def _raw(reply: bytes | str) -> bytes:
+    # redis-py types replies as bytes | str; without decode_responses they are bytes.
+    return reply if isinstance(reply, bytes) else reply.encode()
+
+
 async def stored_bytes(running: Running) -> bytes:
     """Every byte vaultd keeps at rest: each Redis key and field, or each file in the data dir."""
     if running.redis_url:
         chunks: list[bytes] = []
         for url in running.redis_node_urls():
-            client = aioredis.from_url(url)
+            client: aioredis.Redis = aioredis.from_url(url)
             async for key in client.scan_iter(match="*"):
-                kind = (await client.type(key)).decode()
-                chunks.append(key)
+                kind = _raw(await client.type(key)).decode()
+                chunks.append(_raw(key))
                 if kind == "hash":
                     for field, value in (await client.hgetall(key)).items():
-                        chunks += [field, value]
+                        chunks += [_raw(field), _raw(value)]
                 elif kind == "zset":
-                    chunks += await client.zrange(key, 0, -1)
+                    members = await client.zrange(key, 0, -1)  # without scores: members only
+                    chunks += [_raw(member) for member in members]  # type: ignore[arg-type]
                 elif kind == "string":
-                    chunks.append(await client.get(key) or b"")
+                    chunks.append(_raw(await client.get(key) or b""))
                 else:
                     chunks += [str(await client.dump(key)).encode()]
             await client.aclose()

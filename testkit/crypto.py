@@ -69,7 +69,7 @@ class RawStore:
             )
         raw = self._redis.hget(key(ENV, Kind.VERSIONS, object_id), version_id)
         assert raw is not None
-        return codec.decode_version(raw)
+        return codec.decode_version(raw)  # type: ignore[arg-type]  # no decode_responses: bytes
 
     def write_keys(
         self, object_id: str, version_id: str, encrypted_keys: bytes, ciphertext: bytes

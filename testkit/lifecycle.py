@@ -34,7 +34,7 @@ def items(*contexts: dict[str, str]) -> apb.KekSelector:
 async def wait_job(admin: apb_grpc.AdminServiceStub, job_id: str) -> apb.RewrapJob:
     """The job once it is no longer running (polled; bounded so a hang fails the test)."""
     for _ in range(3000):
-        job = (await admin.GetRewrapJob(apb.GetRewrapJobRequest(id=job_id))).job
+        job: apb.RewrapJob = (await admin.GetRewrapJob(apb.GetRewrapJobRequest(id=job_id))).job
         if job.state != apb.REWRAP_STATE_RUNNING:
             return job
         await asyncio.sleep(0.05)

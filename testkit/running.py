@@ -33,15 +33,15 @@ class Running:
 
     @property
     def objects(self) -> object_service_pb2_grpc.ObjectServiceStub:
-        return object_service_pb2_grpc.ObjectServiceStub(self.channel)
+        return object_service_pb2_grpc.ObjectServiceStub(self.channel)  # type: ignore[no-untyped-call]
 
     @property
     def keys(self) -> key_service_pb2_grpc.KeyServiceStub:
-        return key_service_pb2_grpc.KeyServiceStub(self.channel)
+        return key_service_pb2_grpc.KeyServiceStub(self.channel)  # type: ignore[no-untyped-call]
 
     @property
     def admin(self) -> admin_service_pb2_grpc.AdminServiceStub:
-        return admin_service_pb2_grpc.AdminServiceStub(self.channel)
+        return admin_service_pb2_grpc.AdminServiceStub(self.channel)  # type: ignore[no-untyped-call]
 
     def vault(self) -> ObjectVault:
         """The server's own object vault (same store, same keyring), to seed many objects
@@ -83,7 +83,12 @@ def settings_for(data_dir: Path, redis_url: str | None, **extra: object) -> Sett
     extra.setdefault("bootstrap_api_key", BOOTSTRAP_API_KEY)
     if redis_url is not None:
         extra.setdefault("root_key_file", shared_root_key(redis_url))
-    return Settings(listen="127.0.0.1:0", data_dir=data_dir, redis_url=redis_url, **extra)
+    return Settings(
+        listen="127.0.0.1:0",
+        data_dir=data_dir,
+        redis_url=redis_url,
+        **extra,  # type: ignore[arg-type]
+    )
 
 
 @asynccontextmanager
