@@ -22,12 +22,13 @@ from pathlib import Path
 
 import grpc
 
-from tests.byok.test_byok import Clock, expect
-from tests.lifecycle.conftest import wait_job
-from tests.standins.aws import AwsKmsStandIn
-from tests.standins.gcp import GcpKmsStandIn
-from tests.support.auth import BOOTSTRAP_API_KEY
-from tests.support.auth import channel as authed_channel
+from testkit.auth import BOOTSTRAP_API_KEY
+from testkit.auth import channel as authed_channel
+from testkit.byok import Clock
+from testkit.grpc_errors import expect_error
+from testkit.lifecycle import wait_job
+from testkit.standins.aws import AwsKmsStandIn
+from testkit.standins.gcp import GcpKmsStandIn
 from vaultd.server import Vaultd, start
 from vaultd.settings import ByokRuleSettings, Settings
 from vaultd.v1 import admin_service_pb2 as apb
@@ -142,7 +143,7 @@ async def test_either_key_keeps_the_tenant_readable_and_a_rewrap_moves_it_to_a_n
             # Both revoked: nothing unwraps, and the refusal says so.
             served.clock.pass_ttl()
             with revoked(gcp, secondary):
-                await expect(
+                await expect_error(
                     served.objects.GetObject(pb.GetObjectRequest(id=next(iter(written)))),
                     grpc.StatusCode.FAILED_PRECONDITION,
                     "KEY_UNAVAILABLE",

@@ -33,7 +33,7 @@ from typing import TypeVar
 
 import grpc
 
-from tests.support.grpc_errors import details_of
+from testkit.grpc_errors import details_of
 from vaultd.v1 import object_service_pb2 as pb
 from vaultd.v1 import object_service_pb2_grpc as pb_grpc
 
@@ -83,7 +83,7 @@ def status_name(error: grpc.aio.AioRpcError) -> str:
 
 @dataclass
 class FaultReport:
-    """What one fault test exercised, printed at the end of the run (see conftest.py)."""
+    """What one fault test exercised, printed at the end of the run (tests/faults/conftest.py)."""
 
     writes_acknowledged: int = 0
     writes_verified: int = 0
