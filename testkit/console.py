@@ -35,11 +35,11 @@ class ConsoleServer:
 
     @property
     def admin(self) -> apb_grpc.AdminServiceStub:
-        return apb_grpc.AdminServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        return apb_grpc.AdminServiceStub(self.channel)
 
     @property
     def objects(self) -> pb_grpc.ObjectServiceStub:
-        return pb_grpc.ObjectServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        return pb_grpc.ObjectServiceStub(self.channel)
 
     async def seed(self, org: str, count: int) -> list[str]:
         """`count` objects under organization_id=org, made over gRPC; their ids."""

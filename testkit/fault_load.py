@@ -166,7 +166,7 @@ class Load:
         pause_after_failure: float = 0.05,
         seed: int | None = None,
     ) -> None:
-        self.objects = pb_grpc.ObjectServiceStub(channel)  # type: ignore[no-untyped-call]
+        self.objects = pb_grpc.ObjectServiceStub(channel)
         self.report = report
         self.prefix = prefix
         self.workers = workers
@@ -333,7 +333,7 @@ class Verifier:
     def __init__(
         self, channel: grpc.aio.Channel, report: FaultReport, *, parallel: int = 16
     ) -> None:
-        self.objects = pb_grpc.ObjectServiceStub(channel)  # type: ignore[no-untyped-call]
+        self.objects = pb_grpc.ObjectServiceStub(channel)
         self.report = report
         self.violations: list[str] = []
         self.counts: Counter[str] = Counter()

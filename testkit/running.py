@@ -16,7 +16,8 @@ from pathlib import Path
 import grpc
 
 from testkit.auth import BOOTSTRAP_API_KEY, add_api_key, channel
-from vaultd.core.objects import Actor, ObjectVault
+from vaultd.core.objects import ObjectVault
+from vaultd.core.types import Actor
 from vaultd.server import Vaultd, start
 from vaultd.settings import Settings
 from vaultd.v1 import admin_service_pb2_grpc, key_service_pb2_grpc, object_service_pb2_grpc
@@ -33,15 +34,15 @@ class Running:
 
     @property
     def objects(self) -> object_service_pb2_grpc.ObjectServiceStub:
-        return object_service_pb2_grpc.ObjectServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        return object_service_pb2_grpc.ObjectServiceStub(self.channel)
 
     @property
     def keys(self) -> key_service_pb2_grpc.KeyServiceStub:
-        return key_service_pb2_grpc.KeyServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        return key_service_pb2_grpc.KeyServiceStub(self.channel)
 
     @property
     def admin(self) -> admin_service_pb2_grpc.AdminServiceStub:
-        return admin_service_pb2_grpc.AdminServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        return admin_service_pb2_grpc.AdminServiceStub(self.channel)
 
     def vault(self) -> ObjectVault:
         """The server's own object vault (same store, same keyring), to seed many objects

@@ -42,7 +42,7 @@ class Kms:
 
     @property
     def objects(self) -> pb_grpc.ObjectServiceStub:
-        return pb_grpc.ObjectServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        return pb_grpc.ObjectServiceStub(self.channel)
 
     def tenant(self) -> dict[str, str]:
         """A context governed by the stand-in's key that nothing used yet: its KEK is cold."""
