@@ -43,7 +43,7 @@ class RedisContextIndex(RedisConnection):
         limit: int,
         scan_filter: ScanFilter,
     ) -> list[ObjectEntry]:
-        source = await self._candidates_source(environment_id, scan_filter.key_context)
+        source, indexed = await self._candidates_source(environment_id, scan_filter.key_context)
         after = scan_filter.updated_after
         fixed = [
             scan_filter.name_prefix,
@@ -54,7 +54,10 @@ class RedisContextIndex(RedisConnection):
         entries: list[ObjectEntry] = []
         position = cursor or ""
         while len(entries) < limit:
-            ids = await self._window(source, direction, position)
+            # An index's candidates mostly pass, so read as many as are wanted; walking every
+            # id, read a whole budget (most fail).
+            size = min(self._scan_budget, limit - len(entries)) if indexed else self._scan_budget
+            ids = await self._window(source, direction, position, size)
             if not ids:
                 break
             reply = await self._scripts.scan_context(
@@ -62,14 +65,15 @@ class RedisContextIndex(RedisConnection):
                 args=[*fixed, *ids],
             )
             entries += (_entry(i, d) for i, d in zip(reply[0::2], reply[1::2], strict=True))
-            if len(ids) < self._scan_budget:
+            if len(ids) < size:
                 break
             position = ids[-1]
         return entries[:limit]
 
-    async def _window(self, source: str, direction: Direction, position: str) -> list[str]:
-        """The next ids of `source` past `position` in `direction`, at most one scan budget."""
-        budget = self._scan_budget
+    async def _window(
+        self, source: str, direction: Direction, position: str, budget: int
+    ) -> list[str]:
+        """The next `budget` ids (at most) of `source` past `position` in `direction`."""
         if direction is Direction.ASCENDING:
             start = f"({position}" if position else "-"
             found = await self._redis.zrangebylex(source, start, "+", 0, budget)
@@ -78,14 +82,18 @@ class RedisContextIndex(RedisConnection):
             found = await self._redis.zrevrangebylex(source, start, "-", 0, budget)
         return [text(i) for i in found]
 
-    async def _candidates_source(self, environment_id: str, context: Mapping[str, str]) -> str:
-        """The zset to walk: the smallest item's index, or every object id while the
-        environment may hold objects no index has entered yet."""
+    async def _candidates_source(
+        self, environment_id: str, context: Mapping[str, str]
+    ) -> tuple[str, bool]:
+        """The zset to walk, and whether it is an item's index: the smallest item's index, or
+        every object id while the environment may hold objects no index has entered yet."""
         if not await self._context_indexed(environment_id):
-            return key(environment_id, Kind.OBJECTS)
+            return key(environment_id, Kind.OBJECTS), False
         item_keys = context_keys(environment_id, context)
+        if len(item_keys) == 1:
+            return item_keys[0], True
         sizes = [int(await self._redis.zcard(k)) for k in item_keys]
-        return item_keys[sizes.index(min(sizes))]
+        return item_keys[sizes.index(min(sizes))], True
 
     async def _context_indexed(self, environment_id: str) -> bool:
         """Whether every object of the environment is in the index. Markers are never unset,
