@@ -3,6 +3,7 @@ correctly at once, and uses the index once the backfill has entered its objects.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from tests.storage.contract import ASC, DESC, entry, new_env, scan_all
 from tests.storage.test_context_index_contract import fill, only
 from tests.support.redis_server import RedisServer
 from tests.support.redis_topologies import RedisClusterSet
+from vaultd.cli import main
 from vaultd.storage import RedisStore, SqliteStore, open_store
 from vaultd.storage.keys import JobKind, Kind, job_key, key
 from vaultd.storage.redis.context_index import CONTEXT_INDEX_MIGRATION, context_keys
@@ -107,3 +109,52 @@ async def test_sqlite_fills_the_index_of_an_older_file_as_it_opens(tmp_path: Pat
     rows = conn.execute("SELECT COUNT(*) FROM object_context_items").fetchone()[0]
     conn.close()
     assert rows == 2 * sum(map(len, made.values()))  # two items per object
+
+
+async def test_store_reindex_enters_what_an_older_process_left_out(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A rolling upgrade: objects written without entries after the database was marked are
+    invisible to filtered lists until `vaultd store reindex` enters them."""
+    url = redis_server.url.removesuffix("/0") + f"/{DB}"
+    raw = Redis.from_url(url)
+    store = await open_store(url, tmp_path)
+    assert isinstance(store, RedisStore)
+    env = new_env()
+    try:
+        await raw.flushdb()
+        await store.index_object_contexts()  # marks the (empty) database complete
+        made = await fill(store, env, per_tenant=2)
+        await forget_index(raw, env, database_marker=False)
+        assert await scan_all(store, env, ASC, only(organization_id="org_a")) == []
+        reindex = ["store", "reindex", "--data-dir", str(tmp_path), "--redis-url", url]
+        assert await asyncio.to_thread(main, reindex) == 0
+        assert await scan_all(store, env, ASC, only(organization_id="org_a")) == [
+            entry(o) for o in made["org_a"]
+        ]
+    finally:
+        await store.close()
+        await raw.flushdb()
+        await raw.aclose()
+
+
+async def test_store_reindex_on_the_embedded_store(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "vaultd.db")
+    env = new_env()
+    try:
+        made = await fill(store, env, per_tenant=2)
+    finally:
+        await store.close()
+    conn = sqlite3.connect(tmp_path / "vaultd.db")
+    conn.execute("DELETE FROM object_context_items")
+    conn.commit()
+    conn.close()
+    reindex = ["store", "reindex", "--data-dir", str(tmp_path)]
+    assert await asyncio.to_thread(main, reindex) == 0
+    reopened = SqliteStore(tmp_path / "vaultd.db")
+    try:
+        assert await scan_all(reopened, env, ASC, only(organization_id="org_b")) == [
+            entry(o) for o in made["org_b"]
+        ]
+    finally:
+        await reopened.close()

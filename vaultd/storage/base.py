@@ -154,6 +154,11 @@ class ObjectStore(Protocol):
         """Delete the object, its name and its versions. ObjectMissing or VersionMismatch."""
         ...
 
+    async def index_object_contexts(self, *, force: bool = False) -> int:
+        """Enter objects an older vaultd wrote into the key context index: once per store,
+        unless `force` (then every object, again; idempotent). Returns how many it entered."""
+        ...
+
     async def count_objects(self, environment_id: str) -> int:
         """How many objects the environment has."""
         ...

@@ -15,6 +15,7 @@ from typing import Any
 
 from vaultd.storage import codec
 from vaultd.storage.records import Direction, ObjectEntry, ScanFilter
+from vaultd.storage.sqlite.connection import transaction
 
 _ITEM_ROWS = "environment_id = ? AND item_key = ? AND item_value = ?"
 
@@ -33,6 +34,19 @@ def index_object(
         " VALUES (?, ?, ?, ?)",
         [(environment_id, k, v, object_id) for k, v in sorted(context.items())],
     )
+
+
+def reindex(conn: sqlite3.Connection) -> int:
+    """Enter every object under each of its items, again: how many objects it read."""
+    with transaction(conn):
+        conn.execute(
+            "INSERT OR IGNORE INTO object_context_items"
+            " (environment_id, item_key, item_value, object_id)"
+            " SELECT o.environment_id, item.key, item.value, o.id"
+            " FROM objects o, json_each(o.key_context) item"
+        )
+        count: int = conn.execute("SELECT COUNT(*) FROM objects").fetchone()[0]
+        return count
 
 
 def unindex_object(conn: sqlite3.Connection, environment_id: str, object_id: str) -> None:

@@ -27,7 +27,12 @@ from vaultd.storage.records import (
     VersionInfo,
 )
 from vaultd.storage.sqlite.connection import SqliteConnection, check_ids, transaction
-from vaultd.storage.sqlite.context_index import index_object, scan_by_context, unindex_object
+from vaultd.storage.sqlite.context_index import (
+    index_object,
+    reindex,
+    scan_by_context,
+    unindex_object,
+)
 from vaultd.storage.sqlite.keks import check_keks
 
 _VERSION_COLUMNS = (
@@ -110,6 +115,10 @@ class SqliteObjects(SqliteConnection):
     ) -> None:
         check_ids(environment_id, object_id)
         await self._run(lambda c: _delete(c, environment_id, object_id, expected_version_id))
+
+    async def index_object_contexts(self, *, force: bool = False) -> int:
+        # Opening the file did it once (schema.py); forced, it is done again.
+        return await self._run(reindex) if force else 0
 
     async def count_objects(self, environment_id: str) -> int:
         check_ids(environment_id)
