@@ -82,6 +82,20 @@ async def test_every_item_must_match_and_other_filters_still_apply(store: Store)
     assert await scan_all(store, env, ASC, flt) == expected
 
 
+async def test_items_in_any_script_match_exactly(store: Store) -> None:
+    env = new_env()
+    items = {"organization_id": "org_ü 東京 🔑", "ключ": "значение"}
+    objects = [replace(new_object(env), key_context=items) for _ in range(3)]
+    near = replace(new_object(env), key_context={"organization_id": "org_u 東京 🔑"})
+    for obj in [*objects, near]:
+        await store.create_object(obj)
+    assert await scan_all(store, env, ASC, ScanFilter(key_context=items)) == [
+        entry(o) for o in objects
+    ]
+    one = ScanFilter(key_context={"ключ": "значение"})
+    assert await scan_all(store, env, DESC, one) == [entry(o) for o in objects][::-1]
+
+
 async def test_a_filtered_scan_continues_from_a_cursor_in_either_direction(store: Store) -> None:
     env = new_env()
     objects = (await fill(store, env))["org_c"]

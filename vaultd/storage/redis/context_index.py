@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from vaultd.storage import codec
 from vaultd.storage.keys import JobKind, Kind, context_item_key, job_key, key
@@ -32,8 +33,11 @@ BACKFILL_BATCH = 256
 class RedisContextIndex(RedisConnection):
     """Filtered lists over the key context index, and the index's backfill."""
 
-    _indexed_environments: set[str]
-    _all_indexed: bool = False
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Markers are never unset, so a marker seen once is remembered for this store's life.
+        self._indexed_environments: set[str] = set()
+        self._all_indexed = False
 
     async def _scan_by_context(
         self,
@@ -96,22 +100,16 @@ class RedisContextIndex(RedisConnection):
         return item_keys[sizes.index(min(sizes))], True
 
     async def _context_indexed(self, environment_id: str) -> bool:
-        """Whether every object of the environment is in the index. Markers are never unset,
-        so a True is remembered for the life of this store."""
-        if self._all_indexed or environment_id in self._known_indexed():
+        """Whether every object of the environment is in the index."""
+        if self._all_indexed or environment_id in self._indexed_environments:
             return True
         if await self._redis.hexists(_MIGRATIONS, CONTEXT_INDEX_MIGRATION):
             self._all_indexed = True
             return True
         if await self._redis.exists(key(environment_id, Kind.CONTEXT_INDEXED)):
-            self._known_indexed().add(environment_id)
+            self._indexed_environments.add(environment_id)
             return True
         return False
-
-    def _known_indexed(self) -> set[str]:
-        if not hasattr(self, "_indexed_environments"):
-            self._indexed_environments = set()
-        return self._indexed_environments
 
     @available
     async def index_object_contexts(self, *, force: bool = False) -> int:
