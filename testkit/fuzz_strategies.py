@@ -677,6 +677,10 @@ def messages(draw: st.DrawFn, descriptor: Descriptor, pool: Pool, depth: int = 0
     return request
 
 
+# Requests whose key_context filters what they read rather than naming a new object's context.
+_CONTEXT_FILTERED = ("GetObjectRequest", "GetObjectByNameRequest", "ListObjectsRequest")
+
+
 def _make_coherent(draw: st.DrawFn, request: FuzzRequest, pool: Pool) -> None:
     """Fields drawn one by one rarely fit together (an object and one of its versions; a blob
     and the associated data it was sealed with; one list cursor, not two). Now and then make
@@ -691,6 +695,14 @@ def _make_coherent(draw: st.DrawFn, request: FuzzRequest, pool: Pool) -> None:
         setattr(message, "id", object_id)  # noqa: B010 - Message declares no fields
         # The newest version: the current one, unless the fuzzer has updated the object since.
         setattr(message, version_field, draw(st.sampled_from(versions[-1:] + versions)))
+    if message.DESCRIPTOR.name in _CONTEXT_FILTERED and pool.contexts:
+        # A filter drawn item by item almost never matches; the pool's first context is held
+        # by two of every three pooled objects, and no filter matches them all.
+        wanted = draw(st.sampled_from(({}, dict(pool.contexts[0]))))
+        message.key_context.clear()
+        message.key_context.update(wanted)
+        if "id" in fields and pool.objects:
+            message.id = draw(st.sampled_from(pool.object_ids))
     may_open = request.opens_to.get("ciphertext")
     if "associated_data" in fields and may_open:
         aad = draw(st.sampled_from(sorted(may_open)))[0]

@@ -154,6 +154,8 @@ async def test_object_lifecycle(vault: Either) -> None:
 
     versions = await vault.list_object_versions(created.id)
     assert [v.id for v in versions] == [created.version_id, second.version_id, third.version_id]
+    assert [v.version_number for v in versions] == [1, 2, 3]
+    assert (created.version_number, second.version_number, third.version_number) == (1, 2, 3)
     assert [v.current_version for v in versions] == [False, False, True]
     assert [v.size for v in versions] == [2, 2, 2] and len({v.etag for v in versions}) == 3
     old = await vault.get_object_version(created.id, created.version_id)
@@ -265,6 +267,19 @@ async def test_list_objects_follows_cursors_once(
     assert [d.id for d in recent] == [made[1], made[3]]
     assert all(d.updated_at > last for d in recent)
     assert await vault.list_all(name_prefix=unique("nothing")) == []
+
+
+async def test_reads_and_lists_by_key_context(vault: Either) -> None:
+    mine, theirs = tenant(), tenant()
+    made = [await vault.create_object(unique(), b"v", ctx) for ctx in (mine, theirs, mine)]
+    listed = await vault.list_all(key_context=mine, order="asc", limit=1)
+    assert [d.id for d in listed] == [made[0].id, made[2].id]
+    assert (await vault.get_object(made[0].id, key_context=mine)).value == b"v"
+    assert (await vault.get_object_by_name(made[0].name, key_context=mine)).id == made[0].id
+    with pytest.raises(ObjectNotFound):
+        await vault.get_object(made[0].id, key_context=theirs)
+    with pytest.raises(ObjectNotFound):
+        await vault.get_object_by_name(made[0].name, key_context=theirs)
 
 
 async def test_list_objects_rejects_an_unknown_order(vault: Either) -> None:

@@ -46,14 +46,18 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
     async def GetObject(
         self, request: pb.GetObjectRequest, context: Context
     ) -> pb.GetObjectResponse:
-        obj = await self._vault.get(caller_of(context).environment_id, request.id)
+        obj = await self._vault.get(
+            caller_of(context).environment_id, request.id, dict(request.key_context)
+        )
         _touched(obj.metadata)
         return pb.GetObjectResponse(object=convert.vault_object(obj))
 
     async def GetObjectByName(
         self, request: pb.GetObjectByNameRequest, context: Context
     ) -> pb.GetObjectByNameResponse:
-        obj = await self._vault.get_by_name(caller_of(context).environment_id, request.name)
+        obj = await self._vault.get_by_name(
+            caller_of(context).environment_id, request.name, dict(request.key_context)
+        )
         _touched(obj.metadata)
         return pb.GetObjectByNameResponse(object=convert.vault_object(obj))
 

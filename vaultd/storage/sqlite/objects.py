@@ -1,7 +1,9 @@
 """Objects and their versions in the embedded store (the ObjectStore part of SqliteStore).
 
 The object's primary key (environment_id, id) is also the scan index: ids sort in creation
-order. versions.seq records insertion order, so versions list oldest first.
+order. versions.seq records insertion order, so versions list oldest first, and a version's
+number is how many versions of its object have a seq no greater than its own. The key context
+index is in context_index.py.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ from vaultd.storage.records import (
     VersionInfo,
 )
 from vaultd.storage.sqlite.connection import SqliteConnection, check_ids, transaction
+from vaultd.storage.sqlite.context_index import (
+    index_object,
+    reindex,
+    scan_by_context,
+    unindex_object,
+)
 from vaultd.storage.sqlite.keks import check_keks
 
 _VERSION_COLUMNS = (
@@ -34,7 +42,9 @@ _VERSION_COLUMNS = (
 _SELECT_OBJECT = f"""
 SELECT o.id, o.name, o.key_context, o.created_at, {_VERSION_COLUMNS},
   (SELECT n.version_id FROM versions n
-    WHERE n.environment_id = o.environment_id AND n.object_id = o.id ORDER BY n.seq DESC LIMIT 1)
+    WHERE n.environment_id = o.environment_id AND n.object_id = o.id ORDER BY n.seq DESC LIMIT 1),
+  (SELECT COUNT(*) FROM versions n
+    WHERE n.environment_id = o.environment_id AND n.object_id = o.id AND n.seq <= v.seq)
 FROM objects o JOIN versions v
   ON v.environment_id = o.environment_id AND v.object_id = o.id AND v.version_id = {{version}}
 WHERE o.environment_id = ? AND o.{{column}} = ?
@@ -94,9 +104,9 @@ class SqliteObjects(SqliteConnection):
         version: StoredVersion,
         expected_version_id: str | None,
         keks: Sequence[KekStamp] = (),
-    ) -> None:
+    ) -> int:
         check_ids(environment_id, object_id)
-        await self._run(
+        return await self._run(
             lambda c: _update(c, environment_id, object_id, version, expected_version_id, keks)
         )
 
@@ -105,6 +115,10 @@ class SqliteObjects(SqliteConnection):
     ) -> None:
         check_ids(environment_id, object_id)
         await self._run(lambda c: _delete(c, environment_id, object_id, expected_version_id))
+
+    async def index_object_contexts(self, *, force: bool = False) -> int:
+        # Opening the file did it once (schema.py); forced, it is done again.
+        return await self._run(reindex) if force else 0
 
     async def count_objects(self, environment_id: str) -> int:
         check_ids(environment_id)
@@ -177,6 +191,10 @@ class SqliteObjects(SqliteConnection):
         check_ids(environment_id)
         if limit < 1:
             return []  # SQLite reads LIMIT -1 as "no limit"
+        if scan_filter.key_context:
+            return await self._read(
+                lambda c: scan_by_context(c, environment_id, direction, cursor, limit, scan_filter)
+            )
         past, order = (">", "ASC") if direction is Direction.ASCENDING else ("<", "DESC")
         sql = "SELECT id, name, updated_at FROM objects WHERE environment_id = ?"
         params: list[Any] = [environment_id]
@@ -224,6 +242,7 @@ def _create(conn: sqlite3.Connection, obj: StoredObject, keks: Sequence[KekStamp
             ),
         )
         _insert_version(conn, obj.environment_id, obj.id, v)
+        index_object(conn, obj.environment_id, obj.id, obj.key_context)
 
 
 def _update(
@@ -233,7 +252,8 @@ def _update(
     version: StoredVersion,
     expected_version_id: str | None,
     keks: Sequence[KekStamp],
-) -> None:
+) -> int:
+    """The new version's number, once it is current."""
     with transaction(conn):
         check_keks(conn, environment_id, keks)
         _check_current(conn, environment_id, object_id, expected_version_id)
@@ -243,6 +263,9 @@ def _update(
             " WHERE environment_id = ? AND id = ?",
             (version.version_id, codec.to_micros(version.created_at), environment_id, object_id),
         )
+        sql = "SELECT COUNT(*) FROM versions WHERE environment_id = ? AND object_id = ?"
+        number: int = conn.execute(sql, (environment_id, object_id)).fetchone()[0]
+        return number
 
 
 def _delete(
@@ -255,6 +278,7 @@ def _delete(
         _check_current(conn, environment_id, object_id, expected_version_id)
         ids = (environment_id, object_id)
         conn.execute("DELETE FROM versions WHERE environment_id = ? AND object_id = ?", ids)
+        unindex_object(conn, environment_id, object_id)
         conn.execute("DELETE FROM objects WHERE environment_id = ? AND id = ?", ids)
 
 
@@ -304,8 +328,9 @@ def _object(environment_id: str, row: tuple[Any, ...]) -> StoredObject:
         name,
         context_map,
         codec.from_micros(created),
-        _version(row[4:-1]),
-        newest_version_id=row[-1],
+        _version(row[4:-2]),
+        newest_version_id=row[-2],
+        version_number=row[-1],
     )
 
 
