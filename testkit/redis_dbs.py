@@ -18,6 +18,7 @@ from enum import IntEnum, unique
 class RedisDb(IntEnum):
     SHARED = 0
     KEK_INDEX_MIGRATION = 5  # tests/storage/test_kek_index_migration.py: flushes it
+    CONTEXT_INDEX_BACKFILL = 6  # tests/storage/test_context_index_backfill.py: clears markers
     LIFECYCLE = 7  # tests/lifecycle: `--all` and the job list see only its own KEKs
     FUZZ = 8  # tests/fuzz: thousands of hostile objects, KEKs and API keys
     SOAK = 9  # tests/bench/test_soak.py: scans every key of its server

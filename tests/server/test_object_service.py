@@ -11,19 +11,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from testkit.grpc_errors import details_of, expect_error
 from testkit.names import unique
+from testkit.objects import ORG, create
 from testkit.running import Running
 from vaultd.v1 import object_service_pb2 as pb
 from vaultd.v1 import object_service_pb2_grpc as pb_grpc
 
 Stub = pb_grpc.ObjectServiceStub
-ORG = {"organization_id": "org_123"}
-
-
-async def create(stub: Stub, name: str, value: bytes, context: dict[str, str] | None = None):
-    response = await stub.CreateObject(
-        pb.CreateObjectRequest(name=name, value=value, key_context=context or ORG)
-    )
-    return response.metadata
 
 
 async def test_an_object_reads_back_by_id_name_and_version_until_deleted(objects: Stub) -> None:

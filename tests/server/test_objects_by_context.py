@@ -7,7 +7,9 @@ import uuid
 
 import grpc
 
-from tests.server.test_objects import create, expect_error, unique
+from testkit.grpc_errors import expect_error
+from testkit.names import unique
+from testkit.objects import create
 from vaultd.v1 import object_service_pb2 as pb
 from vaultd.v1 import object_service_pb2_grpc as pb_grpc
 

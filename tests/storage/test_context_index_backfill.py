@@ -9,16 +9,15 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
+from testkit.redis_dbs import RedisDb, redis_db_url
+from testkit.redis_server import RedisServer
+from testkit.redis_topologies import RedisClusterSet
 from tests.storage.contract import ASC, DESC, entry, new_env, scan_all
 from tests.storage.test_context_index_contract import fill, only
-from tests.support.redis_server import RedisServer
-from tests.support.redis_topologies import RedisClusterSet
 from vaultd.cli import main
 from vaultd.storage import RedisStore, SqliteStore, open_store
 from vaultd.storage.keys import JobKind, Kind, job_key, key
 from vaultd.storage.redis.context_index import CONTEXT_INDEX_MIGRATION, context_keys
-
-DB = 6  # a database no other suite uses: these tests clear the database-wide marker
 
 
 async def forget_index(raw: Redis, env: str, *, database_marker: bool = True) -> None:
@@ -32,7 +31,7 @@ async def forget_index(raw: Redis, env: str, *, database_marker: bool = True) ->
 async def test_redis_answers_before_and_after_the_backfill(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    url = redis_server.url.removesuffix("/0") + f"/{DB}"
+    url = redis_db_url(redis_server.url, RedisDb.CONTEXT_INDEX_BACKFILL)
     raw = Redis.from_url(url)
     writer = RedisStore.from_url(url)
     env = new_env()
@@ -116,7 +115,7 @@ async def test_store_reindex_enters_what_an_older_process_left_out(
 ) -> None:
     """A rolling upgrade: objects written without entries after the database was marked are
     invisible to filtered lists until `vaultd store reindex` enters them."""
-    url = redis_server.url.removesuffix("/0") + f"/{DB}"
+    url = redis_db_url(redis_server.url, RedisDb.CONTEXT_INDEX_BACKFILL)
     raw = Redis.from_url(url)
     store = await open_store(url, tmp_path)
     assert isinstance(store, RedisStore)

@@ -15,8 +15,8 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
+from testkit.redis_server import RedisServer
 from tests.storage.contract import ASC, entry, new_env, new_object
-from tests.support.redis_server import RedisServer
 from vaultd.storage import ObjectEntry, RedisStore, ScanFilter, SqliteStore, Store, StoredObject
 from vaultd.storage.keys import JobKind, Kind, job_key, key
 from vaultd.storage.redis.context_index import CONTEXT_INDEX_MIGRATION
