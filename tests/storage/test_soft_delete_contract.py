@@ -199,6 +199,7 @@ async def test_sqlite_purge_zeroes_the_ciphertext_in_the_file(tmp_path: Path) ->
         await store.delete_object(env, obj.id, None)
         assert secret in _file_bytes(path)  # kept while deleted: it may be undeleted
         assert await store.purge_object(env, obj.id)
+        assert secret not in _file_bytes(path)  # at once, not only once the log is merged
     finally:
         await store.close()
     assert secret not in _file_bytes(path)

@@ -3,11 +3,13 @@ delete part of ObjectStore; the mark itself is objects.py's delete_object).
 
 objects.deleted_at holds the deletion time; the partial index objects_deleted orders the
 deleted objects by it for the purge job. A purge deletes the rows with secure_delete on
-(connection.py), so the ciphertext is zeroed in the file, not left in free pages.
+(connection.py), so the ciphertext is zeroed in the file, not left in free pages, and then
+empties the write-ahead log, whose older frames still held it.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from datetime import datetime
 from typing import Any
@@ -16,6 +18,8 @@ from vaultd.storage import codec
 from vaultd.storage.errors import ObjectMissing
 from vaultd.storage.records import DeletedObject
 from vaultd.storage.sqlite.connection import SqliteConnection, check_ids, transaction
+
+log = logging.getLogger(__name__)
 
 
 class SqliteDeletedObjects(SqliteConnection):
@@ -42,7 +46,7 @@ class SqliteDeletedObjects(SqliteConnection):
     ) -> bool:
         check_ids(environment_id, object_id)
         by = None if deleted_by is None else codec.to_micros(deleted_by)
-        return await self._run(lambda c: _purge(c, environment_id, object_id, by))
+        return await self._run(lambda c: _purge(c, environment_id, object_id, by) and _flush(c))
 
     async def due_for_purge(
         self, environment_id: str | None, before: datetime, limit: int
@@ -59,6 +63,16 @@ class SqliteDeletedObjects(SqliteConnection):
         params.append(limit)
         rows = await self._read(lambda c: c.execute(sql, params).fetchall())
         return [DeletedObject(env, i, codec.from_micros(at)) for env, i, at in rows]
+
+
+def _flush(conn: sqlite3.Connection) -> bool:
+    """Copy the write-ahead log into the file and empty it: secure_delete zeroes the purged
+    rows in the pages written now, but the log's earlier frames still hold those pages as
+    they were, ciphertext included, until a checkpoint overwrites them."""
+    busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+    if busy:
+        log.warning("a purged object's bytes stay in the sqlite log until its next checkpoint")
+    return True
 
 
 def _purge(conn: sqlite3.Connection, environment_id: str, object_id: str, by: int | None) -> bool:
