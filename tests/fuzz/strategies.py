@@ -87,9 +87,10 @@ class Pool:
     def for_rpc(self, rpc_name: str) -> Pool:
         """The objects an RPC may name: deleting RPCs get their own half of them. Hypothesis
         favours the first element of a list, so a shared list would have the deletes remove
-        exactly the objects every later read names, and the reads would see only NOT_FOUND."""
+        exactly the objects every later read names, and the reads would see only NOT_FOUND.
+        Undelete and purge work on the objects the deletes deleted."""
         half = len(self.objects) // 2
-        destructive = rpc_name.startswith(("Delete", "Revoke"))
+        destructive = rpc_name.startswith(("Delete", "Revoke", "Undelete", "Purge"))
         objects = self.objects[half:] if destructive else self.objects[:half]
         return replace(self, objects=objects)
 

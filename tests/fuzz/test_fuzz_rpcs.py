@@ -70,6 +70,9 @@ EXPECTED: dict[str, set[grpc.StatusCode]] = {
     "vaultd.v1.ObjectService.ListObjects": ANY_RPC,
     "vaultd.v1.ObjectService.ListObjectVersions": ANY_RPC | {C.NOT_FOUND},
     "vaultd.v1.ObjectService.GetObjectVersion": ANY_RPC | USES_KEYS | {C.NOT_FOUND},
+    "vaultd.v1.ObjectService.UndeleteObject": ANY_RPC | {C.NOT_FOUND},
+    # FAILED_PRECONDITION: OBJECT_NOT_DELETED, a live object.
+    "vaultd.v1.AdminService.PurgeObject": ANY_RPC | {C.NOT_FOUND, C.FAILED_PRECONDITION},
     "vaultd.v1.KeyService.CreateDataKey": ANY_RPC | USES_KEYS,
     "vaultd.v1.KeyService.DecryptDataKey": ANY_RPC | USES_KEYS,
     "vaultd.v1.KeyService.RekeyDataKey": ANY_RPC | USES_KEYS,
