@@ -167,8 +167,7 @@ def rewrap_finished_sink(audit_log: AuditLog) -> JobFinishedSink:
 
 
 def purge_job(settings: Settings, store: Store, audit_log: AuditLog) -> PurgeJob:
-    """The job that destroys deleted objects past their retention (one per serving process;
-    its lease lets one run at a time)."""
+    """Destroys deleted objects past their retention; one per process, one at work at a time."""
     return PurgeJob(
         store,
         owner=f"{socket.gethostname()}:{os.getpid()}:{ULID()}",

@@ -58,6 +58,7 @@ class PurgeJob:
         self._lease = lease
         self._on_purged = on_purged
         self._clock = clock
+        self._held = False  # whether this process ever took the lease (close releases it then)
 
     async def run(self) -> None:
         """Purge what is due now and every interval, until cancelled."""
@@ -86,6 +87,8 @@ class PurgeJob:
 
     async def close(self) -> None:
         """Give the lease up, so another process need not wait for it to run out."""
+        if not self._held:
+            return  # never taken (an operator command's App): nothing to write
         try:
             with store_errors():
                 await self._store.release_lease(LEASE, self.owner)
@@ -96,7 +99,9 @@ class PurgeJob:
         """Take or renew the lease; False while another process holds it."""
         now = self._clock()
         with store_errors():
-            return await self._store.take_lease(LEASE, self.owner, now + self._lease, now)
+            held = await self._store.take_lease(LEASE, self.owner, now + self._lease, now)
+        self._held = self._held or held
+        return held
 
     async def _purge(self, deleted: DeletedObject, cutoff: datetime) -> int:
         with store_errors():
