@@ -131,7 +131,7 @@ async def pool(running: Running) -> Pool:
         {f"item_{i}": f"value_{i}" for i in range(10)},
     )
     pooled, names = [], []
-    for i in range(24):
+    for i in range(32):
         name = f"fuzz-pool-{uuid.uuid4()}"
         created = await objects.CreateObject(
             opb.CreateObjectRequest(
@@ -153,12 +153,16 @@ async def pool(running: Running) -> Pool:
                 kpb.EncryptRequest(plaintext=plaintext, key_context=context, associated_data=aad)
             )
             sealed.append(SealedSample(reply.ciphertext, plaintext, aad))
+    deleted = tuple(pooled[-8:])  # for UndeleteObject and PurgeObject (Pool.for_rpc)
+    for object_id, _ in deleted:
+        await objects.DeleteObject(opb.DeleteObjectRequest(id=object_id))
     return Pool(
-        tuple(pooled),
-        tuple(names),
+        tuple(pooled[:-8]),
+        tuple(names[:-8]),
         contexts,
         tuple(data_keys),
         tuple(sealed),
+        deleted,
     )
 
 
