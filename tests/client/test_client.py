@@ -25,8 +25,8 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from ulid import ULID
 
-from tests.server.conftest import Running
-from tests.support.tls import make_pki
+from testkit.running import Running
+from testkit.tls import make_pki
 from tests.vectors.generate import Vector, load_vectors, plaintext_of, unb64
 from vaultd.api.errors import to_status
 from vaultd.client import (
@@ -92,16 +92,9 @@ def make_client(flavour: str, target: str, api_key: str = API_KEY, **options: An
     return Either(cls(target, api_key, **options), api_key)
 
 
-def api_key_for(running: Running) -> str:
-    """The fixture's admin key (issue 5 enforces API keys); any bearer key on a tree from before
-    that, where vaultd reads the key without checking it."""
-    key = getattr(running, "api_key", None)
-    return key if isinstance(key, str) else API_KEY
-
-
 @pytest.fixture(params=["sync", "async"])
 async def vault(request: pytest.FixtureRequest, running: Running) -> AsyncIterator[Either]:
-    client = make_client(request.param, f"127.0.0.1:{running.vaultd.port}", api_key_for(running))
+    client = make_client(request.param, f"127.0.0.1:{running.vaultd.port}", running.api_key)
     yield client
     await client.close()
 
@@ -190,7 +183,7 @@ async def test_delete_without_version_check(vault: Either) -> None:
         await vault.undelete_object(created.id)  # live: nothing deleted to restore
 
 
-async def test_name_taken(vault: Either) -> None:
+async def test_a_taken_name_raises_name_taken(vault: Either) -> None:
     name = unique()
     await vault.create_object(name, b"first", tenant())
     with pytest.raises(NameTaken) as caught:
@@ -374,14 +367,14 @@ async def test_what_does_not_authenticate_is_decryption_failed(vault: Either) ->
 async def test_encrypt_can_reuse_data_keys_per_context(running: Running) -> None:
     target = f"127.0.0.1:{running.vaultd.port}"
     context = tenant()
-    async with AsyncVaultClient(target, api_key_for(running), data_key_cache_ttl=60) as cached:
+    async with AsyncVaultClient(target, running.api_key, data_key_cache_ttl=60) as cached:
         first, second = [await cached.encrypt(b"x", context) for _ in range(2)]
         other = await cached.encrypt(b"x", tenant())
         assert LocalBlob.parse(first).encrypted_keys == LocalBlob.parse(second).encrypted_keys
         assert LocalBlob.parse(first).iv != LocalBlob.parse(second).iv
         assert LocalBlob.parse(other).encrypted_keys != LocalBlob.parse(first).encrypted_keys
         assert await cached.decrypt(second) == b"x"
-    async with AsyncVaultClient(target, api_key_for(running)) as uncached:
+    async with AsyncVaultClient(target, running.api_key) as uncached:
         a, b = [await uncached.encrypt(b"x", context) for _ in range(2)]
         assert LocalBlob.parse(a).encrypted_keys != LocalBlob.parse(b).encrypted_keys
 
@@ -439,11 +432,11 @@ async def test_secrets_stay_out_of_reprs_errors_and_logs(
 
 async def test_closing_the_client_closes_its_channel(running: Running) -> None:
     target = f"127.0.0.1:{running.vaultd.port}"
-    with VaultClient(target, api_key_for(running)) as sync_client:
+    with VaultClient(target, running.api_key) as sync_client:
         await asyncio.to_thread(sync_client.create_data_key, tenant())
     with pytest.raises(ValueError, match="closed channel"):
         sync_client.create_data_key(tenant())
-    async with AsyncVaultClient(target, api_key_for(running)) as async_client:
+    async with AsyncVaultClient(target, running.api_key) as async_client:
         await async_client.create_data_key(tenant())
     with pytest.raises(grpc.aio.UsageError):
         await async_client.create_data_key(tenant())
@@ -662,7 +655,7 @@ async def test_every_call_has_a_deadline(flavour: str) -> None:
         await server.stop(None)
 
 
-def test_constructor_checks() -> None:
+def test_the_constructor_refuses_contradictory_options() -> None:
     with pytest.raises(ValueError, match="timeout"):
         VaultClient("127.0.0.1:1", timeout=0)
     with pytest.raises(ValueError, match="go together"):
@@ -681,7 +674,9 @@ def pki() -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("flavour", ["sync", "async"])
-async def test_mutual_tls(flavour: str, pki: dict[str, bytes]) -> None:
+async def test_mutual_tls_admits_only_a_client_with_a_trusted_certificate(
+    flavour: str, pki: dict[str, bytes]
+) -> None:
     handler = StandIn(flaky=False)
     credentials = grpc.ssl_server_credentials(
         [(pki["server_key"], pki["server_cert"])],

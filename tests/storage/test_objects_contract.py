@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 from ulid import ULID
 
+from testkit.redis_server import RedisServer
 from tests.storage.contract import (
     ASC,
     BASE_TIME,
@@ -34,7 +35,6 @@ from tests.storage.contract import (
     new_version,
     scan_all,
 )
-from tests.support.redis_server import RedisServer
 from vaultd.storage import (
     Direction,
     NameTaken,

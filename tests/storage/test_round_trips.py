@@ -19,9 +19,9 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 from redis.exceptions import ResponseError
 
-from tests.faults.slow_proxy import SlowProxy
+from testkit.redis_server import RedisServer
+from testkit.slow_proxy import SlowProxy
 from tests.storage.contract import new_env, new_event, new_object, new_version
-from tests.support.redis_server import RedisServer
 from vaultd.storage import RedisStore
 from vaultd.storage.errors import StoreUnavailable
 from vaultd.storage.keys import Kind, key

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-BUF = Path(__file__).resolve().parents[1] / "polyglot" / "node_modules" / ".bin" / "buf"
+BUF = Path(__file__).resolve().parents[1] / "tests" / "polyglot" / "node_modules" / ".bin" / "buf"
 
 
 def buf() -> str:

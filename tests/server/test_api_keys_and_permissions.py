@@ -10,10 +10,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.server.conftest import Running, settings_for
-from tests.server.test_objects import expect_error, unique
-from tests.support.auth import ALL_PERMISSIONS, add_api_key, bearer, channel
-from tests.support.grpc_errors import details_of
+from testkit.auth import ALL_PERMISSIONS, add_api_key, bearer, channel
+from testkit.grpc_errors import details_of, expect_error
+from testkit.names import unique
+from testkit.running import Running, settings_for
 from vaultd.api.rpcs import RPCS
 from vaultd.core.apikeys import new_secret, secret_hash
 from vaultd.server import SERVICE_NAMES, start

@@ -12,45 +12,21 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
 
-from providers import KeyProvider
-from tests.standins import StandIn
-from tests.support.auth import BOOTSTRAP_API_KEY
-from tests.support.auth import channel as authed_channel
-from tests.support.grpc_errors import details_of
+from testkit.auth import BOOTSTRAP_API_KEY
+from testkit.auth import channel as authed_channel
+from testkit.byok import STANDINS, TTL, Clock, providers_for
+from testkit.grpc_errors import details_of, refused
+from testkit.standins import StandIn
 from vaultd.server import Vaultd, start
 from vaultd.settings import ByokRuleSettings, Settings
 from vaultd.v1 import key_service_pb2 as kpb
 from vaultd.v1 import key_service_pb2_grpc as kpb_grpc
 from vaultd.v1 import object_service_pb2 as pb
 from vaultd.v1 import object_service_pb2_grpc as pb_grpc
-
-TTL = 60.0  # the KEK cache's; tests move its clock (below) instead of sleeping through it
-
-
-class Clock:
-    """The KEK cache's clock, moved by the tests: TTL checks that a loaded machine cannot skew."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def pass_ttl(self) -> None:
-        self.now += TTL + 1
-
-
-STANDINS = {
-    "aws-kms": "aws_kms_standin",
-    "gcp-kms": "gcp_kms_standin",
-    "azure-kv": "azure_kv_standin",
-    "hcvault": "hcvault_standin",
-}
 
 
 @dataclass
@@ -73,18 +49,6 @@ class Byok:
     def new_tenant(self) -> dict[str, str]:
         """A context governed by the stand-in's key that no test has used yet (cold)."""
         return {"organization_id": f"{self.prefix}{uuid.uuid4().hex[:10]}"}
-
-
-def providers_for(standin: StandIn) -> tuple[dict[str, dict[str, Any]], list[KeyProvider]]:
-    """What vaultd needs to reach the stand-in: provider settings, or a provider to inject."""
-    if standin.scheme != "azure-kv":
-        return {standin.scheme: standin.provider_settings}, []
-    # A bearer token is no config-file setting: the provider is built and injected.
-    from providers.azure_kv import AzureKvProvider
-    from tests.standins.azure import StaticTokenCredential
-
-    credential = StaticTokenCredential()
-    return {}, [AzureKvProvider.from_settings(standin.provider_settings, credential=credential)]
 
 
 @pytest.fixture(scope="session", params=sorted(STANDINS))
@@ -114,13 +78,6 @@ async def byok(
 
 def calls(b: Byok) -> tuple[int, int]:
     return b.standin.calls["wrap"], b.standin.calls["unwrap"]
-
-
-async def expect(call, code: grpc.StatusCode, reason: str) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call
-    details = details_of(caught.value)
-    assert (details.code, details.reason) == (code, reason), details
 
 
 async def test_round_trip_binds_the_item_and_caches_the_kek(byok: Byok) -> None:
@@ -178,12 +135,12 @@ async def test_revocation_locks_only_that_tenant_and_restores_without_restart(
     try:
         byok.clock.pass_ttl()
         for obj in (mine, mixed):
-            await expect(
+            await refused(
                 byok.objects.GetObject(pb.GetObjectRequest(id=obj.metadata.id)),
                 grpc.StatusCode.FAILED_PRECONDITION,
                 "KEY_UNAVAILABLE",
             )
-        await expect(
+        await refused(
             byok.keys.DecryptDataKey(
                 kpb.DecryptDataKeyRequest(encrypted_keys=data_key.encrypted_keys)
             ),
@@ -216,7 +173,7 @@ async def test_outage_is_unavailable_in_the_deadline_and_writes_nothing(byok: By
         ), details
     finally:
         byok.standin.start()
-    await expect(
+    await refused(
         byok.objects.GetObjectByName(pb.GetObjectByNameRequest(name=name)),
         grpc.StatusCode.NOT_FOUND,
         "OBJECT_NOT_FOUND",

@@ -10,9 +10,9 @@ import grpc
 import pytest
 
 from providers.internal import InternalProvider
-from tests.server.conftest import Running
-from tests.server.test_running import _stored_bytes
-from tests.support.grpc_errors import details_of
+from testkit.at_rest import stored_bytes
+from testkit.grpc_errors import details_of
+from testkit.running import Running
 from vaultd.core.envelope import EncryptedKeys, WrappedEntry
 from vaultd.v1 import key_service_pb2 as pb
 from vaultd.v1 import key_service_pb2_grpc as pb_grpc
@@ -63,7 +63,9 @@ async def test_data_key_round_trip_and_rekey(keys: pb_grpc.KeyServiceStub) -> No
 
 
 @pytest.mark.parametrize("aad", [b"", b"row 42 of table t"])
-async def test_encrypt_decrypt(keys: pb_grpc.KeyServiceStub, aad: bytes) -> None:
+async def test_encrypt_hides_the_plaintext_and_decrypt_needs_the_same_aad(
+    keys: pb_grpc.KeyServiceStub, aad: bytes
+) -> None:
     sealed = await keys.Encrypt(
         pb.EncryptRequest(plaintext=b"card 4242", key_context=tenant(), associated_data=aad)
     )
@@ -183,7 +185,7 @@ async def test_data_keys_never_leave_in_clear(
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await keys.DecryptDataKey(pb.DecryptDataKeyRequest(encrypted_keys=bad))
         messages.append(str(caught.value) + repr(caught.value.trailing_metadata()))
-    at_rest = await _stored_bytes(running)
+    at_rest = await stored_bytes(running)
     logs = "\n".join(r.getMessage() for r in caplog.records)
     for form in (created.data_key, created.data_key.hex().encode()):
         assert form not in at_rest

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import grpc
+import pytest
 from google.rpc import error_details_pb2, status_pb2
 
 
@@ -41,3 +43,23 @@ def details_of(error: grpc.aio.AioRpcError) -> ErrorDetails:
     return ErrorDetails(
         error.code(), error.details() or "", reason, domain, metadata, violations, retry_delay
     )
+
+
+async def refused(call: Awaitable[object], code: grpc.StatusCode, reason: str) -> str:
+    """Await a call that must fail with `code` and `reason`; its message."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    details = details_of(caught.value)
+    assert (details.code, details.reason) == (code, reason), details
+    return details.message
+
+
+async def expect_error(call: Awaitable[object], code: grpc.StatusCode, reason: str) -> ErrorDetails:
+    """Await a call that must fail with `code` and `reason` in vaultd's error domain; its
+    details, for the test to check further."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    details = details_of(caught.value)
+    assert (details.code, details.reason) == (code, reason), details
+    assert details.domain == "vaultd"
+    return details

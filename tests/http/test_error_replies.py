@@ -12,9 +12,9 @@ from urllib.parse import quote
 
 import grpc
 
-from tests.http.client import Reply, call
-from tests.http.support import HttpVaultd
-from tests.support.auth import bearer
+from testkit.auth import bearer
+from testkit.http_client import Reply, call
+from testkit.http_server import HttpVaultd
 from vaultd.v1 import object_service_pb2 as opb
 from vaultd.v1 import object_service_pb2_grpc as opb_grpc
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from tests.support.redis_server import RedisServer, _free_port
+from testkit.redis_server import RedisServer, _free_port
 
 READY_TIMEOUT_SECONDS = 20.0
 

@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import UTC, datetime
 
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from tests.server.conftest import Running
-from tests.support.grpc_errors import details_of
+from testkit.grpc_errors import details_of, expect_error
+from testkit.names import unique
+from testkit.running import Running
 from vaultd.v1 import object_service_pb2 as pb
 from vaultd.v1 import object_service_pb2_grpc as pb_grpc
 
 Stub = pb_grpc.ObjectServiceStub
 ORG = {"organization_id": "org_123"}
-
-
-def unique(prefix: str = "obj") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 async def create(stub: Stub, name: str, value: bytes, context: dict[str, str] | None = None):
@@ -30,16 +26,7 @@ async def create(stub: Stub, name: str, value: bytes, context: dict[str, str] | 
     return response.metadata
 
 
-async def expect_error(call, code: grpc.StatusCode, reason: str):
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call
-    details = details_of(caught.value)
-    assert (details.code, details.reason) == (code, reason), details
-    assert details.domain == "vaultd"
-    return details
-
-
-async def test_lifecycle(objects: Stub) -> None:
+async def test_an_object_reads_back_by_id_name_and_version_until_deleted(objects: Stub) -> None:
     name = unique()
     created = await create(objects, name, b"v1-secret", {"organization_id": "org_1", "user": "u"})
     assert created.id.startswith("secret_") and created.name == name
@@ -204,7 +191,9 @@ async def test_key_context_limits_are_inclusive(objects: Stub) -> None:
     assert len(meta.key_ids) == 10
 
 
-async def test_errors(objects: Stub, running: Running) -> None:
+async def test_each_bad_object_call_is_refused_with_its_status_and_reason(
+    objects: Stub, running: Running
+) -> None:
     name = unique()
     meta = await create(objects, name, b"one")
     await expect_error(

@@ -6,8 +6,10 @@ import uuid
 
 import grpc
 
-from tests.lifecycle.conftest import Lifecycle, item, items, new_org, refused, wait_job
-from tests.support.auth import add_api_key, channel
+from testkit.auth import add_api_key, channel
+from testkit.grpc_errors import refused
+from testkit.lifecycle import item, items, new_org, wait_job
+from testkit.running import Running
 from vaultd.core.keyring import kek_id_for
 from vaultd.storage import AuditQuery
 from vaultd.v1 import admin_service_pb2 as apb
@@ -18,12 +20,12 @@ from vaultd.v1 import object_service_pb2 as pb
 FAILED, INVALID = grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def create(lc: Lifecycle, context: dict[str, str], value: bytes) -> pb.ObjectMetadata:
+async def create(lc: Running, context: dict[str, str], value: bytes) -> pb.ObjectMetadata:
     request = pb.CreateObjectRequest(name=f"o-{uuid.uuid4().hex}", value=value, key_context=context)
     return (await lc.objects.CreateObject(request)).metadata
 
 
-async def value_of(lc: Lifecycle, object_id: str, version_id: str = "") -> bytes:
+async def value_of(lc: Running, object_id: str, version_id: str = "") -> bytes:
     if version_id:
         request = pb.GetObjectVersionRequest(id=object_id, version_id=version_id)
         return (await lc.objects.GetObjectVersion(request)).object.value
@@ -31,7 +33,7 @@ async def value_of(lc: Lifecycle, object_id: str, version_id: str = "") -> bytes
 
 
 async def test_rotate_then_old_and_new_read_and_new_data_uses_the_new_version(
-    lifecycle: Lifecycle,
+    lifecycle: Running,
 ) -> None:
     org = new_org()
     kek_id = kek_id_for("default", *next(iter(org.items())))
@@ -58,7 +60,7 @@ async def test_rotate_then_old_and_new_read_and_new_data_uses_the_new_version(
     assert [len(k.versions) for k in listed.keks if k.id == kek_id] == [2]
 
 
-async def test_rotate_by_pattern_and_first_version_for_a_named_item(lifecycle: Lifecycle) -> None:
+async def test_rotate_by_pattern_and_first_version_for_a_named_item(lifecycle: Running) -> None:
     prefix = f"org_p{uuid.uuid4().hex[:8]}_"
     a, b = ({"organization_id": f"{prefix}{n}"} for n in "ab")
     for context in (a, b):
@@ -74,7 +76,7 @@ async def test_rotate_by_pattern_and_first_version_for_a_named_item(lifecycle: L
     assert (made.item, len(made.versions)) == (item(fresh), 1)
 
 
-async def test_selectors_and_items_are_checked(lifecycle: Lifecycle) -> None:
+async def test_selectors_and_items_are_checked(lifecycle: Running) -> None:
     bad = [
         apb.KekSelector(),
         apb.KekSelector(items=["organization_id=x"], all=True),
@@ -113,7 +115,7 @@ def _reason(selector: apb.KekSelector) -> str:
 
 
 async def test_retire_refuses_blobs_under_old_versions_with_a_clear_reason(
-    lifecycle: Lifecycle,
+    lifecycle: Running,
 ) -> None:
     org = new_org()
     obj = await create(lifecycle, org, b"kept")
@@ -156,7 +158,7 @@ async def test_retire_refuses_blobs_under_old_versions_with_a_clear_reason(
     assert opened.data_key == old_key.data_key
 
 
-async def test_shred_locks_one_tenant_for_good_and_is_audited(lifecycle: Lifecycle) -> None:
+async def test_shred_locks_one_tenant_for_good_and_is_audited(lifecycle: Running) -> None:
     doomed, other = new_org(), new_org()
     gone = await create(lifecycle, doomed, b"doomed")
     kept = await create(lifecycle, other, b"other")
@@ -204,7 +206,7 @@ async def test_shred_locks_one_tenant_for_good_and_is_audited(lifecycle: Lifecyc
     assert mine[1].actor_name == "bootstrap"
 
 
-async def test_lifecycle_rpcs_need_admin(lifecycle: Lifecycle) -> None:
+async def test_lifecycle_rpcs_need_admin(lifecycle: Running) -> None:
     secret = f"sk_{uuid.uuid4().hex}{uuid.uuid4().hex[:11]}"
     await add_api_key(lifecycle.vaultd.store, secret, permissions=("objects:read", "keys:use"))
     async with channel(f"127.0.0.1:{lifecycle.vaultd.port}", secret) as chan:

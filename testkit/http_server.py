@@ -1,8 +1,8 @@
 """A real vaultd with its WorkOS-compatible HTTP listener on, for tests/http and tests/workos_sdk.
 
 Each server gets its own store: a fresh embedded store, or a database of the session's Redis
-of its own (tests/http: 11, tests/workos_sdk: 12; no other suite uses them, and two vaultds with
-different root keys must not share a database).
+of its own (RedisDb.HTTP, RedisDb.WORKOS_SDK in testkit/redis_dbs.py). It is testkit/running.py's
+`running_vaultd` with the HTTP listener on.
 Each test makes its API keys in an environment of its own, so listings see only its objects.
 """
 
@@ -14,9 +14,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.auth import ALL_PERMISSIONS, BOOTSTRAP_API_KEY, add_api_key
-from vaultd.server import Vaultd, start
-from vaultd.settings import Settings
+from testkit.auth import ALL_PERMISSIONS, add_api_key
+from testkit.running import running_vaultd
+from vaultd.server import Vaultd
 
 
 def new_secret() -> str:
@@ -54,24 +54,10 @@ class HttpVaultd:
         return secret
 
 
-def redis_url_for(server_url: str, db: int) -> str:
-    return server_url.removesuffix("/0") + f"/{db}"
-
-
 @asynccontextmanager
 async def http_vaultd(
     kind: str, data_dir: Path, redis_url: str | None = None, **extra: object
 ) -> AsyncIterator[HttpVaultd]:
     extra.setdefault("http_listen", "127.0.0.1:0")
-    settings = Settings(
-        listen="127.0.0.1:0",
-        data_dir=data_dir,
-        redis_url=redis_url,
-        bootstrap_api_key=BOOTSTRAP_API_KEY,
-        **extra,  # type: ignore[arg-type]
-    )
-    vaultd = await start(settings)
-    try:
-        yield HttpVaultd(kind, vaultd)
-    finally:
-        await vaultd.stop(None)
+    async with running_vaultd(kind, data_dir, redis_url, **extra) as running:
+        yield HttpVaultd(kind, running.vaultd)

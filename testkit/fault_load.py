@@ -33,7 +33,7 @@ from typing import TypeVar
 
 import grpc
 
-from tests.support.grpc_errors import details_of
+from testkit.grpc_errors import details_of
 from vaultd.v1 import object_service_pb2 as pb
 from vaultd.v1 import object_service_pb2_grpc as pb_grpc
 
@@ -83,7 +83,7 @@ def status_name(error: grpc.aio.AioRpcError) -> str:
 
 @dataclass
 class FaultReport:
-    """What one fault test exercised, printed at the end of the run (see conftest.py)."""
+    """What one fault test exercised, printed at the end of the run (tests/faults/conftest.py)."""
 
     writes_acknowledged: int = 0
     writes_verified: int = 0
@@ -166,7 +166,7 @@ class Load:
         pause_after_failure: float = 0.05,
         seed: int | None = None,
     ) -> None:
-        self.objects = pb_grpc.ObjectServiceStub(channel)  # type: ignore[no-untyped-call]
+        self.objects = pb_grpc.ObjectServiceStub(channel)
         self.report = report
         self.prefix = prefix
         self.workers = workers
@@ -333,7 +333,7 @@ class Verifier:
     def __init__(
         self, channel: grpc.aio.Channel, report: FaultReport, *, parallel: int = 16
     ) -> None:
-        self.objects = pb_grpc.ObjectServiceStub(channel)  # type: ignore[no-untyped-call]
+        self.objects = pb_grpc.ObjectServiceStub(channel)
         self.report = report
         self.violations: list[str] = []
         self.counts: Counter[str] = Counter()

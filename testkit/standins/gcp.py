@@ -170,7 +170,7 @@ class GcpKmsStandIn:
         """google-auth credentials of vaultd's own identity, as the IAM stand-in knows it."""
         from google.oauth2.credentials import Credentials
 
-        return Credentials(token=SOURCE_TOKEN)
+        return Credentials(token=SOURCE_TOKEN)  # type: ignore[no-untyped-call]
 
     def revoke(self, key_uri: str) -> None:
         self._disabled.add(self._name(key_uri))

@@ -187,7 +187,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class AzureKvStandIn:
-    """The StandIn shape (tests/standins/__init__.py) over a local Key Vault keys API."""
+    """The StandIn shape (testkit/standins/__init__.py) over a local Key Vault keys API."""
 
     scheme = "azure-kv"
 

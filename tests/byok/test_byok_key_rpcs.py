@@ -14,11 +14,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.byok.test_byok import STANDINS, Clock, expect, providers_for
-from tests.standins import StandIn
-from tests.support.auth import BOOTSTRAP_API_KEY
-from tests.support.auth import channel as authed_channel
-from tests.support.grpc_errors import details_of
+from testkit.auth import BOOTSTRAP_API_KEY
+from testkit.auth import channel as authed_channel
+from testkit.byok import STANDINS, Clock, providers_for
+from testkit.grpc_errors import details_of, refused
+from testkit.standins import StandIn
 from vaultd.server import Vaultd, start
 from vaultd.settings import ByokRuleSettings, Settings
 from vaultd.v1 import admin_service_pb2 as apb
@@ -108,7 +108,7 @@ async def test_a_key_registered_at_run_time_wraps_the_tenants_keks_at_once(
     # Revoked: a new tenant under it cannot get a KEK, and VerifyByokKey records why.
     runtime.standin.revoke(key_uri)
     try:
-        await expect(
+        await refused(
             runtime.objects.CreateObject(
                 pb.CreateObjectRequest(
                     name=f"rt-{uuid.uuid4().hex}",
@@ -138,7 +138,7 @@ async def test_a_key_registered_at_run_time_wraps_the_tenants_keks_at_once(
         runtime.admin.GetByokKey(apb.GetByokKeyRequest(id=registered.id)),
         runtime.admin.DeleteByokKey(apb.DeleteByokKeyRequest(id=registered.id)),
     ):
-        await expect(call, grpc.StatusCode.NOT_FOUND, "BYOK_KEY_NOT_FOUND")
+        await refused(call, grpc.StatusCode.NOT_FOUND, "BYOK_KEY_NOT_FOUND")
     deleted = await runtime.admin.ListAuditEvents(
         apb.ListAuditEventsRequest(type="vault.byok_key.deleted", limit=1000)
     )
@@ -206,7 +206,7 @@ async def test_clashes_and_bad_input_are_refused_naming_the_rule(runtime: Runtim
             "INVALID_ARGUMENT",
         ), case
         assert details.violations, case
-    await expect(
+    await refused(
         runtime.admin.GetByokKey(apb.GetByokKeyRequest(id="byok_nope")),
         grpc.StatusCode.NOT_FOUND,
         "BYOK_KEY_NOT_FOUND",

@@ -15,9 +15,9 @@ import grpc
 import pytest
 import redis
 
-from tests.server.conftest import Running
-from tests.support.auth import bearer
-from tests.support.grpc_errors import details_of
+from testkit.auth import bearer
+from testkit.grpc_errors import details_of
+from testkit.running import Running
 from vaultd.storage import codec
 from vaultd.storage.keys import Kind, key
 from vaultd.storage.records import StoredVersion
@@ -69,7 +69,7 @@ class RawStore:
             )
         raw = self._redis.hget(key(ENV, Kind.VERSIONS, object_id), version_id)
         assert raw is not None
-        return codec.decode_version(raw)
+        return codec.decode_version(raw)  # type: ignore[arg-type]  # no decode_responses: bytes
 
     def write_keys(
         self, object_id: str, version_id: str, encrypted_keys: bytes, ciphertext: bytes

@@ -46,17 +46,17 @@ class _Bearer:
         )
 
 
-class _UnaryUnary(_Bearer, grpc.aio.UnaryUnaryClientInterceptor):
+class _UnaryUnary(_Bearer, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
 
-class _UnaryStream(_Bearer, grpc.aio.UnaryStreamClientInterceptor):
+class _UnaryStream(_Bearer, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
 
-class _StreamStream(_Bearer, grpc.aio.StreamStreamClientInterceptor):
+class _StreamStream(_Bearer, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
     async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
         return await continuation(self._details(details), requests)
 

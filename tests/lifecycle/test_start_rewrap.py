@@ -7,7 +7,8 @@ import asyncio
 import itertools
 import uuid
 
-from tests.lifecycle.conftest import ACTOR, Lifecycle, wait_job
+from testkit.lifecycle import wait_job
+from testkit.running import SEEDING_ACTOR, Running
 from vaultd.core.envelope import EncryptedKeys
 from vaultd.core.keyring import kek_id_for
 from vaultd.storage import Store, StoredVersion
@@ -38,7 +39,7 @@ def entries(version: StoredVersion) -> list[tuple[str, int]]:
     return [(e.kek_id, e.kek_version) for e in EncryptedKeys.parse(version.encrypted_keys).entries]
 
 
-async def test_rewrap_moves_every_wrapped_dek_and_touches_no_data(lifecycle: Lifecycle) -> None:
+async def test_rewrap_moves_every_wrapped_dek_and_touches_no_data(lifecycle: Running) -> None:
     prefix = f"org_rw{uuid.uuid4().hex[:8]}_"
     orgs = [{"organization_id": f"{prefix}{n}"} for n in range(ORGS)]
     bystander = {"organization_id": f"org_by{uuid.uuid4().hex[:8]}"}  # not selected
@@ -48,11 +49,11 @@ async def test_rewrap_moves_every_wrapped_dek_and_touches_no_data(lifecycle: Lif
 
     async def seed(context: dict[str, str], n: int) -> str:
         value = f"{n}-0-{context['organization_id']}".encode()
-        meta = await vault.create(ENV, ACTOR, f"rw-{uuid.uuid4().hex}", value, context)
+        meta = await vault.create(ENV, SEEDING_ACTOR, f"rw-{uuid.uuid4().hex}", value, context)
         expected[meta.id, meta.version_id] = value
         for v in range(1, VERSIONS_PER_OBJECT):
             value = f"{n}-{v}".encode() * (v + 1)
-            meta = await vault.update(ENV, ACTOR, meta.id, value, None)
+            meta = await vault.update(ENV, SEEDING_ACTOR, meta.id, value, None)
             expected[meta.id, meta.version_id] = value
         return meta.id
 

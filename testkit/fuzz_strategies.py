@@ -626,8 +626,10 @@ def by_type(fd: FieldDescriptor, pool: Pool, depth: int) -> st.SearchStrategy[An
     if fd.type == FieldDescriptor.TYPE_BYTES:
         return st.binary(max_size=64)
     if fd.type == FieldDescriptor.TYPE_ENUM:
+        assert fd.enum_type is not None
         known = tuple(v.number for v in fd.enum_type.values)
         return st.sampled_from(known + UNKNOWN_ENUM_NUMBERS)
+    assert fd.message_type is not None  # every scalar type is handled above
     if fd.message_type.full_name == "google.protobuf.Timestamp":
         # In range as often as not, so the rest of the request gets a say too.
         valid_seconds = st.integers(MIN_TIMESTAMP_SECONDS, MAX_TIMESTAMP_SECONDS)
@@ -694,13 +696,13 @@ def _make_coherent(draw: st.DrawFn, request: FuzzRequest, pool: Pool) -> None:
     version_field = next((f for f in ("version_id", "version_check") if f in fields), None)
     if "id" in fields and version_field and pool.objects:
         object_id, versions = draw(st.sampled_from(pool.objects))
-        message.id = object_id
+        setattr(message, "id", object_id)  # noqa: B010 - Message declares no fields
         # The newest version: the current one, unless the fuzzer has updated the object since.
         setattr(message, version_field, draw(st.sampled_from(versions[-1:] + versions)))
     may_open = request.opens_to.get("ciphertext")
     if "associated_data" in fields and may_open:
         aad = draw(st.sampled_from(sorted(may_open)))[0]
-        message.associated_data = aad
+        setattr(message, "associated_data", aad)  # noqa: B010 - Message declares no fields
         request.secrets.append(aad)
 
 
