@@ -22,10 +22,10 @@ import grpc
 import pytest
 import pytest_asyncio
 
-from tests.faults.load import API_KEY, FaultReport
-from tests.support.auth import channel
-from tests.support.redis_server import RedisServer
-from tests.support.serving import ServeProcess, clean_env, wait_serving
+from testkit.auth import channel
+from testkit.fault_load import API_KEY, FaultReport
+from testkit.redis_server import RedisServer
+from testkit.serving import ServeProcess, clean_env, wait_serving
 from vaultd.storage import RedisStore, SqliteStore, Store
 from vaultd.v1 import object_service_pb2 as pb
 from vaultd.v1 import object_service_pb2_grpc as pb_grpc

@@ -25,10 +25,11 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from tests.server.conftest import Running, settings_for
-from tests.server.test_objects import ORG, create, expect_error, unique
-from tests.support.auth import add_api_key, channel
-from tests.support.redis_server import RedisServer
+from testkit.auth import add_api_key, channel
+from testkit.grpc_errors import expect_error
+from testkit.names import unique
+from testkit.redis_server import RedisServer
+from testkit.running import Running, settings_for
 from vaultd.core.records import AuditQuery
 from vaultd.server import Vaultd, start
 from vaultd.v1 import admin_service_pb2 as admin_pb
@@ -37,8 +38,14 @@ from vaultd.v1 import object_service_pb2 as pb
 from vaultd.v1 import object_service_pb2_grpc as pb_grpc
 
 Stub = pb_grpc.ObjectServiceStub
+ORG = {"organization_id": "org_123"}
 NOT_FOUND = (grpc.StatusCode.NOT_FOUND, "OBJECT_NOT_FOUND")
 FAR_FUTURE = datetime(2999, 1, 1, tzinfo=UTC)
+
+
+async def create(stub: Stub, name: str, value: bytes) -> pb.ObjectMetadata:
+    request = pb.CreateObjectRequest(name=name, value=value, key_context=ORG)
+    return (await stub.CreateObject(request)).metadata
 
 
 async def _with_versions(objects: Stub, name: str) -> tuple[pb.ObjectMetadata, list[bytes]]:
