@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from ulid import ULID
 
@@ -113,7 +114,7 @@ class ListPage:
     after: str
 
 
-def _metadata(obj: StoredObject) -> ObjectMetadata:
+def metadata_of(obj: StoredObject) -> ObjectMetadata:
     v = obj.version
     return ObjectMetadata(
         id=obj.id,
@@ -138,11 +139,13 @@ class ObjectVault:
         keyring: Keyring,
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        deleted_retention: timedelta = timedelta(0),
     ) -> None:
         self._store = store
         self._keyring = keyring
         self._max_value_bytes = max_value_bytes
         self._clock = clock
+        self._deleted_retention = deleted_retention
 
     async def create(
         self,
@@ -171,7 +174,7 @@ class ObjectVault:
             return obj
 
         sealed = NewVersion(environment_id, object_id, name, context, value, actor, now)
-        return _metadata(await self._write_sealed(sealed, write))
+        return metadata_of(await self._write_sealed(sealed, write))
 
     async def get(
         self, environment_id: str, object_id: str, key_context: Mapping[str, str] | None = None
@@ -181,7 +184,7 @@ class ObjectVault:
         wanted = _context_filter(key_context)
         obj = await self._stored(environment_id, object_id)
         if not _holds(obj, wanted):
-            raise _not_found(object_id)
+            raise not_found(object_id)
         return await self._open(obj, current=True)
 
     async def get_by_name(
@@ -203,7 +206,7 @@ class ObjectVault:
         return await self._open(obj, current=True)
 
     async def describe(self, environment_id: str, object_id: str) -> ObjectMetadata:
-        return _metadata(await self._stored(environment_id, object_id))
+        return metadata_of(await self._stored(environment_id, object_id))
 
     async def update(
         self,
@@ -232,32 +235,40 @@ class ObjectVault:
             except storage.VersionMismatch as exc:
                 raise VersionConflict(object_id, exc.current_version_id) from None
             except storage.ObjectMissing:
-                raise _not_found(object_id) from None
+                raise not_found(object_id) from None
             return replace(current, version=version, version_number=number)
 
         sealed = NewVersion(
             environment_id, object_id, current.name, context, value, actor, self._clock()
         )
-        return _metadata(await self._write_sealed(sealed, write))
+        return metadata_of(await self._write_sealed(sealed, write))
 
     async def delete(self, environment_id: str, object_id: str, version_check: str | None) -> None:
+        """Mark the object deleted: gone to every read at once, recoverable for the retention
+        (core/deleted.py), destroyed by the purge job after it. With no retention it is
+        destroyed here; were this process to die in between, the purge job finishes it."""
         validate_object_id(object_id)
         if version_check is not None:
             validate_version_id(version_check, "version_check")
         with store_errors():
             try:
-                await self._store.delete_object(environment_id, object_id, version_check)
+                await self._store.delete_object(
+                    environment_id, object_id, version_check, self._clock()
+                )
             except storage.VersionMismatch as exc:
                 raise VersionConflict(object_id, exc.current_version_id) from None
             except storage.ObjectMissing:
-                raise _not_found(object_id) from None
+                raise not_found(object_id) from None
+            if not self._deleted_retention:
+                with suppress(storage.ObjectMissing):  # an admin's PurgeObject came first
+                    await self._store.purge_object(environment_id, object_id)
 
     async def list_versions(self, environment_id: str, object_id: str) -> list[ObjectVersion]:
         validate_object_id(object_id)
         with store_errors():
             found = await self._store.list_versions(environment_id, object_id)
         if found is None:
-            raise _not_found(object_id)
+            raise not_found(object_id)
         infos, current_id = found
         # Kept oldest first and never removed singly: a version's place is its number.
         return [
@@ -325,7 +336,7 @@ class ObjectVault:
         with store_errors():
             obj = await self._store.get_object(environment_id, object_id)
         if obj is None:
-            raise _not_found(object_id)
+            raise not_found(object_id)
         return obj
 
     async def _write_sealed(
@@ -381,7 +392,7 @@ class ObjectVault:
                 v.version_id,
             )
             raise
-        return VaultObject(_metadata(obj), value)
+        return VaultObject(metadata_of(obj), value)
 
 
 def _integrity(obj: StoredObject, what: str) -> IntegrityViolation:
@@ -401,5 +412,5 @@ def _holds(obj: StoredObject, wanted: Mapping[str, str]) -> bool:
     return all(obj.key_context.get(k) == v for k, v in wanted.items())
 
 
-def _not_found(object_id: str) -> ObjectNotFound:
+def not_found(object_id: str) -> ObjectNotFound:
     return ObjectNotFound(f"no object with id {object_id}", metadata={"object_id": object_id})
