@@ -225,10 +225,30 @@ class RedisObjects(RedisConnection):
                 keys=keys, args=[direction.value, position, wanted, self._scan_budget, *fixed]
             )
             position = text(reply[0])
-            entries += (_entry(i, d) for i, d in zip(reply[1::2], reply[2::2], strict=True))
+            found = [_entry(i, d) for i, d in zip(reply[1::2], reply[2::2], strict=True)]
+            entries += await self._in_scope(environment_id, found, scan_filter)
             if not position:
                 break
         return entries
+
+    async def _in_scope(
+        self, environment_id: str, entries: list[ObjectEntry], scan_filter: ScanFilter
+    ) -> list[ObjectEntry]:
+        """The entries whose stored key context passes `scan_filter.in_scope`, read in one
+        round trip (a pipeline; on a Cluster every key is in the environment's slot)."""
+        in_scope = scan_filter.in_scope
+        if in_scope is None or not entries:
+            return entries
+        pipe = self._redis.pipeline(transaction=False)
+        for entry in entries:
+            pipe.hget(key(environment_id, Kind.OBJECT, entry.id), "ctx")
+        contexts = await pipe.execute()
+        # An object deleted since the scan step has no context left: it is not listed.
+        return [
+            entry
+            for entry, ctx in zip(entries, contexts, strict=True)
+            if ctx is not None and in_scope(codec.decode_context(ctx))
+        ]
 
     async def _get_object(
         self, environment_id: str, object_id: str, version_id: str

@@ -177,8 +177,38 @@ class SqliteObjects(SqliteConnection):
         check_ids(environment_id)
         if limit < 1:
             return []  # SQLite reads LIMIT -1 as "no limit"
+        in_scope = scan_filter.in_scope
+        if in_scope is None:
+            return [
+                e
+                for e, _ in await self._scan_rows(
+                    environment_id, direction, cursor, limit, scan_filter
+                )
+            ]
+        # Rows are read in pages and the scope applied to each stored context, until enough
+        # pass or none are left.
+        entries: list[ObjectEntry] = []
+        batch = max(limit, _SCOPED_BATCH)
+        while len(entries) < limit:
+            rows = await self._scan_rows(environment_id, direction, cursor, batch, scan_filter)
+            entries += (e for e, context in rows if in_scope(codec.decode_context(context)))
+            if len(rows) < batch:
+                break
+            cursor = rows[-1][0].id
+        return entries[:limit]
+
+    async def _scan_rows(
+        self,
+        environment_id: str,
+        direction: Direction,
+        cursor: str | None,
+        limit: int,
+        scan_filter: ScanFilter,
+    ) -> list[tuple[ObjectEntry, str]]:
+        """Up to `limit` entries past the cursor that pass the SQL-side filters, each with its
+        stored key context."""
         past, order = (">", "ASC") if direction is Direction.ASCENDING else ("<", "DESC")
-        sql = "SELECT id, name, updated_at FROM objects WHERE environment_id = ?"
+        sql = "SELECT id, name, updated_at, key_context FROM objects WHERE environment_id = ?"
         params: list[Any] = [environment_id]
         if cursor:
             sql += f" AND id {past} ?"
@@ -192,13 +222,17 @@ class SqliteObjects(SqliteConnection):
         sql += f" ORDER BY id {order} LIMIT ?"
         params.append(limit)
         rows = await self._run(lambda c: c.execute(sql, params).fetchall())
-        return [ObjectEntry(i, name, codec.from_micros(at)) for i, name, at in rows]
+        return [(ObjectEntry(i, name, codec.from_micros(at)), ctx) for i, name, at, ctx in rows]
 
     async def _select(
         self, environment_id: str, sql: str, params: tuple[str, ...]
     ) -> StoredObject | None:
         row = await self._read(lambda c: c.execute(sql, params).fetchone())
         return None if row is None else _object(environment_id, row)
+
+
+_SCOPED_BATCH = 100
+"""Rows read at a time by a scoped scan, whose filter runs outside SQL."""
 
 
 def _create(conn: sqlite3.Connection, obj: StoredObject, keks: Sequence[KekStamp]) -> None:
