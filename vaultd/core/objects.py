@@ -33,6 +33,7 @@ from vaultd.core.errors import (
     VersionConflict,
 )
 from vaultd.core.keyring import Keyring
+from vaultd.core.scope import UNSCOPED, ContextScope
 from vaultd.core.types import DEFAULT_MAX_VALUE_BYTES, Actor, store_errors
 from vaultd.core.validation import (
     OBJECT_ID,
@@ -145,10 +146,13 @@ class ObjectVault:
         name: str,
         value: bytes,
         key_context: Mapping[str, str],
+        *,
+        scope: ContextScope = UNSCOPED,
     ) -> ObjectMetadata:
         name = validate_name(name)
         validate_value_size(value, self._max_value_bytes)
         context = validate_key_context(key_context)
+        scope.check(dict(context))
         now = self._clock()
         object_id = f"secret_{ULID.from_datetime(now)}"
 
@@ -165,25 +169,32 @@ class ObjectVault:
         sealed = NewVersion(environment_id, object_id, name, context, value, actor, now)
         return _metadata(await self._write_sealed(sealed, write))
 
-    async def get(self, environment_id: str, object_id: str) -> VaultObject:
-        return await self._open(await self._stored(environment_id, object_id), current=True)
+    async def get(
+        self, environment_id: str, object_id: str, *, scope: ContextScope = UNSCOPED
+    ) -> VaultObject:
+        return await self._open(await self._stored(environment_id, object_id, scope), current=True)
 
-    async def get_by_name(self, environment_id: str, name: str) -> VaultObject:
+    async def get_by_name(
+        self, environment_id: str, name: str, *, scope: ContextScope = UNSCOPED
+    ) -> VaultObject:
         normalised = validate_name(name)
         with store_errors():
             obj = await self._store.get_object_by_name(environment_id, normalised)
             if obj is None and normalised != name:
                 # Stored before names were NFC-normalised, under the caller's very spelling.
                 obj = await self._store.get_object_by_name(environment_id, name)
-        if obj is None:
+        if obj is None or not scope.allows(obj.key_context):
+            # Out of the caller's scope reads as missing: no tenant learns another's names.
             raise ObjectNotFound("no object with this name in the environment")
         if obj.name not in (normalised, name):
             # The store's name index points at an object of another name.
             raise _integrity(obj, "the name index points at an object of another name")
         return await self._open(obj, current=True)
 
-    async def describe(self, environment_id: str, object_id: str) -> ObjectMetadata:
-        return _metadata(await self._stored(environment_id, object_id))
+    async def describe(
+        self, environment_id: str, object_id: str, *, scope: ContextScope = UNSCOPED
+    ) -> ObjectMetadata:
+        return _metadata(await self._stored(environment_id, object_id, scope))
 
     async def update(
         self,
@@ -192,11 +203,13 @@ class ObjectVault:
         object_id: str,
         value: bytes,
         version_check: str | None,
+        *,
+        scope: ContextScope = UNSCOPED,
     ) -> ObjectMetadata:
         validate_value_size(value, self._max_value_bytes)
         if version_check is not None:
             validate_version_id(version_check, "version_check")
-        current = await self._stored(environment_id, object_id)
+        current = await self._stored(environment_id, object_id, scope)
         # The stored name and context decide the new version's KEKs: check they are the ones
         # the current value was sealed with before wrapping anything under them.
         await self._open(current, current=True)
@@ -220,10 +233,18 @@ class ObjectVault:
         )
         return _metadata(await self._write_sealed(sealed, write))
 
-    async def delete(self, environment_id: str, object_id: str, version_check: str | None) -> None:
+    async def delete(
+        self,
+        environment_id: str,
+        object_id: str,
+        version_check: str | None,
+        *,
+        scope: ContextScope = UNSCOPED,
+    ) -> None:
         validate_object_id(object_id)
         if version_check is not None:
             validate_version_id(version_check, "version_check")
+        await self._check_in_scope(environment_id, object_id, scope)
         with store_errors():
             try:
                 await self._store.delete_object(environment_id, object_id, version_check)
@@ -232,8 +253,11 @@ class ObjectVault:
             except storage.ObjectMissing:
                 raise _not_found(object_id) from None
 
-    async def list_versions(self, environment_id: str, object_id: str) -> list[ObjectVersion]:
+    async def list_versions(
+        self, environment_id: str, object_id: str, *, scope: ContextScope = UNSCOPED
+    ) -> list[ObjectVersion]:
         validate_object_id(object_id)
+        await self._check_in_scope(environment_id, object_id, scope)
         with store_errors():
             found = await self._store.list_versions(environment_id, object_id)
         if found is None:
@@ -242,13 +266,18 @@ class ObjectVault:
         return [ObjectVersion(info, info.version_id == current_id) for info in infos]
 
     async def get_version(
-        self, environment_id: str, object_id: str, version_id: str
+        self,
+        environment_id: str,
+        object_id: str,
+        version_id: str,
+        *,
+        scope: ContextScope = UNSCOPED,
     ) -> VaultObject:
         validate_object_id(object_id)
         validate_version_id(version_id)
         with store_errors():
             obj = await self._store.get_object_version(environment_id, object_id, version_id)
-        if obj is None:
+        if obj is None or not scope.allows(obj.key_context):
             raise ObjectNotFound(
                 f"object {object_id} has no version {version_id}",
                 metadata={"object_id": object_id, "version_id": version_id},
@@ -260,7 +289,9 @@ class ObjectVault:
         with store_errors():
             return await self._store.count_objects(environment_id)
 
-    async def list_objects(self, environment_id: str, query: ListQuery) -> ListPage:
+    async def list_objects(
+        self, environment_id: str, query: ListQuery, *, scope: ContextScope = UNSCOPED
+    ) -> ListPage:
         limit = query.limit or DEFAULT_LIST_LIMIT
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise InvalidArgument("limit", f"must be between 1 and {MAX_LIST_LIMIT}")
@@ -271,7 +302,8 @@ class ObjectVault:
             if cursor and not OBJECT_ID.fullmatch(cursor):
                 raise InvalidCursor(field, "is not an object id from a previous list")
         order = Direction.ASCENDING if query.ascending else Direction.DESCENDING
-        flt = ScanFilter(query.name_prefix, query.updated_after)
+        in_scope = None if scope.unrestricted else scope.allows
+        flt = ScanFilter(query.name_prefix, query.updated_after, in_scope)
 
         async def scan(direction: Direction, cursor: str | None, n: int) -> list[ObjectEntry]:
             with store_errors():
@@ -294,13 +326,25 @@ class ObjectVault:
             after=page[-1].id if more_after else "",
         )
 
-    async def _stored(self, environment_id: str, object_id: str) -> StoredObject:
+    async def _stored(
+        self, environment_id: str, object_id: str, scope: ContextScope = UNSCOPED
+    ) -> StoredObject:
+        """The object, or NOT_FOUND: also when it is outside the caller's scope, with the same
+        message, so a scoped key cannot tell another tenant's object from none."""
         validate_object_id(object_id)
         with store_errors():
             obj = await self._store.get_object(environment_id, object_id)
-        if obj is None:
+        if obj is None or not scope.allows(obj.key_context):
             raise _not_found(object_id)
         return obj
+
+    async def _check_in_scope(
+        self, environment_id: str, object_id: str, scope: ContextScope
+    ) -> None:
+        """NOT_FOUND for an object outside a scoped caller's scope. A key context never
+        changes, so checking it before a separate delete or version list cannot go stale."""
+        if not scope.unrestricted:
+            await self._stored(environment_id, object_id, scope)
 
     async def _write_sealed(
         self,
