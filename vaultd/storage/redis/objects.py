@@ -220,7 +220,9 @@ class RedisObjects(RedisConnection):
         entries: list[ObjectEntry] = []
         position = cursor or ""
         while len(entries) < limit:
-            wanted = limit - len(entries)
+            # A scoped scan drops entries after the script's step: ask for a whole step's worth,
+            # so a sparse tenant costs one step per scan budget, not one per page.
+            wanted = limit - len(entries) if scan_filter.in_scope is None else self._scan_budget
             reply = await self._scripts.scan(
                 keys=keys, args=[direction.value, position, wanted, self._scan_budget, *fixed]
             )
@@ -229,7 +231,7 @@ class RedisObjects(RedisConnection):
             entries += await self._in_scope(environment_id, found, scan_filter)
             if not position:
                 break
-        return entries
+        return entries[:limit]
 
     async def _in_scope(
         self, environment_id: str, entries: list[ObjectEntry], scan_filter: ScanFilter
