@@ -91,7 +91,7 @@ def measure(rpc: str, store: str, calls: int) -> dict[str, object]:
         tmp = Path(tmp_name)
         redis = None
         if store == "redis":
-            from tests.support.redis_server import RedisServer
+            from testkit.redis_server import RedisServer
 
             redis = RedisServer(tmp / "redis")
             (tmp / "redis").mkdir()

@@ -68,7 +68,7 @@ def measure(
         tmp = Path(tmp_name)
         redis = None
         if store == "redis":
-            from tests.support.redis_server import RedisServer
+            from testkit.redis_server import RedisServer
 
             (tmp / "redis").mkdir()
             redis = RedisServer(tmp / "redis")

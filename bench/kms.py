@@ -1,6 +1,6 @@
 """KMS calls per 10,000 operations, with the KEK cache on and off.
 
-The KMS is the HashiCorp Vault stand-in of the BYOK tests (tests/standins/hcvault.py): a real
+The KMS is the HashiCorp Vault stand-in of the BYOK tests (testkit/standins/hcvault.py): a real
 OpenBao dev server behind a counting proxy. Here the proxy also waits `latency` before it
 forwards each request, a remote KMS's round trip. One BYOK rule sends every bench org
 (`organization_id: org_*`) to that Transit key, so every KEK vaultd touches is a remote one.
@@ -50,10 +50,10 @@ class KmsResult:
 def standin_available() -> str | None:
     """None when the stand-in can run here, else why not."""
     try:
-        import tests.standins.hcvault  # noqa: F401
+        import testkit.standins.hcvault  # noqa: F401
     except ImportError as exc:  # needs the dev extra (pytest, hvac) and the repo checkout
-        return f"tests.standins.hcvault is not importable ({exc}); install the dev extra"
-    from tests.standins.hcvault import _bao_binary
+        return f"testkit.standins.hcvault is not importable ({exc}); install the dev extra"
+    from testkit.standins.hcvault import _bao_binary
 
     try:
         _bao_binary()
@@ -63,7 +63,7 @@ def standin_available() -> str | None:
 
 
 def delayed_standin(directory: Path, latency: float) -> Any:
-    from tests.standins.hcvault import HcVaultStandIn
+    from testkit.standins.hcvault import HcVaultStandIn
 
     class DelayedStandIn(HcVaultStandIn):
         """Every request the proxy forwards waits `latency` first (the proxy serves each

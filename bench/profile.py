@@ -181,7 +181,7 @@ async def profile_rpc(
     api_key = new_api_key()
     redis_server = None
     if store == "redis":
-        from tests.support.redis_server import RedisServer
+        from testkit.redis_server import RedisServer
 
         redis_server = RedisServer(tmp / f"redis-{rpc}")
         redis_server.start()

@@ -149,7 +149,7 @@ class Run:
     async def _start_grpc_targets(self) -> list[GrpcTarget]:
         plan = self.plan
         if "redis" in plan.stores:
-            from tests.support.redis_server import RedisServer
+            from testkit.redis_server import RedisServer
 
             self.redis = RedisServer(self.tmp / "redis")
             self.redis.start()

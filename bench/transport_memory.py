@@ -24,8 +24,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.support.h2raw import INITIAL_WINDOW_SIZE, WINDOW_UPDATE, RawConnection
-from tests.support.serving import clean_env, free_port
+from testkit.h2raw import INITIAL_WINDOW_SIZE, WINDOW_UPDATE, RawConnection
+from testkit.serving import clean_env, free_port
 
 MESSAGE = 4 * 1024 * 1024
 PATH = "/vaultd.v1.ObjectService/CreateObject"

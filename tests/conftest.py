@@ -1,4 +1,5 @@
-"""Shared fixtures: one private redis-server per session, and the stores on top of it."""
+"""Shared fixtures: one private redis-server per session, the stores on top of it, and the
+session-wide vaultds (built by testkit/running.py). Helpers live in testkit/, not here."""
 
 from __future__ import annotations
 
@@ -7,20 +8,20 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 
-from tests.server.conftest import Running, settings_for
-from tests.support.auth import BOOTSTRAP_API_KEY, add_api_key, channel
-from tests.support.redis_server import RedisServer
-from tests.support.redis_topologies import RedisClusterSet, RedisSentinelSet
-from vaultd.server import start
+from testkit.lifecycle import CACHE_TTL, LEASE
+from testkit.redis_dbs import RedisDb, redis_db_url
+from testkit.redis_server import RedisServer
+from testkit.redis_topologies import RedisClusterSet, RedisSentinelSet
+from testkit.running import Running, running_vaultd
 from vaultd.storage import RedisStore, SqliteStore, Store
 from vaultd.v1 import object_service_pb2_grpc
 
 # The KMS stand-ins, shared by the provider, BYOK, fault and benchmark tests (one each per session).
 pytest_plugins = [
-    "tests.standins.aws",
-    "tests.standins.gcp",
-    "tests.standins.azure",
-    "tests.standins.hcvault",
+    "testkit.standins.aws",
+    "testkit.standins.gcp",
+    "testkit.standins.azure",
+    "testkit.standins.hcvault",
 ]
 
 
@@ -92,14 +93,31 @@ async def running(
         "cluster": lambda: request.getfixturevalue("redis_cluster").url,
     }[request.param]()
     data_dir = tmp_path_factory.mktemp(f"vaultd-{request.param}")
-    vaultd = await start(settings_for(data_dir, redis_url, max_value_bytes=64 * 1024))
-    # The shared Redis may have API keys from other tests already, so bootstrap may not have
-    # happened: make sure the key exists.
-    await add_api_key(vaultd.store, BOOTSTRAP_API_KEY, name="bootstrap")
-    client = channel(f"127.0.0.1:{vaultd.port}")
-    yield Running(request.param, vaultd, data_dir, redis_url, client)
-    await client.close()
-    await vaultd.stop(None)
+    async with running_vaultd(
+        request.param, data_dir, redis_url, max_value_bytes=64 * 1024
+    ) as server:
+        yield server
+
+
+# The key lifecycle tests' vaultd per store (tests/lifecycle, tests/security's domain
+# migration): a short KEK cache TTL (a rewrap job waits one TTL after a rotation before it
+# scans), unthrottled rewrap jobs and a short lease.
+@pytest.fixture(scope="session", params=["sqlite", "redis"])
+async def lifecycle(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Running]:
+    # A database of its own: `--all` and the job list must not see other tests' servers' KEKs.
+    redis_url = None
+    if request.param == "redis":
+        redis_url = redis_db_url(request.getfixturevalue("redis_server").url, RedisDb.LIFECYCLE)
+    async with running_vaultd(
+        request.param,
+        tmp_path_factory.mktemp(f"lifecycle-{request.param}"),
+        redis_url,
+        kek_cache={"ttl_seconds": CACHE_TTL, "max_entries": 10_000},
+        keys={"rewrap_versions_per_second": 0, "rewrap_lease_seconds": LEASE},
+    ) as server:
+        yield server
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.buf import buf
+from testkit.buf import buf
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "protos"))
@@ -31,7 +31,7 @@ def test_generated_stubs_match_protos(tmp_path: Path) -> None:
     assert not stale, f"stubs without a proto: {sorted(stale)}"
 
 
-def test_buf_lint() -> None:
+def test_the_protos_pass_buf_lint() -> None:
     result = subprocess.run([buf(), "lint"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 

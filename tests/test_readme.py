@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.buf import buf as find_buf
-from tests.support.docblocks import runnable_blocks
-from tests.support.serving import VAULTD, clean_env, free_port
+from testkit.buf import buf as find_buf
+from testkit.docblocks import runnable_blocks
+from testkit.serving import VAULTD, clean_env, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -57,7 +57,7 @@ def test_nothing_points_outside_the_repository() -> None:
     pages = [README, *(REPO / "docs").glob("*.md")]
     sources = [
         path
-        for folder in ("vaultd", "providers", "tests", "bench", "clients")
+        for folder in ("vaultd", "providers", "tests", "testkit", "bench", "clients")
         for path in (REPO / folder).rglob("*")
         if path.suffix in {".py", ".md", ".mjs", ".rb", ".go"} and "node_modules" not in path.parts
     ]

@@ -21,15 +21,13 @@ from typing import Any
 import pytest
 
 from bench import soak
-from tests.support.redis_server import RedisServer
-from tests.support.serving import VAULTD, clean_env, free_port
+from testkit.redis_dbs import RedisDb, redis_db_url
+from testkit.redis_server import RedisServer
+from testkit.serving import ServeProcess, clean_env
 
 REPO = Path(__file__).resolve().parents[2]
 DURATION_SECONDS = 4
 CONCURRENCY = 16
-# The Redis database the soak's server uses: not the one the other suites' servers share, so
-# its objects and its scan of every key stay out of their way.
-SOAK_REDIS_DB = 9
 
 
 @dataclass
@@ -38,7 +36,6 @@ class Served:
     target: str
     api_key: str
     at_rest: list[str]  # the soak's option that scans this server's storage
-    process: subprocess.Popen[bytes]
     log: Path
 
 
@@ -46,32 +43,23 @@ class Served:
 def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
     """`vaultd serve` as a separate process, with a bootstrap admin key for the soak to use."""
     api_key = "sk_" + secrets.token_urlsafe(32)
-    port = free_port()
     data_dir = tmp_path / "data"
-    env = clean_env() | {
-        "VAULTD_LISTEN": f"127.0.0.1:{port}",
-        "VAULTD_DATA_DIR": str(data_dir),
-        "VAULTD_BOOTSTRAP_API_KEY": api_key,
-    }
+    env = clean_env() | {"VAULTD_DATA_DIR": str(data_dir), "VAULTD_BOOTSTRAP_API_KEY": api_key}
     if request.param == "redis":
         redis: RedisServer = request.getfixturevalue("redis_server")
-        url = redis.url.rsplit("/", 1)[0] + f"/{SOAK_REDIS_DB}"
+        # A database of its own: its objects and its scan of every key stay out of the other
+        # suites' way.
+        url = redis_db_url(redis.url, RedisDb.SOAK)
         env["VAULTD_REDIS_URL"] = url
         at_rest = ["--check-store", url]
     else:
         at_rest = ["--check-data-dir", str(data_dir)]
-    log = tmp_path / "vaultd.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(VAULTD), "serve"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    yield Served(request.param, f"127.0.0.1:{port}", api_key, at_rest, process, log)
-    process.terminate()
+    process = ServeProcess(tmp_path, env)
+    target = process.start()
     try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        yield Served(request.param, target, api_key, at_rest, process.log)
+    finally:
+        process.stop()
 
 
 @pytest.fixture(scope="session")
@@ -145,25 +133,21 @@ def test_soak_across_sentinel_failovers_loses_no_acknowledged_write(
     """The soak's failover mode (issue 13), short: Sentinel fails the master over every few
     seconds under load; with wait_replicas=1 every acknowledged write reads back afterwards.
     The 5-minute run with a failover every 30 s is `bench/RESULTS.md`'s."""
-    from tests.support.redis_topologies import RedisSentinelSet
+    from testkit.redis_topologies import RedisSentinelSet
 
     api_key = "sk_" + secrets.token_urlsafe(32)
-    port = free_port()
     with RedisSentinelSet(tmp_path / "sentinel") as topology:
         env = clean_env() | {
-            "VAULTD_LISTEN": f"127.0.0.1:{port}",
             "VAULTD_DATA_DIR": str(tmp_path / "data"),
             "VAULTD_BOOTSTRAP_API_KEY": api_key,
             "VAULTD_REDIS_URL": f"{topology.url}?wait_replicas=1",
         }
-        log = tmp_path / "vaultd.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [str(VAULTD), "serve"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT
-            )
+        process = ServeProcess(tmp_path, env)
+        target = process.start()
+        log = process.log
         try:
             result = subprocess.run(
-                [sys.executable, "-m", "bench.soak", "--target", f"127.0.0.1:{port}",
+                [sys.executable, "-m", "bench.soak", "--target", target,
                  "--api-key", api_key, "--duration", str(FAILOVER_SOAK_SECONDS),
                  "--concurrency", str(CONCURRENCY),
                  "--failover-sentinel", f"127.0.0.1:{topology.sentinel_port}",
@@ -173,12 +157,7 @@ def test_soak_across_sentinel_failovers_loses_no_acknowledged_write(
                 cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=300,
             )  # fmt: skip
         finally:
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            process.stop()
     output = result.stdout + result.stderr
     soak_report.append("--- sentinel failovers ---")
     soak_report.extend(result.stdout.splitlines())

@@ -16,7 +16,7 @@ import yaml
 
 import providers
 from providers import ProviderSetupError, build_registry
-from tests.standins.hcvault import HcVaultStandIn
+from testkit.standins.hcvault import HcVaultStandIn
 
 VAULTD = Path(sys.executable).parent / "vaultd"
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.byok.test_byok import STANDINS, providers_for
-from tests.lifecycle.conftest import wait_job
-from tests.standins import StandIn
-from tests.support.auth import BOOTSTRAP_API_KEY, channel
+from testkit.auth import BOOTSTRAP_API_KEY, channel
+from testkit.byok import STANDINS, providers_for
+from testkit.lifecycle import wait_job
+from testkit.standins import StandIn
 from vaultd.server import Vaultd, start
 from vaultd.settings import ByokRuleSettings, Settings
 from vaultd.v1 import admin_service_pb2 as apb

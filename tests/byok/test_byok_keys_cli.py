@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.standins.hcvault import HcVaultStandIn
+from testkit.standins.hcvault import HcVaultStandIn
 
 VAULTD = Path(sys.executable).parent / "vaultd"
 

@@ -24,11 +24,11 @@ from collections import Counter
 import grpc
 import pytest
 
-from tests.byok.test_byok import providers_for
-from tests.standins.aws import AwsKmsStandIn
-from tests.support.auth import BOOTSTRAP_API_KEY
-from tests.support.auth import channel as authed_channel
-from tests.support.grpc_errors import details_of
+from testkit.auth import BOOTSTRAP_API_KEY
+from testkit.auth import channel as authed_channel
+from testkit.byok import providers_for
+from testkit.grpc_errors import details_of
+from testkit.standins.aws import AwsKmsStandIn
 from vaultd.server import start
 from vaultd.settings import ByokRuleSettings, Settings
 from vaultd.v1 import object_service_pb2 as pb

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import grpc
 import pytest
 
-from tests.byok.test_byok import STANDINS, Clock, expect, providers_for
-from tests.standins import StandIn
-from tests.support.auth import BOOTSTRAP_API_KEY
-from tests.support.auth import channel as authed_channel
-from tests.support.grpc_errors import details_of
+from testkit.auth import BOOTSTRAP_API_KEY
+from testkit.auth import channel as authed_channel
+from testkit.byok import STANDINS, Clock, providers_for
+from testkit.grpc_errors import details_of, refused
+from testkit.standins import StandIn
 from vaultd.server import Vaultd, start
 from vaultd.settings import ByokRuleSettings, Settings
 from vaultd.v1 import object_service_pb2 as pb
@@ -98,20 +98,20 @@ async def test_a_denial_drops_every_cached_kek_under_the_key_at_once(graced: Gra
         revoked_at = time.monotonic()
         # Inside the TTL, with no KMS call, the cache still serves A: nothing has told vaultd.
         assert await graced.read(stored) == b"a's secret"
-        await expect(
+        await refused(
             graced.objects.CreateObject(
                 pb.CreateObjectRequest(name=f"b-{uuid.uuid4().hex}", value=b"b", key_context=b)
             ),
             grpc.StatusCode.FAILED_PRECONDITION,
             "KEY_UNAVAILABLE",
         )
-        await expect(
+        await refused(
             graced.objects.GetObject(pb.GetObjectRequest(id=stored)),
             grpc.StatusCode.FAILED_PRECONDITION,
             "KEY_UNAVAILABLE",
         )
         refused_after = time.monotonic() - revoked_at
-        await expect(
+        await refused(
             graced.objects.CreateObject(
                 pb.CreateObjectRequest(name=f"a-{uuid.uuid4().hex}", value=b"a", key_context=a)
             ),
@@ -162,7 +162,7 @@ async def test_an_outage_is_ridden_out_inside_the_grace_and_a_denial_still_refus
     graced.clock.pass_ttl()
     graced.standin.revoke(graced.key_uri)
     try:
-        await expect(
+        await refused(
             graced.objects.GetObject(pb.GetObjectRequest(id=stored), timeout=10),
             grpc.StatusCode.FAILED_PRECONDITION,
             "KEY_UNAVAILABLE",

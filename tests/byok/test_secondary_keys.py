@@ -1,4 +1,5 @@
-"""A tenant with two keys in two providers: AWS KMS (primary) and Google Cloud KMS (secondary).
+"""A tenant with two keys in two providers: each provider in turn as the primary, another as the
+secondary (and AWS KMS + Google Cloud KMS for the KMS-call count).
 
 Each through its real SDK against its stand-in, over real gRPC to vaultd. What must hold:
 - a new KEK version is wrapped by both keys (one wrap each), and the admin API shows both;
@@ -19,15 +20,20 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
+import pytest
 
-from tests.byok.test_byok import Clock, expect
-from tests.lifecycle.conftest import wait_job
-from tests.standins.aws import AwsKmsStandIn
-from tests.standins.gcp import GcpKmsStandIn
-from tests.support.auth import BOOTSTRAP_API_KEY
-from tests.support.auth import channel as authed_channel
+from providers import KeyProvider
+from testkit.auth import BOOTSTRAP_API_KEY
+from testkit.auth import channel as authed_channel
+from testkit.byok import STANDINS, Clock, providers_for
+from testkit.grpc_errors import expect_error
+from testkit.lifecycle import wait_job
+from testkit.standins import StandIn
+from testkit.standins.aws import AwsKmsStandIn
+from testkit.standins.gcp import GcpKmsStandIn
 from vaultd.server import Vaultd, start
 from vaultd.settings import ByokRuleSettings, Settings
 from vaultd.v1 import admin_service_pb2 as apb
@@ -64,23 +70,29 @@ class Served:
 @asynccontextmanager
 async def serve(
     data_dir: Path,
-    aws: AwsKmsStandIn,
-    gcp: GcpKmsStandIn,
+    standins: list[StandIn],
     prefix: str,
     keys: list[str],
     ttl: float = 60.0,
 ) -> AsyncIterator[Served]:
-    """A vaultd whose rule gives every `prefix*` tenant `keys` (the primary first)."""
+    """A vaultd reaching every stand-in, whose rule gives every `prefix*` tenant `keys` (the
+    primary first)."""
+    configured: dict[str, dict[str, Any]] = {}
+    injected: list[KeyProvider] = []
+    for standin in standins:
+        settings_of, built = providers_for(standin)
+        configured.update(settings_of)
+        injected += built
     settings = Settings(
         listen="127.0.0.1:0",
         data_dir=data_dir,
         kek_cache={"ttl_seconds": ttl, "max_entries": 10_000},
         keys={"rewrap_versions_per_second": 0},
-        providers={aws.scheme: aws.provider_settings, gcp.scheme: gcp.provider_settings},
+        providers=configured,
         byok=[ByokRuleSettings(match={"organization_id": f"{prefix}*"}, key=keys)],
         bootstrap_api_key=BOOTSTRAP_API_KEY,
     )
-    vaultd = await start(settings)
+    vaultd = await start(settings, injected)
     clock = Clock()
     vaultd.keyring.cache.clock = clock
     channel = authed_channel(f"127.0.0.1:{vaultd.port}")
@@ -94,7 +106,7 @@ async def serve(
 
 
 @contextmanager
-def revoked(standin: AwsKmsStandIn | GcpKmsStandIn, key_uri: str) -> Iterator[None]:
+def revoked(standin: StandIn, key_uri: str) -> Iterator[None]:
     standin.revoke(key_uri)
     try:
         yield
@@ -102,21 +114,29 @@ def revoked(standin: AwsKmsStandIn | GcpKmsStandIn, key_uri: str) -> Iterator[No
         standin.restore(key_uri)
 
 
+SCHEMES = sorted(STANDINS)
+# Each provider once as the primary, the next one as its secondary.
+PAIRS = [(scheme, SCHEMES[(i + 1) % len(SCHEMES)]) for i, scheme in enumerate(SCHEMES)]
+
+
+@pytest.mark.parametrize(("primary_scheme", "secondary_scheme"), PAIRS)
 async def test_either_key_keeps_the_tenant_readable_and_a_rewrap_moves_it_to_a_new_key_set(
-    aws_kms_standin: AwsKmsStandIn, gcp_kms_standin: GcpKmsStandIn, tmp_path: Path
+    primary_scheme: str, secondary_scheme: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    aws, gcp = aws_kms_standin, gcp_kms_standin
-    primary = aws.create_key(f"primary-{uuid.uuid4().hex[:8]}")
-    secondary = gcp.create_key(f"secondary-{uuid.uuid4().hex[:8]}")
+    first: StandIn = request.getfixturevalue(STANDINS[primary_scheme])
+    second: StandIn = request.getfixturevalue(STANDINS[secondary_scheme])
+    standins = [first, second]
+    primary = first.create_key(f"primary-{uuid.uuid4().hex[:8]}")
+    secondary = second.create_key(f"secondary-{uuid.uuid4().hex[:8]}")
     prefix = f"org_two_{uuid.uuid4().hex[:6]}_"
     tenant = {"organization_id": f"{prefix}a"}
     written: dict[str, bytes] = {}
 
-    async with serve(tmp_path, aws, gcp, prefix, [primary, secondary]) as served:
-        wraps = aws.calls["wrap"], gcp.calls["wrap"]
+    async with serve(tmp_path, standins, prefix, [primary, secondary]) as served:
+        wraps = first.calls["wrap"], second.calls["wrap"]
         for n in range(3):
             written[await served.create(tenant, f"v{n}".encode())] = f"v{n}".encode()
-        assert (aws.calls["wrap"], gcp.calls["wrap"]) == (wraps[0] + 1, wraps[1] + 1)
+        assert (first.calls["wrap"], second.calls["wrap"]) == (wraps[0] + 1, wraps[1] + 1)
         kek = await served.kek_of(tenant)
         assert [(v.key_uri, list(v.secondary_key_uris)) for v in kek.versions] == [
             (primary, [secondary])
@@ -125,34 +145,34 @@ async def test_either_key_keeps_the_tenant_readable_and_a_rewrap_moves_it_to_a_n
 
         # The primary's KMS is down: the secondary unwraps.
         served.clock.pass_ttl()
-        gcp_unwraps = gcp.calls["unwrap"]
-        aws.stop()
+        second_unwraps = second.calls["unwrap"]
+        first.stop()
         try:
             for object_id, value in written.items():
                 assert await served.read(object_id) == value
         finally:
-            aws.start()
-        assert gcp.calls["unwrap"] == gcp_unwraps + 1
+            first.start()
+        assert second.calls["unwrap"] == second_unwraps + 1
 
         # The primary key is revoked: still readable through the secondary.
         served.clock.pass_ttl()
-        with revoked(aws, primary):
+        with revoked(first, primary):
             for object_id, value in written.items():
                 assert await served.read(object_id) == value
             # Both revoked: nothing unwraps, and the refusal says so.
             served.clock.pass_ttl()
-            with revoked(gcp, secondary):
-                await expect(
+            with revoked(second, secondary):
+                await expect_error(
                     served.objects.GetObject(pb.GetObjectRequest(id=next(iter(written)))),
                     grpc.StatusCode.FAILED_PRECONDITION,
                     "KEY_UNAVAILABLE",
                 )
 
-    # The tenant moves: the secondary becomes the primary, and a new AWS key the secondary.
-    replacement = aws.create_key(f"replacement-{uuid.uuid4().hex[:8]}")
+    # The tenant moves: the secondary becomes the primary, a new key the secondary.
+    replacement = first.create_key(f"replacement-{uuid.uuid4().hex[:8]}")
     # A short TTL: a rewrap job first waits one TTL, until no process writes under a KEK
     # version it cached before the rule changed.
-    async with serve(tmp_path, aws, gcp, prefix, [secondary, replacement], ttl=0.5) as served:
+    async with serve(tmp_path, standins, prefix, [secondary, replacement], ttl=0.5) as served:
         selector = apb.KekSelector(items=[f"organization_id={prefix}*"])
         job = (await served.admin.StartRewrap(apb.StartRewrapRequest(selector=selector))).job
         finished = await wait_job(served.admin, job.id)
@@ -163,10 +183,10 @@ async def test_either_key_keeps_the_tenant_readable_and_a_rewrap_moves_it_to_a_n
             (secondary, [replacement])
         ]
         # The old primary is revoked for good: nothing depended on it any more.
-        aws.revoke(primary)
-        served.clock.pass_ttl()
-        for object_id, value in written.items():
-            assert await served.read(object_id) == value
+        with revoked(first, primary):
+            served.clock.pass_ttl()
+            for object_id, value in written.items():
+                assert await served.read(object_id) == value
 
 
 async def test_kms_calls_per_10000_operations_with_two_keys_per_tenant(
@@ -187,7 +207,7 @@ async def test_kms_calls_per_10000_operations_with_two_keys_per_tenant(
         return tuple(now - then for now, then in zip(kms_calls(), before, strict=True))
 
     stored: list[tuple[str, bytes]] = []
-    async with serve(tmp_path, aws, gcp, prefix, [primary, secondary]) as served:
+    async with serve(tmp_path, [aws, gcp], prefix, [primary, secondary]) as served:
         before = kms_calls()
         for tenant in tenants:  # one object per tenant first, then a mix
             stored.append((await served.create(tenant, b"first"), b"first"))
@@ -206,7 +226,7 @@ async def test_kms_calls_per_10000_operations_with_two_keys_per_tenant(
             )
         warm = spent(before)
 
-    async with serve(tmp_path, aws, gcp, prefix, [primary, secondary]) as served:
+    async with serve(tmp_path, [aws, gcp], prefix, [primary, secondary]) as served:
         before = kms_calls()
         for _ in range(0, operations, 50):
             batch = [rng.choice(stored) for _ in range(50)]

@@ -25,8 +25,8 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from ulid import ULID
 
-from tests.server.conftest import Running
-from tests.support.tls import make_pki
+from testkit.running import Running
+from testkit.tls import make_pki
 from tests.vectors.generate import Vector, load_vectors, plaintext_of, unb64
 from vaultd.api.errors import to_status
 from vaultd.client import (
@@ -92,16 +92,9 @@ def make_client(flavour: str, target: str, api_key: str = API_KEY, **options: An
     return Either(cls(target, api_key, **options), api_key)
 
 
-def api_key_for(running: Running) -> str:
-    """The fixture's admin key (issue 5 enforces API keys); any bearer key on a tree from before
-    that, where vaultd reads the key without checking it."""
-    key = getattr(running, "api_key", None)
-    return key if isinstance(key, str) else API_KEY
-
-
 @pytest.fixture(params=["sync", "async"])
 async def vault(request: pytest.FixtureRequest, running: Running) -> AsyncIterator[Either]:
-    client = make_client(request.param, f"127.0.0.1:{running.vaultd.port}", api_key_for(running))
+    client = make_client(request.param, f"127.0.0.1:{running.vaultd.port}", running.api_key)
     yield client
     await client.close()
 
@@ -161,6 +154,8 @@ async def test_object_lifecycle(vault: Either) -> None:
 
     versions = await vault.list_object_versions(created.id)
     assert [v.id for v in versions] == [created.version_id, second.version_id, third.version_id]
+    assert [v.version_number for v in versions] == [1, 2, 3]
+    assert (created.version_number, second.version_number, third.version_number) == (1, 2, 3)
     assert [v.current_version for v in versions] == [False, False, True]
     assert [v.size for v in versions] == [2, 2, 2] and len({v.etag for v in versions}) == 3
     old = await vault.get_object_version(created.id, created.version_id)
@@ -186,7 +181,7 @@ async def test_delete_without_version_check(vault: Either) -> None:
         await vault.get_object(created.id)
 
 
-async def test_name_taken(vault: Either) -> None:
+async def test_a_taken_name_raises_name_taken(vault: Either) -> None:
     name = unique()
     await vault.create_object(name, b"first", tenant())
     with pytest.raises(NameTaken) as caught:
@@ -272,6 +267,19 @@ async def test_list_objects_follows_cursors_once(
     assert [d.id for d in recent] == [made[1], made[3]]
     assert all(d.updated_at > last for d in recent)
     assert await vault.list_all(name_prefix=unique("nothing")) == []
+
+
+async def test_reads_and_lists_by_key_context(vault: Either) -> None:
+    mine, theirs = tenant(), tenant()
+    made = [await vault.create_object(unique(), b"v", ctx) for ctx in (mine, theirs, mine)]
+    listed = await vault.list_all(key_context=mine, order="asc", limit=1)
+    assert [d.id for d in listed] == [made[0].id, made[2].id]
+    assert (await vault.get_object(made[0].id, key_context=mine)).value == b"v"
+    assert (await vault.get_object_by_name(made[0].name, key_context=mine)).id == made[0].id
+    with pytest.raises(ObjectNotFound):
+        await vault.get_object(made[0].id, key_context=theirs)
+    with pytest.raises(ObjectNotFound):
+        await vault.get_object_by_name(made[0].name, key_context=theirs)
 
 
 async def test_list_objects_rejects_an_unknown_order(vault: Either) -> None:
@@ -370,14 +378,14 @@ async def test_what_does_not_authenticate_is_decryption_failed(vault: Either) ->
 async def test_encrypt_can_reuse_data_keys_per_context(running: Running) -> None:
     target = f"127.0.0.1:{running.vaultd.port}"
     context = tenant()
-    async with AsyncVaultClient(target, api_key_for(running), data_key_cache_ttl=60) as cached:
+    async with AsyncVaultClient(target, running.api_key, data_key_cache_ttl=60) as cached:
         first, second = [await cached.encrypt(b"x", context) for _ in range(2)]
         other = await cached.encrypt(b"x", tenant())
         assert LocalBlob.parse(first).encrypted_keys == LocalBlob.parse(second).encrypted_keys
         assert LocalBlob.parse(first).iv != LocalBlob.parse(second).iv
         assert LocalBlob.parse(other).encrypted_keys != LocalBlob.parse(first).encrypted_keys
         assert await cached.decrypt(second) == b"x"
-    async with AsyncVaultClient(target, api_key_for(running)) as uncached:
+    async with AsyncVaultClient(target, running.api_key) as uncached:
         a, b = [await uncached.encrypt(b"x", context) for _ in range(2)]
         assert LocalBlob.parse(a).encrypted_keys != LocalBlob.parse(b).encrypted_keys
 
@@ -435,11 +443,11 @@ async def test_secrets_stay_out_of_reprs_errors_and_logs(
 
 async def test_closing_the_client_closes_its_channel(running: Running) -> None:
     target = f"127.0.0.1:{running.vaultd.port}"
-    with VaultClient(target, api_key_for(running)) as sync_client:
+    with VaultClient(target, running.api_key) as sync_client:
         await asyncio.to_thread(sync_client.create_data_key, tenant())
     with pytest.raises(ValueError, match="closed channel"):
         sync_client.create_data_key(tenant())
-    async with AsyncVaultClient(target, api_key_for(running)) as async_client:
+    async with AsyncVaultClient(target, running.api_key) as async_client:
         await async_client.create_data_key(tenant())
     with pytest.raises(grpc.aio.UsageError):
         await async_client.create_data_key(tenant())
@@ -656,7 +664,7 @@ async def test_every_call_has_a_deadline(flavour: str) -> None:
         await server.stop(None)
 
 
-def test_constructor_checks() -> None:
+def test_the_constructor_refuses_contradictory_options() -> None:
     with pytest.raises(ValueError, match="timeout"):
         VaultClient("127.0.0.1:1", timeout=0)
     with pytest.raises(ValueError, match="go together"):
@@ -675,7 +683,9 @@ def pki() -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("flavour", ["sync", "async"])
-async def test_mutual_tls(flavour: str, pki: dict[str, bytes]) -> None:
+async def test_mutual_tls_admits_only_a_client_with_a_trusted_certificate(
+    flavour: str, pki: dict[str, bytes]
+) -> None:
     handler = StandIn(flaky=False)
     credentials = grpc.ssl_server_credentials(
         [(pki["server_key"], pki["server_cert"])],

@@ -23,9 +23,9 @@ import grpc
 import pytest
 from playwright.async_api import expect
 
-from tests.console.conftest import READ_ONLY_KEY, WIDTHS, ConsoleServer
-from tests.server.conftest import settings_for
-from tests.support.auth import BOOTSTRAP_API_KEY
+from testkit.auth import BOOTSTRAP_API_KEY
+from testkit.console import READ_ONLY_KEY, WIDTHS, ConsoleServer
+from testkit.running import settings_for
 from vaultd.core import audit
 from vaultd.core.apikeys import secret_hash
 from vaultd.core.audit import bounded_context

@@ -16,11 +16,11 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 from pydantic import ValidationError
 
-from tests.console.conftest import ConsoleServer
-from tests.server.conftest import settings_for
-from tests.support.auth import BOOTSTRAP_API_KEY, add_api_key
-from tests.support.serving import ServeProcess, clean_env, free_port, wait_serving
-from tests.support.tls import make_pki
+from testkit.auth import BOOTSTRAP_API_KEY, add_api_key
+from testkit.console import ConsoleServer
+from testkit.running import settings_for
+from testkit.serving import ServeProcess, clean_env, free_port, wait_serving
+from testkit.tls import make_pki
 from vaultd import cli
 from vaultd.console.app import CSP
 from vaultd.console.services import Signed

@@ -33,10 +33,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.faults.load import API_KEY, AUTH, BACKEND_UNAVAILABLE, FaultReport, status_name
-from tests.faults.slow_proxy import SlowProxy
-from tests.support.redis_server import RedisServer
-from tests.support.redis_topologies import RedisSentinelSet
+from testkit.fault_load import API_KEY, AUTH, BACKEND_UNAVAILABLE, FaultReport, status_name
+from testkit.redis_server import RedisServer
+from testkit.redis_topologies import RedisSentinelSet
+from testkit.slow_proxy import SlowProxy
 from vaultd.server import Vaultd, start
 from vaultd.settings import Settings
 from vaultd.v1 import object_service_pb2 as pb

@@ -13,48 +13,31 @@ share the session's. A SlowProxy between vaultd and the stand-in makes the KMS s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
-import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 import pytest
 
 from providers._retry import MAX_ATTEMPTS
-from tests.faults.load import (
-    API_KEY,
+from testkit.fault_load import (
     AUTH,
     BACKEND_FAULT_STATUSES,
     BACKEND_UNAVAILABLE,
     CLIENT_DEADLINE,
     OK,
-    FaultReport,
     Load,
     Verifier,
-    recorded,
 )
-from tests.faults.slow_proxy import SlowProxy
-from tests.standins.gcp import GcpKmsStandIn
-from vaultd.core.keyring import kek_id_for
-from vaultd.server import Vaultd, start
-from vaultd.settings import ByokRuleSettings, Settings
+from testkit.slow_kms import GENEROUS_DEADLINE, Kms
+from testkit.standins.gcp import GcpKmsStandIn
 from vaultd.v1 import object_service_pb2 as pb
-from vaultd.v1 import object_service_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.faults
 
-T = TypeVar("T")
-
-# Every organization_id starting org_ is the stand-in's tenant (the load's contexts too).
-TENANT_ITEM = "organization_id"
-TENANT_PREFIX = "org_"
-GENEROUS_DEADLINE = 10.0
 SHORT_DEADLINE = 0.8
 # The client's own deadline cuts every call, so this is no timing test: it only catches a call
 # that somehow outlived its deadline. Generous, as the test's event loop (which also runs vaultd)
@@ -66,112 +49,6 @@ LATE_ANSWER_SETTLE_SECONDS = 0.5
 FLAKY_ROUNDS = 10
 CONCURRENT_READS = 50
 EXHAUSTED_WITHIN_SECONDS = 15.0
-
-
-@dataclass
-class Kms:
-    """vaultd with a BYOK rule to a private stand-in reached through a SlowProxy."""
-
-    standin: GcpKmsStandIn
-    proxy: SlowProxy
-    vaultd: Vaultd
-    channel: grpc.aio.Channel
-    report: FaultReport
-    environment_id: str = ""
-
-    @property
-    def objects(self) -> pb_grpc.ObjectServiceStub:
-        return pb_grpc.ObjectServiceStub(self.channel)  # type: ignore[no-untyped-call]
-
-    def tenant(self) -> dict[str, str]:
-        """A context governed by the stand-in's key that nothing used yet: its KEK is cold."""
-        return {TENANT_ITEM: f"{TENANT_PREFIX}{uuid.uuid4().hex[:12]}"}
-
-    @property
-    def wraps(self) -> int:
-        return self.standin.calls["wrap"]
-
-    @property
-    def unwraps(self) -> int:
-        return self.standin.calls["unwrap"]
-
-    async def call(self, call: Awaitable[T], deadline: float) -> tuple[T | None, str, float]:
-        """The reply (None on error), its status and how long it took against `deadline`."""
-        began = time.monotonic()
-        reply, status = await recorded(self.report, call)
-        elapsed = time.monotonic() - began
-        # Reported, not asserted: the client and this in-process server share one event loop,
-        # which a loaded machine can starve for seconds. The statuses (DEADLINE_EXCEEDED or
-        # UNAVAILABLE, never a late OK or INTERNAL) and "nothing written" carry the promise.
-        overdue = round(max(0.0, elapsed - deadline), 2)
-        key = "most seconds a call returned past its deadline"
-        self.report.note(key, max(overdue, float(self.report.notes.get(key, 0.0))))
-        return reply, status, elapsed
-
-    async def create(
-        self, name: str, context: dict[str, str], deadline: float = GENEROUS_DEADLINE
-    ) -> tuple[pb.CreateObjectResponse | None, str, float]:
-        request = pb.CreateObjectRequest(name=name, value=name.encode(), key_context=context)
-        created = await self.call(
-            self.objects.CreateObject(request, timeout=deadline, metadata=AUTH), deadline
-        )
-        if created[1] == OK:
-            self.report.writes_acknowledged += 1
-        return created
-
-    async def read(
-        self, object_id: str, deadline: float = GENEROUS_DEADLINE
-    ) -> tuple[pb.GetObjectResponse | None, str, float]:
-        request = pb.GetObjectRequest(id=object_id)
-        return await self.call(
-            self.objects.GetObject(request, timeout=deadline, metadata=AUTH), deadline
-        )
-
-    async def read_back(self, object_id: str, value: bytes) -> None:
-        got, status, _ = await self.read(object_id)
-        assert status == OK and got is not None, status
-        assert got.object.value == value
-        self.report.writes_verified += 1
-
-    async def assert_nothing_written(self, name: str, context: dict[str, str]) -> None:
-        """No object by that name, and no KEK version for the tenant's item in the store."""
-        request = pb.GetObjectByNameRequest(name=name)
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await self.objects.GetObjectByName(request, timeout=GENEROUS_DEADLINE, metadata=AUTH)
-        assert caught.value.code() == grpc.StatusCode.NOT_FOUND, caught.value
-        kek_id = kek_id_for(self.environment_id, TENANT_ITEM, context[TENANT_ITEM])
-        kek = await self.vaultd.store.get_kek(self.environment_id, kek_id)
-        assert kek is None, f"KEK stored for a KEK that was never wrapped: {kek}"
-
-
-@pytest.fixture
-async def kms(tmp_path: Path, fault_report: FaultReport) -> AsyncIterator[Kms]:
-    async with contextlib.AsyncExitStack() as cleanup:
-        standin = GcpKmsStandIn()
-        cleanup.push_async_callback(asyncio.to_thread, standin.close)
-        proxy = SlowProxy(standin.port)
-        await proxy.start()
-        cleanup.push_async_callback(proxy.close)
-        key_uri = standin.create_key(f"faults-{uuid.uuid4().hex[:8]}")
-        settings = Settings(
-            listen="127.0.0.1:0",
-            data_dir=tmp_path / "vaultd",
-            providers={"gcp-kms": {"endpoint": f"127.0.0.1:{proxy.port}", "insecure": True}},
-            byok=[ByokRuleSettings(match={TENANT_ITEM: f"{TENANT_PREFIX}*"}, key=key_uri)],
-            bootstrap_api_key=API_KEY,
-            log_level="error",
-        )
-        vaultd = await start(settings)
-        cleanup.push_async_callback(vaultd.stop, None)
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{vaultd.port}")
-        cleanup.push_async_callback(channel.close)
-        rig = Kms(standin, proxy, vaultd, channel, fault_report)
-        # A first object under the internal key (no BYOK item): which environment the API key
-        # acts in, for looking at the store directly.
-        first, status, _ = await rig.create(f"env-{uuid.uuid4().hex}", {"app": "faults"})
-        assert first is not None, status
-        rig.environment_id = first.metadata.environment_id
-        yield rig
 
 
 FAULTS: dict[str, Callable[[GcpKmsStandIn, int], None]] = {

@@ -14,9 +14,9 @@ import uuid
 import grpc
 import pytest
 
-from tests.faults.load import AUTH
-from tests.faults.test_kms_faults import Kms, kms  # noqa: F401 (the fixture)
-from tests.support.grpc_errors import details_of
+from testkit.fault_load import AUTH
+from testkit.grpc_errors import details_of
+from testkit.slow_kms import Kms
 from vaultd.v1 import object_service_pb2 as pb
 
 pytestmark = pytest.mark.faults
@@ -25,7 +25,7 @@ HUNG_FOR = 60.0  # longer than any deadline below: the KMS never answers in time
 
 
 @pytest.mark.parametrize("deadline", [3.0, 20.0])
-async def test_a_hung_kms_is_unavailable_before_the_deadline(kms: Kms, deadline: float) -> None:  # noqa: F811
+async def test_a_hung_kms_is_unavailable_before_the_deadline(kms: Kms, deadline: float) -> None:
     kms.proxy.delay = HUNG_FOR
     name = f"hung-{uuid.uuid4().hex}"
     began = time.monotonic()

@@ -42,10 +42,10 @@ from providers.azure_kv import AzureKvProvider
 from providers.deadline import answer_within
 from providers.gcp_kms import GcpKmsProvider
 from providers.hcvault import HcVaultProvider
-from tests.standins.aws import AwsKmsStandIn
-from tests.standins.azure import AzureKvStandIn, StaticTokenCredential
-from tests.standins.gcp import GcpKmsStandIn
-from tests.standins.hcvault import HcVaultStandIn
+from testkit.standins.aws import AwsKmsStandIn
+from testkit.standins.azure import AzureKvStandIn, StaticTokenCredential
+from testkit.standins.gcp import GcpKmsStandIn
+from testkit.standins.hcvault import HcVaultStandIn
 
 pytestmark = pytest.mark.faults
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.faults.load import (
+from testkit.fault_load import (
     API_KEY,
     BACKEND_FAULT_STATUSES,
     BACKEND_UNAVAILABLE,
@@ -23,7 +23,7 @@ from tests.faults.load import (
     Load,
     Verifier,
 )
-from tests.support.redis_server import RedisServer
+from testkit.redis_server import RedisServer
 from vaultd.server import Vaultd, start
 from vaultd.settings import Settings
 

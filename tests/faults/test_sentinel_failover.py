@@ -22,7 +22,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.faults.load import (
+from testkit.fault_load import (
     API_KEY,
     BACKEND_FAULT_STATUSES,
     BACKEND_UNAVAILABLE,
@@ -31,7 +31,7 @@ from tests.faults.load import (
     Tracked,
     Verifier,
 )
-from tests.support.redis_topologies import RedisSentinelSet
+from testkit.redis_topologies import RedisSentinelSet
 from vaultd.server import Vaultd, start
 from vaultd.settings import Settings
 from vaultd.storage import RedisStore

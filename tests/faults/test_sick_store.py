@@ -17,10 +17,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.faults.load import FaultReport
-from tests.support.auth import BOOTSTRAP_API_KEY, channel
-from tests.support.grpc_errors import details_of
-from tests.support.redis_server import RedisServer
+from testkit.auth import BOOTSTRAP_API_KEY, channel
+from testkit.fault_load import FaultReport
+from testkit.grpc_errors import details_of
+from testkit.redis_server import RedisServer
 from vaultd.server import Vaultd, start
 from vaultd.settings import Settings
 from vaultd.v1 import object_service_pb2 as pb

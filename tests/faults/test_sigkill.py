@@ -19,7 +19,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.faults.load import (
+from testkit.fault_load import (
     API_KEY,
     BACKEND_FAULT_STATUSES,
     TRANSPORT_UNAVAILABLE,
@@ -27,8 +27,8 @@ from tests.faults.load import (
     Load,
     Verifier,
 )
-from tests.support.redis_server import RedisServer
-from tests.support.serving import ServeProcess, clean_env, wait_serving
+from testkit.redis_server import RedisServer
+from testkit.serving import ServeProcess, clean_env, wait_serving
 
 pytestmark = pytest.mark.faults
 

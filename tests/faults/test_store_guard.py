@@ -17,10 +17,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.faults.load import FaultReport
-from tests.support.auth import BOOTSTRAP_API_KEY, channel
-from tests.support.grpc_errors import details_of
-from tests.support.redis_server import RedisServer
+from testkit.auth import BOOTSTRAP_API_KEY, channel
+from testkit.fault_load import FaultReport
+from testkit.grpc_errors import details_of
+from testkit.redis_dbs import RedisDb, redis_db_url
+from testkit.redis_server import RedisServer
 from vaultd.cli import main
 from vaultd.core.storeguard import StoreRefused
 from vaultd.known_store import STORE_ID_FILE
@@ -191,7 +192,7 @@ async def test_an_emptied_store_answers_the_real_cause_not_api_key_invalid(
     import redis.asyncio as aioredis
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    url = redis_server.url.removesuffix("/0") + "/14"  # a database of its own: it is flushed
+    url = redis_db_url(redis_server.url, RedisDb.STORE_GUARD)  # flushed: a database of its own
     raw = aioredis.Redis.from_url(url)
     await raw.flushdb()
     settings = _settings(tmp_path / "vaultd", url, store_check_seconds=60)

@@ -1,26 +1,23 @@
 """The fuzz suite's servers, its hypothesis profile, and the counts it prints at the end.
 
-The fuzz tests get their own vaultd per store, built like tests/server's `running` but on a
-Redis database of their own: thousands of hostile objects, KEKs and API keys stay out of what
-the other suites list and count, and two servers with different root keys never meet over one
-KEK (each would find the other's KEK unwrappable: FAILED_PRECONDITION).
+The fuzz tests get their own vaultd per store, built like tests/conftest.py's `running` but on
+a Redis database of their own (testkit/redis_dbs.py): thousands of hostile objects, KEKs and API
+keys stay out of what the other suites list and count, and two servers with different root keys
+never meet over one KEK (each would find the other's KEK unwrappable: FAILED_PRECONDITION).
 """
 
 from __future__ import annotations
 
 import os
-from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests.fuzz.strategies import VALUE_LIMIT
-from tests.server.conftest import Running, settings_for
-from tests.support.auth import BOOTSTRAP_API_KEY, add_api_key, channel
-from vaultd.server import start
-
-FUZZ_REDIS_DB = 8
+from testkit.fuzz_stats import STATS
+from testkit.fuzz_strategies import VALUE_LIMIT
+from testkit.redis_dbs import RedisDb, redis_db_url
+from testkit.running import Running, running_vaultd
 
 
 @pytest.fixture(scope="session", params=["sqlite", "redis"])
@@ -29,16 +26,12 @@ async def running(
 ) -> AsyncIterator[Running]:
     redis_url = None
     if request.param == "redis":
-        shared = request.getfixturevalue("redis_server").url
-        redis_url = shared.rsplit("/", 1)[0] + f"/{FUZZ_REDIS_DB}"
+        redis_url = redis_db_url(request.getfixturevalue("redis_server").url, RedisDb.FUZZ)
     data_dir = tmp_path_factory.mktemp(f"fuzz-vaultd-{request.param}")
-    vaultd = await start(settings_for(data_dir, redis_url, max_value_bytes=VALUE_LIMIT))
-    # Bootstrap only happens on an empty store: make sure the key exists either way.
-    await add_api_key(vaultd.store, BOOTSTRAP_API_KEY, name="bootstrap")
-    client = channel(f"127.0.0.1:{vaultd.port}")
-    yield Running(request.param, vaultd, data_dir, redis_url, client)
-    await client.close()
-    await vaultd.stop(None)
+    async with running_vaultd(
+        request.param, data_dir, redis_url, max_value_bytes=VALUE_LIMIT
+    ) as server:
+        yield server
 
 
 # Deterministic and bounded for CI: the same examples on every run, no example database (so
@@ -57,44 +50,6 @@ settings.register_profile(
         HealthCheck.large_base_example,
     ],
 )
-
-
-class FuzzStats:
-    """Requests sent and statuses seen, per store, RPC and kind of request."""
-
-    def __init__(self) -> None:
-        self.statuses: defaultdict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)
-
-    def record(self, store: str, rpc: str, kind: str, status: str) -> None:
-        """`kind`: "structured" or "raw"."""
-        self.statuses[(store, rpc, kind)][status] += 1
-
-    def sent(self) -> dict[tuple[str, str, str], Counter[str]]:
-        """The requests that went to the server."""
-        return dict(self.statuses)
-
-    def for_store(self, store: str) -> dict[str, Counter[str]]:
-        """Statuses per RPC on one store, structured and raw requests together."""
-        per_rpc: defaultdict[str, Counter[str]] = defaultdict(Counter)
-        for (s, rpc, _), seen in self.sent().items():
-            if s == store:
-                per_rpc[rpc] += seen
-        return per_rpc
-
-    def lines(self) -> list[str]:
-        if not self.statuses:
-            return []
-        overall: Counter[str] = sum(self.sent().values(), Counter())
-        out = [f"{overall.total()} requests fuzzed"]
-        out.append(f"{'store':<7} {'rpc':<42} {'kind':<10} {'count':>5}  statuses")
-        for (store, rpc, kind), seen in sorted(self.statuses.items()):
-            shown = ", ".join(f"{code} {n}" for code, n in seen.most_common())
-            out.append(f"{store:<7} {rpc:<42} {kind:<10} {seen.total():>5}  {shown}")
-        out.append("all statuses: " + ", ".join(f"{c} {n}" for c, n in overall.most_common()))
-        return out
-
-
-STATS = FuzzStats()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

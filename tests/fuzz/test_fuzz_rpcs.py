@@ -30,8 +30,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vaultd.v1
-from tests.fuzz.conftest import STATS
-from tests.fuzz.strategies import (
+from testkit.fuzz_stats import STATS
+from testkit.fuzz_strategies import (
     MAX_TIMESTAMP_SECONDS,
     MIN_TIMESTAMP_SECONDS,
     DataKeySample,
@@ -41,8 +41,8 @@ from tests.fuzz.strategies import (
     messages,
     raw_requests,
 )
-from tests.server.conftest import Running
-from tests.support.grpc_errors import details_of
+from testkit.grpc_errors import details_of
+from testkit.running import Running
 from vaultd.v1 import key_service_pb2 as kpb
 from vaultd.v1 import key_service_pb2_grpc as kpb_grpc
 from vaultd.v1 import object_service_pb2 as opb

@@ -1,4 +1,4 @@
-"""One HTTP-enabled vaultd per store for this directory's tests (see support.py)."""
+"""One HTTP-enabled vaultd per store for this directory's tests (testkit/http_server.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.http.support import HttpVaultd, http_vaultd, redis_url_for
+from testkit.http_server import HttpVaultd, http_vaultd
+from testkit.redis_dbs import RedisDb, redis_db_url
 
 
 @pytest.fixture(scope="session", params=["sqlite", "redis"])
@@ -15,7 +16,7 @@ async def http_server(
 ) -> AsyncIterator[HttpVaultd]:
     redis_url = None
     if request.param == "redis":
-        redis_url = redis_url_for(request.getfixturevalue("redis_server").url, 11)
+        redis_url = redis_db_url(request.getfixturevalue("redis_server").url, RedisDb.HTTP)
     async with http_vaultd(
         request.param,
         tmp_path_factory.mktemp(f"http-{request.param}"),

@@ -19,10 +19,10 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
-from tests.http.client import call, send
-from tests.http.support import HttpVaultd
-from tests.support.auth import BOOTSTRAP_API_KEY
-from tests.support.serving import VAULTD, clean_env, free_port
+from testkit.auth import BOOTSTRAP_API_KEY
+from testkit.http_client import call, send
+from testkit.http_server import HttpVaultd
+from testkit.serving import VAULTD, clean_env, free_port
 from vaultd.api.http import openapi, routes
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"

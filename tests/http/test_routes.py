@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from vaultd.api.http import routes
+from vaultd.api.http import routes, shapes
 from vaultd.api.rpcs import RPCS
+from vaultd.v1 import object_service_pb2 as opb
 
 
 def test_every_route_calls_a_served_and_audited_method() -> None:
@@ -41,3 +42,17 @@ def test_ids_are_one_segment_each() -> None:
     assert routes.match("GET", "/other") is None
     wrong_method = routes.match("POST", "/vault/v1/kv/secret_1")
     assert wrong_method is not None and wrong_method.route is None
+
+
+def test_version_numbers_are_in_metadata_and_version_lists() -> None:
+    meta = opb.ObjectMetadata(id="secret_x", version_id="ver_x", version_number=3)
+    assert shapes.metadata(meta)["version_number"] == 3
+    listed = shapes.version_list(
+        opb.ListObjectVersionsResponse(
+            versions=[
+                opb.ObjectVersion(id="ver_a", version_number=1),
+                opb.ObjectVersion(id="ver_b", version_number=2),
+            ]
+        )
+    )
+    assert [v["version_number"] for v in listed["data"]] == [1, 2]

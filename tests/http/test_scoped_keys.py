@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 from ulid import ULID
 
-from tests.http.client import call
-from tests.http.support import HttpVaultd, new_secret
-from tests.http.test_errors import assert_error
+from testkit.http_client import call
+from testkit.http_server import HttpVaultd, new_secret
+from tests.http.test_error_replies import assert_error
 from vaultd.core.apikeys import secret_hash
 from vaultd.storage import ApiKeyRecord
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.http.client import call, send
-from tests.http.support import HttpVaultd, http_vaultd
-from tests.support.auth import BOOTSTRAP_API_KEY, bearer
-from tests.support.serving import VAULTD, clean_env, free_port, scrape
-from tests.support.tls import make_pki
+from testkit.auth import BOOTSTRAP_API_KEY, bearer
+from testkit.http_client import call, send
+from testkit.http_server import HttpVaultd, http_vaultd
+from testkit.serving import VAULTD, clean_env, free_port, scrape
+from testkit.tls import make_pki
 from vaultd.core.apikeys import secret_hash
 from vaultd.settings import Settings
 from vaultd.storage.records import AuditQuery

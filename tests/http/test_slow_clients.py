@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.http.support import http_vaultd
+from testkit.http_server import http_vaultd
 from vaultd.api.http import app, listener
 
 KEY_HEADER = "Authorization: Bearer sk_" + "z" * 43 + "\r\n"

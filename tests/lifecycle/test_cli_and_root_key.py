@@ -12,9 +12,10 @@ import grpc
 import pytest
 
 from providers.internal import RootKeyFile
-from tests.lifecycle.conftest import CACHE_TTL, new_org, refused
-from tests.server.conftest import settings_for
-from tests.support.auth import channel
+from testkit.auth import channel
+from testkit.grpc_errors import refused
+from testkit.lifecycle import CACHE_TTL, new_org
+from testkit.running import settings_for
 from vaultd.cli import main
 from vaultd.server import start
 from vaultd.v1 import object_service_pb2 as pb

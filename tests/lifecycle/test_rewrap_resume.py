@@ -7,9 +7,9 @@ import asyncio
 import uuid
 from pathlib import Path
 
-from tests.lifecycle.conftest import ACTOR
-from tests.support.auth import BOOTSTRAP_API_KEY, channel
-from tests.support.serving import ServeProcess, clean_env, wait_serving
+from testkit.auth import BOOTSTRAP_API_KEY, channel
+from testkit.running import SEEDING_ACTOR
+from testkit.serving import ServeProcess, clean_env, wait_serving
 from vaultd.core.envelope import EncryptedKeys
 from vaultd.core.objects import ObjectVault
 from vaultd.server import start
@@ -44,7 +44,7 @@ async def test_a_killed_rewrap_resumes_from_its_cursor(tmp_path: Path) -> None:
     for start_at in range(0, OBJECTS, 100):
         await asyncio.gather(
             *(
-                vault.create("default", ACTOR, f"r-{n}", f"v{n}".encode(), org)
+                vault.create("default", SEEDING_ACTOR, f"r-{n}", f"v{n}".encode(), org)
                 for n in range(start_at, start_at + 100)
             )
         )

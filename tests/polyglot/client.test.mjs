@@ -389,6 +389,18 @@ test('runs the full flow: by name, stale update, list pages, data key, Encrypt/D
   assert.equal(names.length, 3);
   assert.equal(pages, 2);
 
+  // Version numbers (uint64, loaded as strings) and reads and lists by key context.
+  assert.equal(created.metadata.version_number, '1');
+  assert.equal(updated.metadata.version_number, '2');
+  const mine = await call('objects', 'ListObjects', { limit: 100, key_context: context });
+  assert.equal(mine.objects.length, 3);
+  const read = await call('objects', 'GetObject', { id, key_context: context });
+  assert.equal(read.object.value.toString(), 'v2');
+  await assert.rejects(call('objects', 'GetObject', { id, key_context: tenant() }), (error) => {
+    assert.equal(error.code, grpc.status.NOT_FOUND, error.message);
+    return true;
+  });
+
   const dataKey = await call('keys', 'CreateDataKey', { key_context: context });
   const again = await call('keys', 'DecryptDataKey', { encrypted_keys: dataKey.encrypted_keys });
   assert.equal(dataKey.data_key.length, 32);

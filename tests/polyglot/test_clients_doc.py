@@ -19,9 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.client.test_client import api_key_for
-from tests.server.conftest import Running
-from tests.support.docblocks import runnable_blocks
+from testkit.docblocks import runnable_blocks
+from testkit.running import Running
 
 REPO = Path(__file__).resolve().parents[2]
 PAGE = REPO / "docs" / "CLIENTS.md"
@@ -86,7 +85,7 @@ async def test_clients_doc_flow(running: Running, language: str) -> None:
         **os.environ,
         "PATH": f"{NODE_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "VAULTD_ADDRESS": f"127.0.0.1:{running.vaultd.port}",
-        "VAULTD_API_KEY": api_key_for(running),
+        "VAULTD_API_KEY": running.api_key,
         "VAULTD_SUFFIX": f"{running.kind}-{uuid.uuid4().hex[:12]}",
     }
     blocks = runnable_blocks(PAGE)

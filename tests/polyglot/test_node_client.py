@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.client.test_client import api_key_for
-from tests.server.conftest import Running
+from testkit.running import Running
 from tests.vectors.generate import load_vectors
 from vaultd.client import AsyncVaultClient
 
@@ -84,7 +83,7 @@ async def test_node_client_against_vaultd(running: Running, tmp_path: Path) -> N
     node = node_or_skip()
     target = f"127.0.0.1:{running.vaultd.port}"
     plaintext, aad = f"python to node {uuid.uuid4()}".encode(), b"sealed by vaultd.client"
-    api_key = api_key_for(running)
+    api_key = running.api_key
     async with AsyncVaultClient(target, api_key) as vault:
         blob = await vault.encrypt(plaintext, {"organization_id": f"org_{uuid.uuid4().hex}"}, aad)
     handoff = tmp_path / "python-blob.json"

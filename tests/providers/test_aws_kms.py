@@ -1,5 +1,5 @@
 """The AWS KMS provider: the real boto3 client, over a real socket, against moto's server
-(tests/standins/aws.py)."""
+(testkit/standins/aws.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from providers import (
 )
 from providers._retry import MAX_ATTEMPTS, with_retries
 from providers.aws_kms import AwsCredentials, AwsKmsProvider
-from tests.standins.aws import CUSTOMER_ACCOUNT, OTHER_REGION, REGION, AwsKmsStandIn
+from testkit.standins.aws import CUSTOMER_ACCOUNT, OTHER_REGION, REGION, AwsKmsStandIn
 
 T = TypeVar("T")
 BINDING = {"organization_id": "org_123", "vaultd:kek": "kek_1"}

@@ -26,7 +26,7 @@ from providers import (
 )
 from providers._retry import MAX_ATTEMPTS
 from providers.azure_kv import WRAPPED_MARKER, AzureKvProvider, decode_wrapped, encode_wrapped
-from tests.standins.azure import AzureKvStandIn, StaticTokenCredential
+from testkit.standins.azure import AzureKvStandIn, StaticTokenCredential
 
 VECTOR = json.loads(
     (Path(__file__).parents[1] / "vectors" / "providers" / "azure_kv.json").read_text()

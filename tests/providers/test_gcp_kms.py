@@ -1,5 +1,5 @@
 """The Google Cloud KMS provider: the real google-cloud-kms asyncio client, over a real socket,
-against the in-process stand-in of tests/standins/gcp.py."""
+against the in-process stand-in of testkit/standins/gcp.py."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from providers import (
 )
 from providers._retry import BREAKER_COOL_DOWN_SECONDS, MAX_ATTEMPTS
 from providers.gcp_kms import GcpKmsProvider
-from tests.standins.gcp import GcpKmsStandIn
+from testkit.standins.gcp import GcpKmsStandIn
 
 BINDING = {"organization_id": "org_123"}
 

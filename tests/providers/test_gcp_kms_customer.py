@@ -1,6 +1,6 @@
 """Cloud KMS keys where the customer keeps them: any project and location, and calls made as
 the customer's service account through impersonation (IAM Credentials stand-in over HTTP, Cloud
-KMS stand-in over gRPC; tests/standins/gcp.py)."""
+KMS stand-in over gRPC; testkit/standins/gcp.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from providers import KeyUnavailableError, ProviderUnavailableError
 from providers.gcp_kms import GcpKmsProvider, parse_key_uri
-from tests.standins.gcp import GcpKmsStandIn
+from testkit.standins.gcp import GcpKmsStandIn
 
 BINDING = {"organization_id": "org_customer", "vaultd:kek": "kek_1"}
 

@@ -1,5 +1,5 @@
 """The HashiCorp Vault provider: the real hvac client, over a real socket, against a real
-OpenBao dev server (tests/standins/hcvault.py)."""
+OpenBao dev server (testkit/standins/hcvault.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from providers import (
 )
 from providers._retry import MAX_ATTEMPTS, with_retries
 from providers.hcvault import HcVaultProvider
-from tests.standins.hcvault import HcVaultStandIn
+from testkit.standins.hcvault import HcVaultStandIn
 
 T = TypeVar("T")
 BINDING = {"organization_id": "org_123", "vaultd:kek": "kek_1"}

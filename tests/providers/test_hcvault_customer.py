@@ -1,4 +1,4 @@
-"""Rules that reach a customer's own Vault: a second OpenBao (tests/standins/hcvault.py), named
+"""Rules that reach a customer's own Vault: a second OpenBao (testkit/standins/hcvault.py), named
 by address in the key URI, with credentials from an environment variable, a file or AppRole."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from providers import KeyUnavailableError
 from providers.hcvault import HcVaultProvider
-from tests.standins.hcvault import HcVaultStandIn
+from testkit.standins.hcvault import HcVaultStandIn
 
 BINDING = {"organization_id": "org_customer", "vaultd:kek": "kek_1"}
 ENV = "VAULTD_HCVAULT_CUSTOMER"

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import grpc
 
-from tests.server.conftest import Running
-from tests.support.auth import add_api_key, channel
+from testkit.auth import add_api_key, channel
+from testkit.running import Running
 from vaultd.core.apikeys import new_secret
 from vaultd.v1 import admin_service_pb2 as apb
 from vaultd.v1 import admin_service_pb2_grpc as apb_grpc

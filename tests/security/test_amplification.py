@@ -19,11 +19,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.server.conftest import settings_for
-from tests.support.auth import bearer, channel
-from tests.support.grpc_errors import details_of
-from tests.support.redis_server import RedisServer
-from tests.support.serving import scrape
+from testkit.auth import bearer, channel
+from testkit.grpc_errors import details_of
+from testkit.redis_dbs import RedisDb, redis_db_url
+from testkit.redis_server import RedisServer
+from testkit.running import running_vaultd, settings_for
+from testkit.serving import scrape
 from vaultd.server import Vaultd, start
 from vaultd.storage.records import AuditQuery
 from vaultd.v1 import object_service_pb2 as opb
@@ -31,7 +32,6 @@ from vaultd.v1 import object_service_pb2_grpc as opb_grpc
 
 BURST = 5
 FLOOD = 40
-AMPLIFICATION_REDIS_DB = 10
 TRUNCATED = "…"  # how an audit event marks a field it cut short
 
 
@@ -40,18 +40,17 @@ async def limited(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     redis_url = None
     if request.param == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
-        redis_url = server.url.rsplit("/", 1)[0] + f"/{AMPLIFICATION_REDIS_DB}"
-    settings = settings_for(
+        redis_url = redis_db_url(server.url, RedisDb.AMPLIFICATION)
+    async with running_vaultd(
+        request.param,
         tmp_path / "data",
         redis_url,
         metrics_listen="127.0.0.1:0",
         api_key_cache_seconds=600,
         # Almost no refill while the test runs: the budget is the burst.
         rate_limit={"failed_auth_per_second": 0.001, "failed_auth_burst": BURST},
-    )
-    vaultd = await start(settings)
-    yield vaultd
-    await vaultd.stop(None)
+    ) as running:
+        yield running.vaultd
 
 
 def lookups(vaultd: Vaultd) -> float:

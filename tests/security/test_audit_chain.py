@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.conftest import settings_for
-from tests.support.auth import channel
-from tests.support.redis_server import RedisServer
+from testkit.auth import channel
+from testkit.redis_server import RedisServer
+from testkit.running import settings_for
 from vaultd.cli import main
 from vaultd.server import Vaultd, start
 from vaultd.storage import codec

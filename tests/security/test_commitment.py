@@ -14,8 +14,8 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from tests.security.crypto_support import STORES, refused
-from tests.server.conftest import Running
+from testkit.crypto import STORES, refused
+from testkit.running import Running
 from tests.vectors.generate import two_key_ciphertext
 from vaultd.client import AsyncVaultClient, DecryptionFailed
 from vaultd.core.blob import COMMITTING_MARKER, LocalBlob, blob_key, key_commitment

@@ -17,10 +17,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.standins.aws import AwsKmsStandIn
-from tests.support.auth import BOOTSTRAP_API_KEY, add_api_key, channel
-from tests.support.grpc_errors import details_of
-from tests.support.serving import free_port, scrape
+from testkit.auth import BOOTSTRAP_API_KEY, add_api_key, channel
+from testkit.grpc_errors import details_of
+from testkit.serving import free_port, scrape
+from testkit.standins.aws import AwsKmsStandIn
 from vaultd.server import Vaultd, start
 from vaultd.settings import ByokRuleSettings, Settings
 from vaultd.v1 import admin_service_pb2 as apb

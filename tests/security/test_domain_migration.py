@@ -12,25 +12,25 @@ import grpc
 import pytest
 from ulid import ULID
 
-from tests.lifecycle.conftest import Lifecycle, item, lifecycle, new_org, wait_job
-from tests.security.crypto_support import refused
+from testkit.crypto import refused
+from testkit.lifecycle import item, new_org, wait_job
+from testkit.running import Running
 from vaultd.core.envelope import EncryptedKeys, Purpose, new_dek, seal, wrap_dek
 from vaultd.storage.records import KekStamp, StoredVersion
 from vaultd.v1 import admin_service_pb2 as apb
 from vaultd.v1 import key_service_pb2 as kpb
 from vaultd.v1 import object_service_pb2 as opb
 
-__all__ = ["lifecycle"]  # the fixture, imported so pytest finds it here
 ENV = "default"
 
 
-async def _stored(lc: Lifecycle, object_id: str, version_id: str) -> StoredVersion:
+async def _stored(lc: Running, object_id: str, version_id: str) -> StoredVersion:
     found = await lc.vaultd.store.get_object_version(ENV, object_id, version_id)
     assert found is not None
     return found.version
 
 
-async def _as_format_1(lc: Lifecycle, object_id: str, context: dict[str, str]) -> StoredVersion:
+async def _as_format_1(lc: Running, object_id: str, context: dict[str, str]) -> StoredVersion:
     """A new current version written as a vaultd before domain separation wrote it: format-1
     encrypted_keys with the one shared label, the value sealed with the ids-only associated
     data."""
@@ -59,7 +59,7 @@ async def _as_format_1(lc: Lifecycle, object_id: str, context: dict[str, str]) -
 
 
 async def test_format_1_objects_read_and_migrate_without_touching_data(
-    lifecycle: Lifecycle,
+    lifecycle: Running,
 ) -> None:
     org = new_org()
     made = await lifecycle.objects.CreateObject(
@@ -120,7 +120,7 @@ async def test_format_1_objects_read_and_migrate_without_touching_data(
 
 
 async def test_legacy_data_keys_can_be_turned_off_so_old_object_keys_stop_opening(
-    lifecycle: Lifecycle,
+    lifecycle: Running,
 ) -> None:
     """The residual of class 1: a format-1 object key from an old store dump still opens as a
     data key while `keys.accept_legacy_data_keys` is on (callers hold old data keys). Off, it

@@ -14,9 +14,9 @@ import os
 import grpc
 from ulid import ULID
 
-from tests.security.crypto_support import ENV, STORES, RawStore, refused
-from tests.server.conftest import Running
-from tests.support.auth import add_api_key
+from testkit.auth import add_api_key
+from testkit.crypto import ENV, STORES, RawStore, refused
+from testkit.running import Running
 from vaultd.core.blob import LocalBlob, encode_uleb128
 from vaultd.core.envelope import NONCE_BYTES, TAG_BYTES, EncryptedKeys, seal
 from vaultd.v1 import key_service_pb2 as kpb

@@ -15,8 +15,8 @@ import uuid
 import grpc
 import pytest
 
-from tests.security.crypto_support import all_keks, refused
-from tests.server.conftest import Running
+from testkit.crypto import all_keks, refused
+from testkit.running import Running
 from vaultd.core.keyring import kek_id_for
 from vaultd.v1 import admin_service_pb2 as apb
 from vaultd.v1 import admin_service_pb2_grpc as apb_grpc

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from providers.internal import InternalProvider, RootKeyFile
-from tests.server.conftest import settings_for
-from tests.support.serving import VAULTD, clean_env, free_port
+from testkit.running import settings_for
+from testkit.serving import VAULTD, clean_env, free_port
 from vaultd.server import start
 
 

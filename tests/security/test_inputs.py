@@ -11,8 +11,8 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from tests.server.conftest import Running
-from tests.support.grpc_errors import details_of
+from testkit.grpc_errors import details_of
+from testkit.running import Running
 from vaultd.v1 import admin_service_pb2 as apb
 from vaultd.v1 import admin_service_pb2_grpc as apb_grpc
 from vaultd.v1 import object_service_pb2 as opb

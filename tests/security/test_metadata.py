@@ -13,8 +13,8 @@ import uuid
 import grpc
 import pytest
 
-from tests.security.crypto_support import ENV, STORES, RawStore, all_keks, refused
-from tests.server.conftest import Running
+from testkit.crypto import ENV, STORES, RawStore, all_keks, refused
+from testkit.running import Running
 from vaultd.client import AsyncVaultClient, IntegrityViolation
 from vaultd.storage.keys import Kind, key
 from vaultd.v1 import admin_service_pb2_grpc as apb_grpc

@@ -16,9 +16,9 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.server.conftest import Running
-from tests.support.auth import add_api_key, channel
-from tests.support.grpc_errors import details_of
+from testkit.auth import add_api_key, channel
+from testkit.grpc_errors import details_of
+from testkit.running import Running
 from vaultd.v1 import admin_service_pb2 as apb
 from vaultd.v1 import admin_service_pb2_grpc as apb_grpc
 from vaultd.v1 import key_service_pb2 as kpb

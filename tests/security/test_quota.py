@@ -18,10 +18,10 @@ from typing import Any, cast
 import grpc
 import pytest
 
-from tests.server.conftest import settings_for
-from tests.support.auth import add_api_key, channel
-from tests.support.grpc_errors import ErrorDetails, details_of
-from tests.support.redis_server import RedisServer
+from testkit.auth import add_api_key, channel
+from testkit.grpc_errors import ErrorDetails, details_of
+from testkit.redis_server import RedisServer
+from testkit.running import settings_for
 from vaultd.server import Vaultd, start
 from vaultd.storage.base import NewKekCounts
 from vaultd.v1 import key_service_pb2 as kpb

@@ -13,9 +13,9 @@ from typing import Any
 import grpc
 import pytest
 
+from testkit.grpc_errors import details_of
+from testkit.running import Running
 from tests.security.scoped_support import Client, fresh_admin, scoped_key
-from tests.server.conftest import Running
-from tests.support.grpc_errors import details_of
 from vaultd.core.blob import LocalBlob
 from vaultd.core.envelope import EncryptedKeys
 from vaultd.v1 import admin_service_pb2 as apb

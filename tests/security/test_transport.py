@@ -1,6 +1,6 @@
 """Class 5, transport: what a hostile client can make the server hold at the HTTP/2 level.
 
-Spoken frame by frame over a real port (tests/support/h2raw.py), as an attacker's client would:
+Spoken frame by frame over a real port (testkit/h2raw.py), as an attacker's client would:
 the server advertises a bounded number of streams per connection and a bounded stream window;
 an unauthenticated call that sends half of a 4 MiB message is refused at its headers, so the
 server never takes more than one stream window of it (before: the whole message, 160 MiB for
@@ -17,9 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.server.conftest import settings_for
-from tests.support.auth import channel
-from tests.support.h2raw import (
+from testkit.auth import channel
+from testkit.h2raw import (
     GOAWAY,
     HEADERS,
     INITIAL_WINDOW_SIZE,
@@ -28,6 +27,7 @@ from tests.support.h2raw import (
     WINDOW_UPDATE,
     RawConnection,
 )
+from testkit.running import settings_for
 from vaultd.server import Vaultd, start
 from vaultd.storage.records import AuditQuery
 from vaultd.v1 import object_service_pb2 as opb

@@ -13,11 +13,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.server.conftest import settings_for
-from tests.support.auth import BOOTSTRAP_API_KEY, channel
-from tests.support.grpc_errors import details_of
-from tests.support.redis_server import RedisServer
-from tests.support.serving import VAULTD, clean_env, free_port, wait_serving
+from testkit.auth import BOOTSTRAP_API_KEY, channel
+from testkit.grpc_errors import details_of
+from testkit.redis_server import RedisServer
+from testkit.running import settings_for
+from testkit.serving import VAULTD, clean_env, free_port, wait_serving
 from vaultd.cli import main
 from vaultd.core.apikeys import new_secret, secret_hash
 from vaultd.server import start

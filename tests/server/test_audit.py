@@ -17,11 +17,11 @@ import pytest
 import redis.asyncio as aioredis
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from tests.server.conftest import Running, settings_for
-from tests.server.test_objects import unique
-from tests.server.test_running import _stored_bytes
-from tests.support.auth import ALL_PERMISSIONS, add_api_key, bearer, channel
-from tests.support.grpc_errors import details_of
+from testkit.at_rest import stored_bytes
+from testkit.auth import ALL_PERMISSIONS, add_api_key, bearer, channel
+from testkit.grpc_errors import details_of
+from testkit.names import unique
+from testkit.running import Running, settings_for
 from vaultd.core.apikeys import new_secret, secret_hash
 from vaultd.core.audit import event_json
 from vaultd.logs import JsonFormatter
@@ -335,7 +335,7 @@ async def test_no_value_plaintext_data_key_or_api_key_in_audit_data_or_logs(
         [await _audit_at_rest(running), *(e.SerializeToString() for e in events)]
     )
     assert created.id.encode() in audit_data and b"ObjectService/GetObject" in logs
-    at_rest = await _stored_bytes(running)
+    at_rest = await stored_bytes(running)
     secrets = [marker, data_key.data_key, *(k.encode() for k in (t.secret, made.api_key, bad_key))]
     for secret in secrets:
         for form in _forms(secret):

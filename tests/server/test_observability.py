@@ -13,10 +13,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.server.conftest import settings_for
-from tests.support.auth import BOOTSTRAP_API_KEY, channel
-from tests.support.grpc_errors import details_of
-from tests.support.serving import Samples, scrape
+from testkit.auth import BOOTSTRAP_API_KEY, channel
+from testkit.grpc_errors import details_of
+from testkit.running import settings_for
+from testkit.serving import Samples, scrape
 from vaultd.api.observe import request_id_from
 from vaultd.logs import REQUEST_ID, JsonFormatter, TextFormatter
 from vaultd.server import Vaultd, start

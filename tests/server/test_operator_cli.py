@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from providers.internal import InternalProvider
-from tests.support.serving import VAULTD, clean_env, free_port, wait_serving
+from testkit.serving import VAULTD, clean_env, free_port, wait_serving
 from vaultd import startup
 from vaultd.cli import kek as kek_cli
 from vaultd.storage.records import RewrapJob, RewrapState
@@ -24,7 +24,7 @@ def vaultd(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_version() -> None:
+def test_version_prints_a_semantic_version() -> None:
     done = vaultd("--version")
     assert done.returncode == 0
     assert re.fullmatch(r"vaultd \d+\.\d+\.\d+\S*\n", done.stdout), done.stdout

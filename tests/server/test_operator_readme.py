@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.conftest import settings_for
-from tests.support.buf import buf as find_buf
-from tests.support.docblocks import runnable_blocks
-from tests.support.tls import make_pki
+from testkit.buf import buf as find_buf
+from testkit.docblocks import runnable_blocks
+from testkit.running import settings_for
+from testkit.tls import make_pki
 from vaultd.core.apikeys import new_secret
 from vaultd.server import Vaultd, start
 

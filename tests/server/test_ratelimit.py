@@ -9,8 +9,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.server.conftest import settings_for
-from tests.support.grpc_errors import details_of
+from testkit.grpc_errors import details_of
+from testkit.running import settings_for
 from vaultd.core.apikeys import ApiKeys, new_secret
 from vaultd.core.cache import TtlCache
 from vaultd.core.ratelimit import TokenBuckets

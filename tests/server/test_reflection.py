@@ -10,9 +10,9 @@ import pytest
 from google.protobuf import descriptor_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from tests.server.conftest import Running, settings_for
-from tests.support.auth import channel
-from tests.support.grpc_errors import details_of
+from testkit.auth import channel
+from testkit.grpc_errors import details_of
+from testkit.running import Running, settings_for
 from vaultd.api.reflection import V1_SERVICE_NAME
 from vaultd.server import SERVICE_NAMES, start
 from vaultd.settings import ReflectionSettings

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-import redis.asyncio as aioredis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from tests.server.conftest import Running, settings_for
-from tests.support.auth import BOOTSTRAP_API_KEY
-from tests.support.auth import channel as authed_channel
+from testkit.at_rest import stored_bytes
+from testkit.auth import BOOTSTRAP_API_KEY
+from testkit.auth import channel as authed_channel
+from testkit.running import Running, settings_for
 from vaultd.core.envelope import EncryptedKeys, Kek, Purpose, unwrap_entry
 from vaultd.server import start
 from vaultd.settings import load_settings
@@ -153,29 +153,6 @@ async def test_health_and_reflection(running: Running) -> None:
     assert {"vaultd.v1.ObjectService", "grpc.health.v1.Health"} <= services
 
 
-async def _stored_bytes(running: Running) -> bytes:
-    """Every byte vaultd keeps at rest: each Redis key and field, or each file in the data dir."""
-    if running.redis_url:
-        chunks: list[bytes] = []
-        for url in running.redis_node_urls():
-            client = aioredis.from_url(url)
-            async for key in client.scan_iter(match="*"):
-                kind = (await client.type(key)).decode()
-                chunks.append(key)
-                if kind == "hash":
-                    for field, value in (await client.hgetall(key)).items():
-                        chunks += [field, value]
-                elif kind == "zset":
-                    chunks += await client.zrange(key, 0, -1)
-                elif kind == "string":
-                    chunks.append(await client.get(key) or b"")
-                else:
-                    chunks += [str(await client.dump(key)).encode()]
-            await client.aclose()
-        return b"\n".join(chunks)
-    return b"\n".join(p.read_bytes() for p in running.data_dir.rglob("*") if p.is_file())
-
-
 def _forms(secret: bytes) -> list[bytes]:
     return [secret, base64.b64encode(secret), secret.hex().encode()]
 
@@ -207,7 +184,7 @@ async def test_nothing_secret_at_rest(running: Running, objects: pb_grpc.ObjectS
         kek = next(k for k in keks if isinstance(k, Kek) and k.kek_id == entry.kek_id)
         deks.append(unwrap_entry(keys, entry, kek.key, Purpose.OBJECT_VERSION))
 
-    at_rest = await _stored_bytes(running)
+    at_rest = await stored_bytes(running)
     assert meta.id.encode() in at_rest, "the scan must see the stored object"
     for secret in [marker, *(k.key for k in keks if isinstance(k, Kek)), *deks]:
         for form in _forms(secret):

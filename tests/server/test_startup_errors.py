@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from providers.internal import InternalProvider
-from tests.support.serving import VAULTD, clean_env, free_port
+from testkit.serving import VAULTD, clean_env, free_port
 from vaultd import startup
 from vaultd.storage.errors import StoreUnavailable
 
@@ -45,7 +45,7 @@ def assert_one_line(stderr: str, *fragments: str) -> None:
         assert fragment in lines[0], lines[0]
 
 
-def test_port_taken(tmp_path: Path) -> None:
+def test_a_taken_port_stops_startup_in_one_line_naming_the_setting(tmp_path: Path) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
@@ -55,7 +55,7 @@ def test_port_taken(tmp_path: Path) -> None:
     assert_one_line(err, f"cannot listen on 127.0.0.1:{port}", "--listen", "VAULTD_LISTEN")
 
 
-def test_port_taken_with_workers(tmp_path: Path) -> None:
+def test_a_taken_port_stops_startup_with_workers_too(tmp_path: Path) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
@@ -68,19 +68,19 @@ def test_port_taken_with_workers(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "listen", ["nonsense", "127.0.0.1:70000", "127.0.0.1:", "::1:50051", "[zz::1]:5", " :5"]
 )
-def test_bad_listen(tmp_path: Path, listen: str) -> None:
+def test_a_malformed_listen_address_is_refused_as_host_port(tmp_path: Path, listen: str) -> None:
     code, _, err = serve(tmp_path, "--listen", listen)
     assert code == 2
     assert_one_line(err, repr(listen), "--listen", "HOST:PORT")
 
 
-def test_bad_metrics_listen(tmp_path: Path) -> None:
+def test_a_malformed_metrics_listen_address_is_refused(tmp_path: Path) -> None:
     code, _, err = serve(tmp_path, "--listen", "127.0.0.1:0", "--metrics-listen", "9090")
     assert code == 2
     assert_one_line(err, "'9090'", "--metrics-listen")
 
 
-def test_bad_yaml(tmp_path: Path) -> None:
+def test_invalid_yaml_is_refused_with_its_file_and_line(tmp_path: Path) -> None:
     config = tmp_path / "vaultd.yaml"
     config.write_text("listen: 127.0.0.1:0\nkek_cache: {ttl_seconds: 5\n")
     code, _, err = serve(tmp_path, "--config", str(config))
@@ -112,7 +112,7 @@ def test_settings_error_never_shows_the_value(tmp_path: Path) -> None:
     assert secret not in err
 
 
-def test_redis_down(tmp_path: Path) -> None:
+def test_an_unreachable_redis_is_named_with_its_password_masked(tmp_path: Path) -> None:
     port = free_port()  # nothing listens there
     url = f"redis://ops:hunter2@127.0.0.1:{port}/0"
     code, _, err = serve(tmp_path, "--listen", "127.0.0.1:0", "--redis-url", url)
@@ -191,7 +191,7 @@ def test_store_unavailable_without_redis_names_the_store() -> None:
     assert "cannot reach the store: disk I/O error" in failure.message
 
 
-def test_redact_url() -> None:
+def test_redact_url_masks_only_the_password() -> None:
     assert startup.redact_url("redis://:pw@h:1/0") == "redis://:***@h:1/0"
     assert startup.redact_url("rediss://u:pw@h:1/0") == "rediss://u:***@h:1/0"
     assert startup.redact_url("redis://h:1/0") == "redis://h:1/0"

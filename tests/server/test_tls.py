@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from tests.server.conftest import settings_for
-from tests.support.auth import BOOTSTRAP_API_KEY
-from tests.support.serving import VAULTD, clean_env
-from tests.support.tls import Pki, make_pki
+from testkit.auth import BOOTSTRAP_API_KEY
+from testkit.running import settings_for
+from testkit.serving import VAULTD, clean_env
+from testkit.tls import Pki, make_pki
 from vaultd.client import AsyncVaultClient, BackendUnavailable
 from vaultd.healthcheck import TlsOptions, check, local_address
 from vaultd.server import Vaultd, start

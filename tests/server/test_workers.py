@@ -18,8 +18,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.support.redis_server import RedisServer
-from tests.support.serving import VAULTD, clean_env, free_port, scrape
+from testkit.redis_server import RedisServer
+from testkit.serving import VAULTD, clean_env, free_port, scrape
 from vaultd.core.apikeys import new_secret
 from vaultd.settings import Settings
 from vaultd.v1 import object_service_pb2 as pb

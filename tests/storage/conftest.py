@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from tests.support.redis_server import RedisServer
+from testkit.redis_server import RedisServer
 
 
 @pytest_asyncio.fixture(scope="session")

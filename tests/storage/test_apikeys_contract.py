@@ -14,12 +14,13 @@ import pytest_asyncio
 from redis.asyncio import Redis
 from ulid import ULID
 
+from testkit.redis_dbs import RedisDb, redis_db_url
+from testkit.redis_server import RedisServer
 from tests.storage.contract import (
     BASE_TIME,
     new_api_key,
     new_env,
 )
-from tests.support.redis_server import RedisServer
 from vaultd.storage import (
     RedisStore,
     SqliteStore,
@@ -101,7 +102,7 @@ async def empty_store(
     if request.param == "sqlite":
         store: Store = SqliteStore(tmp_path / "vaultd.db")
     else:
-        url = redis_server.url.rpartition("/")[0] + "/13"
+        url = redis_db_url(redis_server.url, RedisDb.CONTRACT)
         client = Redis.from_url(url)
         await client.flushdb()
         await client.aclose()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from testkit.redis_server import RedisServer
 from tests.storage.contract import (
     ASC,
     EVERYTHING,
@@ -24,7 +25,6 @@ from tests.storage.contract import (
     new_object_id,
     new_version,
 )
-from tests.support.redis_server import RedisServer
 from vaultd.storage import (
     RedisStore,
     SqliteStore,

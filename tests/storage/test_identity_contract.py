@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from tests.support.redis_server import RedisServer
+from testkit.redis_dbs import RedisDb, redis_db_url
+from testkit.redis_server import RedisServer
 from vaultd.storage import RedisStore, SqliteStore, Store
 from vaultd.storage.records import StoreIdentity
-
-IDENTITY_DB = 15  # a database no other suite uses: each test flushes it
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -28,7 +27,7 @@ async def empty_store(
     if request.param == "sqlite":
         store = SqliteStore(tmp_path / "vaultd.db")
     else:
-        url = redis_server.url.removesuffix("/0") + f"/{IDENTITY_DB}"
+        url = redis_db_url(redis_server.url, RedisDb.IDENTITY)  # each test flushes it
         raw = aioredis.Redis.from_url(url)
         await raw.flushdb()
         await raw.aclose()

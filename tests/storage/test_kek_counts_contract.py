@@ -12,7 +12,7 @@ from typing import cast
 
 from ulid import ULID
 
-from tests.support.redis_server import RedisServer
+from testkit.redis_server import RedisServer
 from vaultd.storage import Store
 from vaultd.storage.base import NewKekCounts
 from vaultd.storage.redis import RedisStore

@@ -10,8 +10,9 @@ from pathlib import Path
 from redis.asyncio import Redis
 from ulid import ULID
 
-from tests.support.redis_server import RedisServer
-from tests.support.redis_topologies import RedisClusterSet
+from testkit.redis_dbs import RedisDb, redis_db_url
+from testkit.redis_server import RedisServer
+from testkit.redis_topologies import RedisClusterSet
 from vaultd.storage import KekVersion, RedisStore, codec, open_store
 from vaultd.storage.keys import Kind, key
 
@@ -24,7 +25,7 @@ def old_kek(version: int, item_value: str) -> KekVersion:
 async def test_an_older_databases_keks_are_listed_once_opened(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    url = redis_server.url.removesuffix("/0") + "/5"  # a database no other test opened
+    url = redis_db_url(redis_server.url, RedisDb.KEK_INDEX_MIGRATION)  # flushed: its own
     env, kek_id = f"env_{ULID()}", f"kek_{uuid.uuid4().hex}"
     raw = Redis.from_url(url)
     try:

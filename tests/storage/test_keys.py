@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from vaultd.storage.keys import (
     AUTH_TAG,
+    CONTEXT_ITEM_HASH,
     ENVIRONMENT_ID,
     JOBS_TAG,
     KEK_ID,
@@ -18,6 +21,7 @@ from vaultd.storage.keys import (
     Kind,
     audit_key,
     auth_key,
+    context_item_key,
     job_key,
     key,
 )
@@ -25,6 +29,7 @@ from vaultd.storage.keys import (
 ENV = "env_test-1"
 OBJ = "secret_01J9Z3K4ABCDEFGHJKMNPQRSTV"
 KEK = "kek_0123456789abcdef0123456789abcdef"
+ITEM_HASH = hashlib.sha256(b"organization_id\0org_1").hexdigest()
 
 
 @pytest.mark.parametrize(
@@ -56,6 +61,8 @@ KEK = "kek_0123456789abcdef0123456789abcdef"
         (Kind.BYOK, None, "vaultd:{env_test-1}:byok"),
         (Kind.BYOK_MATCHES, None, "vaultd:{env_test-1}:byok-matches"),
         (Kind.KEK_COUNTS, None, "vaultd:{env_test-1}:kek-counts"),
+        (Kind.CONTEXT_ITEM, ITEM_HASH, f"vaultd:{{env_test-1}}:ctx:{ITEM_HASH}"),
+        (Kind.CONTEXT_INDEXED, None, "vaultd:{env_test-1}:ctx-indexed"),
     ],
 )
 def test_exact_key_names(kind: Kind, ident: str | None, expected: str) -> None:
@@ -64,7 +71,7 @@ def test_exact_key_names(kind: Kind, ident: str | None, expected: str) -> None:
 
 def test_every_kind_is_covered_above() -> None:
     # A new kind must get its exact name pinned in test_exact_key_names.
-    assert len(Kind) == 14
+    assert len(Kind) == 16
 
 
 @pytest.mark.parametrize(
@@ -166,7 +173,8 @@ def test_every_key_of_an_environment_shares_its_hash_tag(
     environment_id: str, object_id: str
 ) -> None:
     for kind in Kind:
-        ident = {KEK_ID: KEK, OBJECT_ID: object_id}[kind.id_rule] if kind.id_rule else None
+        idents = {KEK_ID: KEK, OBJECT_ID: object_id, CONTEXT_ITEM_HASH: ITEM_HASH}
+        ident = idents[kind.id_rule] if kind.id_rule else None
         name = key(environment_id, kind, ident)
         # Redis Cluster hashes the text between the first `{` and the next `}`.
         tag = name[name.index("{") + 1 : name.index("}")]
@@ -174,3 +182,11 @@ def test_every_key_of_an_environment_shares_its_hash_tag(
         assert "::" not in name
         assert not name.endswith(":")
         assert name.count("{") == name.count("}") == 1
+
+
+def test_a_context_items_index_is_named_by_the_hash_of_the_item() -> None:
+    # Characters a key context allows but a key name must not carry never reach the name.
+    assert context_item_key(ENV, "organization_id", "org_1") == f"vaultd:{{{ENV}}}:ctx:{ITEM_HASH}"
+    odd = context_item_key(ENV, "a:b", "{x}")
+    assert odd.count("{") == 1 and odd.endswith(hashlib.sha256(b"a:b\0{x}").hexdigest())
+    assert context_item_key(ENV, "k", "v\u00e9") != context_item_key(ENV, "k", "ve\u0301")

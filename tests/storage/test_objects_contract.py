@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 from ulid import ULID
 
+from testkit.redis_server import RedisServer
 from tests.storage.contract import (
     ASC,
     BASE_TIME,
@@ -33,7 +34,6 @@ from tests.storage.contract import (
     new_version,
     scan_all,
 )
-from tests.support.redis_server import RedisServer
 from vaultd.storage import (
     Direction,
     NameTaken,
@@ -50,6 +50,7 @@ from vaultd.storage import (
 )
 from vaultd.storage.keys import Kind, key
 from vaultd.storage.records import ObjectVersions
+from vaultd.storage.redis.context_index import context_keys
 
 
 @pytest.mark.parametrize("ciphertext", [b"", os.urandom(MIB)], ids=["empty", "1MiB"])
@@ -217,9 +218,10 @@ async def test_exactly_one_of_50_racing_checked_updates_wins(store: Store) -> No
         return_exceptions=True,
     )
 
-    winner = versions[results.index(None)]
+    # The winner learns its version's number: the object's second.
+    winner = versions[results.index(2)]
     losers = [r for r in results if isinstance(r, VersionMismatch)]
-    assert results.count(None) == 1
+    assert results.count(2) == 1
     assert len(losers) == 49
     assert {loser.current_version_id for loser in losers} == {winner.version_id}
     assert await store.list_versions(env, obj.id) == (
@@ -355,7 +357,7 @@ async def test_sqlite_checks_hold_across_connections_sharing_a_file(tmp_path: Pa
             ),
             return_exceptions=True,
         )
-        assert results.count(None) == 1
+        assert results.count(2) == 1
         assert sum(isinstance(r, VersionMismatch) for r in results) == 49
     finally:
         await first.close()
@@ -398,8 +400,11 @@ async def test_redis_delete_leaves_no_trace(redis_store: RedisStore, redis_clien
         key(env, Kind.OBJECT, survivor.id),
         key(env, Kind.VERSIONS, survivor.id),
         key(env, Kind.HISTORY, survivor.id),
+        *context_keys(env, survivor.key_context),
     }
     assert await redis_client.zrange(key(env, Kind.OBJECTS), 0, -1) == [survivor.id.encode()]
+    for item in context_keys(env, survivor.key_context):
+        assert await redis_client.zrange(item, 0, -1) == [survivor.id.encode()]
     assert await redis_client.hkeys(key(env, Kind.DIGESTS)) == [survivor.id.encode()]
     assert await redis_client.hvals(key(env, Kind.NAMES)) == [survivor.id.encode()]
     for obj in gone:

@@ -6,7 +6,7 @@ import asyncio
 
 from ulid import ULID
 
-from tests.support.redis_server import RedisServer
+from testkit.redis_server import RedisServer
 from vaultd.storage import RedisStore
 from vaultd.storage.redis.urls import MAX_CONNECTIONS
 

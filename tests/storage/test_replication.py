@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from ulid import ULID
 
-from tests.support.redis_server import RedisServer
+from testkit.redis_server import RedisServer
 from vaultd.storage import KekVersion, RedisStore, StoreUnavailable
 from vaultd.storage.redis.urls import redis_client, wait_replicas
 

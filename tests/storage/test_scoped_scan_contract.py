@@ -9,8 +9,8 @@ from dataclasses import replace
 
 from redis.asyncio import Redis
 
+from testkit.redis_server import RedisServer
 from tests.storage.contract import ASC, DESC, new_env, new_object, scan_all
-from tests.support.redis_server import RedisServer
 from vaultd.storage import RedisStore, Store
 from vaultd.storage.records import ScanFilter
 
@@ -60,3 +60,19 @@ async def test_redis_scoped_scans_continue_across_bounded_steps(
                 assert found == expected
     finally:
         await small_steps.close()
+
+
+async def test_a_scoped_scan_filtered_by_context_applies_both(store: Store) -> None:
+    """The key_context filter (the context index) and the scope together: only objects that
+    hold the filter's items and are in scope."""
+    env = new_env()
+    wanted: list[str] = []
+    for i in range(12):
+        context = {"organization_id": "org_A" if i % 2 else "org_B", "region": f"r{i % 3}"}
+        obj = replace(new_object(env, f"n{i:02}"), key_context=context)
+        await store.create_object(obj)
+        if i % 2 and i % 3 == 0:
+            wanted.append(obj.id)
+    both = ScanFilter(key_context={"region": "r0"}, in_scope=tenant_a)
+    assert [e.id for e in await scan_all(store, env, ASC, both, page_size=1)] == wanted
+    assert [e.id for e in await scan_all(store, env, DESC, both)] == wanted[::-1]

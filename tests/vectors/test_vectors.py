@@ -138,6 +138,6 @@ def test_the_checker_requires_the_coverage_issue_3_asks_for() -> None:
     assert generate._coverage_problems(VECTORS) == []
 
 
-def test_enough_vectors() -> None:
+def test_vectors_cover_every_failure_stage() -> None:
     assert len(POSITIVE) >= 12 and len(NEGATIVE) >= 40
     assert {v["fails_at"] for v in NEGATIVE} == set(generate.STAGES)

@@ -21,8 +21,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.http.support import HttpVaultd
-from tests.support.auth import bearer
+from testkit.auth import bearer
+from testkit.http_server import HttpVaultd
 from vaultd.v1 import key_service_pb2 as kpb
 from vaultd.v1 import key_service_pb2_grpc as kpb_grpc
 from vaultd.v1 import object_service_pb2 as opb

@@ -25,8 +25,8 @@ from workos._errors import (
     UnprocessableEntityError,
 )
 
-from tests.http.support import HttpVaultd, http_vaultd
-from tests.support.auth import bearer
+from testkit.auth import bearer
+from testkit.http_server import HttpVaultd, http_vaultd
 from vaultd.client import AsyncVaultClient
 from vaultd.v1 import key_service_pb2 as kpb
 from vaultd.v1 import key_service_pb2_grpc as kpb_grpc

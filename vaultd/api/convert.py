@@ -45,6 +45,7 @@ def metadata(meta: objects.ObjectMetadata) -> pb.ObjectMetadata:
         created_at=timestamp(meta.created_at),
         updated_at=timestamp(meta.updated_at),
         updated_by=pb.Actor(id=meta.updated_by.id, name=meta.updated_by.name),
+        version_number=meta.version_number,
     )
 
 
@@ -68,6 +69,7 @@ def version(v: objects.ObjectVersion) -> pb.ObjectVersion:
         current_version=v.current,
         size=v.info.size,
         etag=v.info.etag,
+        version_number=v.number,
     )
 
 
@@ -79,4 +81,5 @@ def list_query(request: pb.ListObjectsRequest) -> objects.ListQuery:
         ascending=request.order == pb.LIST_ORDER_ASCENDING,
         name_prefix=request.name_prefix,
         updated_after=optional_timestamp(request, "updated_after"),
+        key_context=dict(request.key_context),
     )

@@ -52,7 +52,9 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         self, request: pb.GetObjectRequest, context: Context
     ) -> pb.GetObjectResponse:
         c = caller_of(context)
-        obj = await self._vault.get(c.environment_id, request.id, scope=c.scope)
+        obj = await self._vault.get(
+            c.environment_id, request.id, dict(request.key_context), scope=c.scope
+        )
         _touched(obj.metadata)
         return pb.GetObjectResponse(object=convert.vault_object(obj))
 
@@ -60,7 +62,9 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         self, request: pb.GetObjectByNameRequest, context: Context
     ) -> pb.GetObjectByNameResponse:
         c = caller_of(context)
-        obj = await self._vault.get_by_name(c.environment_id, request.name, scope=c.scope)
+        obj = await self._vault.get_by_name(
+            c.environment_id, request.name, dict(request.key_context), scope=c.scope
+        )
         _touched(obj.metadata)
         return pb.GetObjectByNameResponse(object=convert.vault_object(obj))
 

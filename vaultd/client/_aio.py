@@ -63,11 +63,15 @@ class AsyncVaultClient(ClientBase):
     ) -> ObjectMetadata:
         return await self._invoke(_rpc.create_object(name, value, key_context))
 
-    async def get_object(self, object_id: str) -> VaultObject:
-        return await self._invoke(_rpc.get_object(object_id))
+    async def get_object(
+        self, object_id: str, key_context: Mapping[str, str] | None = None
+    ) -> VaultObject:
+        return await self._invoke(_rpc.get_object(object_id, key_context))
 
-    async def get_object_by_name(self, name: str) -> VaultObject:
-        return await self._invoke(_rpc.get_object_by_name(name))
+    async def get_object_by_name(
+        self, name: str, key_context: Mapping[str, str] | None = None
+    ) -> VaultObject:
+        return await self._invoke(_rpc.get_object_by_name(name, key_context))
 
     async def describe_object(self, object_id: str) -> ObjectMetadata:
         return await self._invoke(_rpc.describe_object(object_id))
@@ -88,10 +92,11 @@ class AsyncVaultClient(ClientBase):
         name_prefix: str | None = None,
         updated_after: datetime | None = None,
         after: str | None = None,
+        key_context: Mapping[str, str] | None = None,
     ) -> AsyncIterator[ObjectDigest]:
         call: _rpc.Call[_rpc.Page] | None = _rpc.list_objects(
             limit=limit, order=order, name_prefix=name_prefix,
-            updated_after=updated_after, after=after,
+            updated_after=updated_after, after=after, key_context=key_context,
         )  # fmt: skip
         while call is not None:
             page = await self._invoke(call)

@@ -87,13 +87,17 @@ def create_object(
     return Call("objects", "CreateObject", request, lambda r: models.metadata_from(r.metadata))
 
 
-def get_object(object_id: str) -> Call[models.VaultObject]:
-    request = opb.GetObjectRequest(id=object_id)
+def get_object(
+    object_id: str, key_context: Mapping[str, str] | None = None
+) -> Call[models.VaultObject]:
+    request = opb.GetObjectRequest(id=object_id, key_context=key_context or {})
     return Call("objects", "GetObject", request, lambda r: models.object_from(r.object))
 
 
-def get_object_by_name(name: str) -> Call[models.VaultObject]:
-    request = opb.GetObjectByNameRequest(name=name)
+def get_object_by_name(
+    name: str, key_context: Mapping[str, str] | None = None
+) -> Call[models.VaultObject]:
+    request = opb.GetObjectByNameRequest(name=name, key_context=key_context or {})
     return Call("objects", "GetObjectByName", request, lambda r: models.object_from(r.object))
 
 
@@ -125,11 +129,16 @@ def list_objects(
     name_prefix: str | None,
     updated_after: datetime | None,
     after: str | None,
+    key_context: Mapping[str, str] | None = None,
 ) -> Call[Page]:
     if order not in _ORDERS:
         raise ValueError(f"order must be 'asc' or 'desc', not {order!r}")
     request = opb.ListObjectsRequest(
-        limit=limit or 0, order=_ORDERS[order], name_prefix=name_prefix or "", after=after or ""
+        limit=limit or 0,
+        order=_ORDERS[order],
+        name_prefix=name_prefix or "",
+        after=after or "",
+        key_context=key_context or {},
     )
     if updated_after is not None:
         stamp = Timestamp()

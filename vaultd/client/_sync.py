@@ -72,12 +72,16 @@ class VaultClient(ClientBase):
         """Store a new object; NameTaken if the name is in use, InvalidKeyContext if bad."""
         return self._invoke(_rpc.create_object(name, value, key_context))
 
-    def get_object(self, object_id: str) -> VaultObject:
+    def get_object(
+        self, object_id: str, key_context: Mapping[str, str] | None = None
+    ) -> VaultObject:
         """The object's current value and metadata; ObjectNotFound if there is none."""
-        return self._invoke(_rpc.get_object(object_id))
+        return self._invoke(_rpc.get_object(object_id, key_context))
 
-    def get_object_by_name(self, name: str) -> VaultObject:
-        return self._invoke(_rpc.get_object_by_name(name))
+    def get_object_by_name(
+        self, name: str, key_context: Mapping[str, str] | None = None
+    ) -> VaultObject:
+        return self._invoke(_rpc.get_object_by_name(name, key_context))
 
     def describe_object(self, object_id: str) -> ObjectMetadata:
         """The metadata alone; vaultd decrypts nothing."""
@@ -101,12 +105,13 @@ class VaultClient(ClientBase):
         name_prefix: str | None = None,
         updated_after: datetime | None = None,
         after: str | None = None,
+        key_context: Mapping[str, str] | None = None,
     ) -> Iterator[ObjectDigest]:
         """Every matching object, fetching pages of `limit` (10 by default, at most 100) as the
         iteration reaches them, each page once, following the `after` cursor."""
         call: _rpc.Call[_rpc.Page] | None = _rpc.list_objects(
             limit=limit, order=order, name_prefix=name_prefix,
-            updated_after=updated_after, after=after,
+            updated_after=updated_after, after=after, key_context=key_context,
         )  # fmt: skip
         while call is not None:
             page = self._invoke(call)

@@ -36,6 +36,8 @@ class ObjectMetadata:
     created_at: datetime
     updated_at: datetime
     updated_by: Actor
+    version_number: int = 0
+    """1 for the object's first version, then 2, 3, ... (0 from a vaultd that predates it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,7 @@ class ObjectVersion:
     current_version: bool
     size: int
     etag: str
+    version_number: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,7 @@ def metadata_from(message: opb.ObjectMetadata) -> ObjectMetadata:
         created_at=to_datetime(message.created_at),
         updated_at=to_datetime(message.updated_at),
         updated_by=Actor(message.updated_by.id, message.updated_by.name),
+        version_number=message.version_number,
     )
 
 
@@ -118,6 +122,7 @@ def version_from(message: opb.ObjectVersion) -> ObjectVersion:
         message.current_version,
         message.size,
         message.etag,
+        message.version_number,
     )
 
 

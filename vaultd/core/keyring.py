@@ -15,7 +15,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -33,13 +33,12 @@ from vaultd.core.envelope import EncryptedKeys, Kek, Purpose, key_id, new_dek, u
 from vaultd.core.errors import (
     BackendUnavailable,
     DecryptionFailed,
-    IntegrityViolation,
     KeyProviderUnavailable,
-    KeyShredded,
     KeyUnavailable,
     KeyVersionRetired,
     VaultError,
 )
+from vaultd.core.kekrecords import checked, find_version, live
 from vaultd.core.rules import KeyRules, Resolver
 from vaultd.core.types import store_errors
 from vaultd.core.validation import KeyContext
@@ -53,7 +52,7 @@ _CURRENT_ATTEMPTS = 3
 
 ProviderCallObserver = Callable[[str, str, str, float], None]
 """Told of every provider call: (scheme, "wrap" | "unwrap", outcome, seconds), where outcome is
-"ok", "unavailable", "key_unavailable" or "error". server.py feeds it to the metrics; core
+"ok", "unavailable", "key_unavailable" or "error". app.py feeds it to the metrics; core
 imports no metrics library."""
 
 KekCreatedSink = Callable[[str, str, KekVersion], Awaitable[None]]
@@ -162,7 +161,7 @@ class Keyring:
                     f"{record.min_decryption_version} no longer decrypt",
                     metadata={"kek_id": kek_id, "kek_version": str(version)},
                 )
-            match = None if record is None else _find(record.versions, version)
+            match = None if record is None else find_version(record.versions, version)
             if match is None:
                 raise DecryptionFailed("encrypted_keys names a key this environment does not have")
             return await self._unwrap(environment_id, kek_id, match)
@@ -176,7 +175,7 @@ class Keyring:
         """
         kek_id = kek_id_for(environment_id, item_key, item_value)
         while True:
-            record = _checked(live(await self.record(environment_id, kek_id)), item_key, item_value)
+            record = checked(live(await self.record(environment_id, kek_id)), item_key, item_value)
             next_version = 1 if record is None else len(record.versions) + 1
             added = await self._add_version(
                 environment_id, kek_id, item_key, item_value, next_version
@@ -226,7 +225,7 @@ class Keyring:
             # Rarely more than once: only when another writer adds the same version first, or
             # the store loses a version just made (failover) and it must be made again.
             for _ in range(_CURRENT_ATTEMPTS):
-                record = _checked(
+                record = checked(
                     live(await self.record(environment_id, kek_id)), item_key, item_value
                 )
                 versions = () if record is None else record.versions
@@ -277,7 +276,7 @@ class Keyring:
         if self._on_kek_created is not None:
             await self._on_kek_created(environment_id, kek_id, record)
         stored = live(await self.record(environment_id, kek_id))
-        found = None if stored is None else _find(stored.versions, version)
+        found = None if stored is None else find_version(stored.versions, version)
         if found is None or found.wrapped_key != record.wrapped_key:
             return None  # lost or replaced since: the caller reads what the store holds now
         kek = Kek(kek_id, version, plain, found.stamp)
@@ -383,31 +382,3 @@ class Keyring:
             if self._on_provider_call is not None:
                 scheme = key_uri.partition("://")[0]
                 self._on_provider_call(scheme, operation, outcome, time.perf_counter() - started)
-
-
-def _find(versions: Sequence[KekVersion], version: int) -> KekVersion | None:
-    return next((v for v in versions if v.version == version), None)
-
-
-MaybeRecord = TypeVar("MaybeRecord", bound=KekRecord | None)
-
-
-def live(record: MaybeRecord) -> MaybeRecord:
-    """The record, unless it is a shred's tombstone: then KEY_SHREDDED."""
-    if record is not None and record.shredded_at is not None:
-        raise KeyShredded(
-            f"the keys of {record.item_key}={record.item_value} were shredded",
-            metadata={"kek_id": record.kek_id},
-        )
-    return record
-
-
-def _checked(record: MaybeRecord, item_key: str, item_value: str) -> MaybeRecord:
-    """The record, unless it belongs to another item than the one whose id led to it."""
-    if record is not None and (record.item_key, record.item_value) != (item_key, item_value):
-        log.error(
-            "KEK %s is recorded for another context item than the one it was derived from",
-            record.kek_id,
-        )
-        raise IntegrityViolation("the key of this context item does not belong to it")
-    return record

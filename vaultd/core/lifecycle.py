@@ -17,7 +17,8 @@ from typing import Protocol
 from ulid import ULID
 
 from vaultd.core.errors import InvalidArgument, InvalidKeyContext, KekNotFound, RewrapJobNotFound
-from vaultd.core.keyring import Keyring, kek_id_for, live
+from vaultd.core.kekrecords import live
+from vaultd.core.keyring import Keyring, kek_id_for
 from vaultd.core.rewrap import RewrapRunner
 from vaultd.core.rules import KeyRules
 from vaultd.core.types import store_errors

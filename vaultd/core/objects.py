@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from ulid import ULID
@@ -78,6 +78,8 @@ class ObjectMetadata:
     created_at: datetime
     updated_at: datetime
     updated_by: Actor
+    version_number: int = 0
+    """1 for the first version, then 2, 3, ... in creation order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,7 @@ class VaultObject:
 class ObjectVersion:
     info: storage.VersionInfo
     current: bool
+    number: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,8 @@ class ListQuery:
     ascending: bool = False
     name_prefix: str = ""
     updated_after: datetime | None = None
+    key_context: Mapping[str, str] = field(default_factory=dict)
+    """Only objects whose key context holds every item (empty: no filter)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +126,7 @@ def _metadata(obj: StoredObject) -> ObjectMetadata:
         created_at=obj.created_at,
         updated_at=v.created_at,
         updated_by=Actor(v.updated_by_id, v.updated_by_name),
+        version_number=obj.version_number,
     )
 
 
@@ -157,7 +163,9 @@ class ObjectVault:
         object_id = f"secret_{ULID.from_datetime(now)}"
 
         async def write(version: StoredVersion, keks: Sequence[KekStamp]) -> StoredObject:
-            obj = StoredObject(environment_id, object_id, name, dict(context), now, version)
+            obj = StoredObject(
+                environment_id, object_id, name, dict(context), now, version, version_number=1
+            )
             try:
                 await self._store.create_object(obj, keks)
             except storage.NameTaken:
@@ -170,20 +178,38 @@ class ObjectVault:
         return _metadata(await self._write_sealed(sealed, write))
 
     async def get(
-        self, environment_id: str, object_id: str, *, scope: ContextScope = UNSCOPED
+        self,
+        environment_id: str,
+        object_id: str,
+        key_context: Mapping[str, str] | None = None,
+        *,
+        scope: ContextScope = UNSCOPED,
     ) -> VaultObject:
-        return await self._open(await self._stored(environment_id, object_id, scope), current=True)
+        """The object's current value. With `key_context`, NOT_FOUND (as for a missing object)
+        unless the object's context holds every item given."""
+        wanted = _context_filter(key_context)
+        obj = await self._stored(environment_id, object_id, scope)
+        if not _holds(obj, wanted):
+            raise _not_found(object_id)
+        return await self._open(obj, current=True)
 
     async def get_by_name(
-        self, environment_id: str, name: str, *, scope: ContextScope = UNSCOPED
+        self,
+        environment_id: str,
+        name: str,
+        key_context: Mapping[str, str] | None = None,
+        *,
+        scope: ContextScope = UNSCOPED,
     ) -> VaultObject:
+        """As `get`, by name."""
+        wanted = _context_filter(key_context)
         normalised = validate_name(name)
         with store_errors():
             obj = await self._store.get_object_by_name(environment_id, normalised)
             if obj is None and normalised != name:
                 # Stored before names were NFC-normalised, under the caller's very spelling.
                 obj = await self._store.get_object_by_name(environment_id, name)
-        if obj is None or not scope.allows(obj.key_context):
+        if obj is None or not _holds(obj, wanted) or not scope.allows(obj.key_context):
             # Out of the caller's scope reads as missing: no tenant learns another's names.
             raise ObjectNotFound("no object with this name in the environment")
         if obj.name not in (normalised, name):
@@ -219,14 +245,14 @@ class ObjectVault:
 
         async def write(version: StoredVersion, keks: Sequence[KekStamp]) -> StoredObject:
             try:
-                await self._store.update_object(
+                number = await self._store.update_object(
                     environment_id, object_id, version, version_check, keks
                 )
             except storage.VersionMismatch as exc:
                 raise VersionConflict(object_id, exc.current_version_id) from None
             except storage.ObjectMissing:
                 raise _not_found(object_id) from None
-            return replace(current, version=version)
+            return replace(current, version=version, version_number=number)
 
         sealed = NewVersion(
             environment_id, object_id, current.name, context, value, actor, self._clock()
@@ -263,7 +289,11 @@ class ObjectVault:
         if found is None:
             raise _not_found(object_id)
         infos, current_id = found
-        return [ObjectVersion(info, info.version_id == current_id) for info in infos]
+        # Kept oldest first and never removed singly: a version's place is its number.
+        return [
+            ObjectVersion(info, info.version_id == current_id, number)
+            for number, info in enumerate(infos, start=1)
+        ]
 
     async def get_version(
         self,
@@ -297,13 +327,18 @@ class ObjectVault:
             raise InvalidArgument("limit", f"must be between 1 and {MAX_LIST_LIMIT}")
         if query.before and query.after:
             raise InvalidCursor("before", "cannot be combined with after")
-        for field in ("before", "after"):
-            cursor = getattr(query, field)
+        for side in ("before", "after"):
+            cursor = getattr(query, side)
             if cursor and not OBJECT_ID.fullmatch(cursor):
-                raise InvalidCursor(field, "is not an object id from a previous list")
+                raise InvalidCursor(side, "is not an object id from a previous list")
         order = Direction.ASCENDING if query.ascending else Direction.DESCENDING
         in_scope = None if scope.unrestricted else scope.allows
-        flt = ScanFilter(query.name_prefix, query.updated_after, in_scope)
+        flt = ScanFilter(
+            query.name_prefix,
+            query.updated_after,
+            dict(_context_filter(query.key_context)),
+            in_scope,
+        )
 
         async def scan(direction: Direction, cursor: str | None, n: int) -> list[ObjectEntry]:
             with store_errors():
@@ -407,6 +442,16 @@ def _integrity(obj: StoredObject, what: str) -> IntegrityViolation:
     return IntegrityViolation(
         f"object {obj.id} fails its integrity check: {what}", metadata={"object_id": obj.id}
     )
+
+
+def _context_filter(key_context: Mapping[str, str] | None) -> dict[str, str]:
+    """A read's or list's context filter, checked like any key context; empty: none."""
+    return dict(validate_key_context(key_context)) if key_context else {}
+
+
+def _holds(obj: StoredObject, wanted: Mapping[str, str]) -> bool:
+    """Whether the object's key context has every wanted item, equal."""
+    return all(obj.key_context.get(k) == v for k, v in wanted.items())
 
 
 def _not_found(object_id: str) -> ObjectNotFound:

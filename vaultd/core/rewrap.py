@@ -54,7 +54,7 @@ BATCH_OBJECTS = 50
 """Objects per scan step, and per saved progress."""
 
 JobFinishedSink = Callable[[RewrapJob], Awaitable[None]]
-"""Awaited once per job this process finishes (done or failed); server.py audits it."""
+"""Awaited once per job this process finishes (done or failed); app.py audits it."""
 
 
 class RewrapStore(ObjectStore, JobStore, Protocol):

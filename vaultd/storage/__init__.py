@@ -66,8 +66,9 @@ async def open_store(
 ) -> Store:
     """Redis when a URL is given, else the embedded store at data_dir/vaultd.db.
 
-    Either is brought up to date with what this vaultd keeps: SQLite migrates its schema as it
-    opens; a Redis database that an older vaultd used gets its KEKs listed, once. A Redis
+    Either is brought up to date with what this vaultd keeps: SQLite migrates its schema (and
+    fills the key context index) as it opens; a Redis database that an older vaultd used gets
+    its KEKs listed and its objects entered into the key context index, once. A Redis
     command that takes longer than `command_timeout` seconds fails with StoreUnavailable.
     """
     if not redis_url:
@@ -76,6 +77,7 @@ async def open_store(
     store = RedisStore.from_url(redis_url, command_timeout)
     try:
         await store.index_unlisted_keks()
+        await store.index_object_contexts()
     except BaseException:
         await store.close()
         raise

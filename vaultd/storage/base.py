@@ -115,7 +115,8 @@ class ObjectStore(Protocol):
         ...
 
     async def get_object(self, environment_id: str, object_id: str) -> StoredObject | None:
-        """The object with its current version, or None."""
+        """The object with its current version (version_number set, as by every read of an
+        object), or None."""
         ...
 
     async def get_object_by_name(self, environment_id: str, name: str) -> StoredObject | None:
@@ -141,15 +142,21 @@ class ObjectStore(Protocol):
         version: StoredVersion,
         expected_version_id: str | None,
         keks: Sequence[KekStamp] = (),
-    ) -> None:
-        """Make `version` current. ObjectMissing, or VersionMismatch when the check is stale;
-        KekChanged as for create_object."""
+    ) -> int:
+        """Make `version` current and return its number (how many versions the object now
+        has). ObjectMissing, or VersionMismatch when the check is stale; KekChanged as for
+        create_object."""
         ...
 
     async def delete_object(
         self, environment_id: str, object_id: str, expected_version_id: str | None
     ) -> None:
         """Delete the object, its name and its versions. ObjectMissing or VersionMismatch."""
+        ...
+
+    async def index_object_contexts(self, *, force: bool = False) -> int:
+        """Enter objects an older vaultd wrote into the key context index: once per store,
+        unless `force` (then every object, again; idempotent). Returns how many it entered."""
         ...
 
     async def count_objects(self, environment_id: str) -> int:
@@ -188,7 +195,11 @@ class ObjectStore(Protocol):
         limit: int,
         scan_filter: ScanFilter,
     ) -> list[ObjectEntry]:
-        """Up to `limit` entries passing the filter, strictly past `cursor` in `direction`."""
+        """Up to `limit` entries passing the filter, strictly past `cursor` in `direction`.
+
+        With `scan_filter.key_context`, the store walks an index of the objects holding one of
+        its items, reading no object that lacks it, and checks each candidate's own context.
+        """
         ...
 
 

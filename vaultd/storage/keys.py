@@ -10,6 +10,11 @@ Layout, where `{env}` is the environment id inside a Redis Cluster hash tag:
     vaultd:{env}:obj:<object_id>        hash  name, ctx, created, current (version id)
     vaultd:{env}:obj:<object_id>:versions  hash  version id -> version record (codec.py)
     vaultd:{env}:obj:<object_id>:history   list  version info records, oldest first
+    vaultd:{env}:ctx:<item hash>        zset  the ids of the objects whose key context holds one
+                                              item, all scored 0 (creation order by ZRANGE BYLEX);
+                                              <item hash> = hex SHA-256 of "<key>\0<value>"
+    vaultd:{env}:ctx-indexed            string  set once every object of the environment written
+                                              before the ctx:* index existed is entered in it
     vaultd:{env}:kek:<kek_id>           list  KEK version records; index i holds version i + 1
     vaultd:{env}:kek:<kek_id>:state     hash  item_key, item_value (the first writer's), min
                                               (min_decryption_version, absent: 1), shredded
@@ -37,7 +42,9 @@ live under another fixed tag, `{@jobs}`:
     vaultd:{@jobs}:rewrap               hash  job id -> rewrap job record (codec.py)
     vaultd:{@jobs}:rewrap-holders       hash  job id -> "<lease_until µs, 0: none> <owner>": what
                                               the save script checks without decoding a record
-    vaultd:{@jobs}:migrations           hash  name -> when this database was upgraded so (µs)
+    vaultd:{@jobs}:migrations           hash  name -> when this database was upgraded so (µs);
+                                              "object-context-index": every environment has its
+                                              ctx:* index (new ones have it from their start)
 
 The store's identity (which deployment's store this is) has a tag of its own, `{@store}`:
 
@@ -51,6 +58,7 @@ empty id can never produce a `::` name (rq's `rq:job::id` bug).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -65,6 +73,7 @@ KEK_ID = re.compile(r"kek_[0-9a-f]{32}")
 API_KEY_ID = re.compile(r"key_[0-9A-Z]{26}")
 SECRET_HASH = re.compile(r"[0-9a-f]{64}")
 REWRAP_JOB_ID = re.compile(r"rewrap_[0-9A-Z]{26}")
+CONTEXT_ITEM_HASH = re.compile(r"[0-9a-f]{64}")
 AUTH_TAG = "@auth"
 JOBS_TAG = "@jobs"
 STORE_TAG = "@store"
@@ -80,6 +89,8 @@ class Kind(Enum):
     OBJECT = ("obj:{}", OBJECT_ID)
     VERSIONS = ("obj:{}:versions", OBJECT_ID)
     HISTORY = ("obj:{}:history", OBJECT_ID)
+    CONTEXT_ITEM = ("ctx:{}", CONTEXT_ITEM_HASH)
+    CONTEXT_INDEXED = ("ctx-indexed", None)
     KEK = ("kek:{}", KEK_ID)
     KEK_STATE = ("kek:{}:state", KEK_ID)
     KEKS = ("keks", None)
@@ -106,6 +117,17 @@ def key(environment_id: str, kind: Kind, ident: str | None = None) -> str:
             raise ValueError(f"a {kind.name} key needs an id")
         suffix = kind.template.format(check(kind.id_rule, ident, f"the id of a {kind.name} key"))
     return f"{PREFIX}:{{{environment_id}}}:{suffix}"
+
+
+def context_item_key(environment_id: str, item_key: str, item_value: str) -> str:
+    """The index of the objects whose key context holds item_key=item_value.
+
+    Named by a hash of the item: an item may hold any character a key context allows (`:`,
+    `{`, `}` among them), none of which may reach a key name. No item has a NUL (validation
+    refuses control characters), so "<key>\0<value>" names one item only.
+    """
+    item = f"{item_key}\0{item_value}".encode()
+    return key(environment_id, Kind.CONTEXT_ITEM, hashlib.sha256(item).hexdigest())
 
 
 class AuthKind(Enum):

@@ -191,6 +191,9 @@ class StoredObject:
     """The id of the object's newest version, read in the same snapshot ("" when the store did
     not say): a reader of the current version refuses one that is not the newest. Not part of
     equality: it describes the read, not the object."""
+    version_number: int = field(default=0, compare=False)
+    """The place of `version` among the object's versions, 1 for the oldest (versions are kept
+    oldest first and never removed singly, so the place is the number); 0 when not read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +221,8 @@ class ScanFilter:
 
     name_prefix: str = ""
     updated_after: datetime | None = None
+    key_context: Mapping[str, str] = field(default_factory=dict)
+    """Every item must be in the object's key context, with an equal value."""
     in_scope: Callable[[Mapping[str, str]], bool] | None = None
     """Asked of each object's stored key context (None: every context passes): how a
     context-scoped API key's listing leaves out other tenants' objects. The rule itself is

@@ -105,6 +105,7 @@ class ObjectMetadata(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_BY_FIELD_NUMBER: _builtins.int
+    VERSION_NUMBER_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The object's id, for example "secret_01JD..."."""
     name: _builtins.str
@@ -113,6 +114,10 @@ class ObjectMetadata(_message.Message):
     """The environment the object belongs to."""
     version_id: _builtins.str
     """The id of the current version."""
+    version_number: _builtins.int
+    """The number of this version (1 for the first, then 2, 3, ... in creation order): its place
+    among the object's versions, beside the opaque version_id.
+    """
     @_builtins.property
     def key_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """The key context that chose the object's keys; it never changes."""
@@ -145,10 +150,11 @@ class ObjectMetadata(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         updated_by: Global___Actor | None = ...,
+        version_number: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at", "updated_by", b"updated_by"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "environment_id", b"environment_id", "id", b"id", "key_context", b"key_context", "key_ids", b"key_ids", "name", b"name", "updated_at", b"updated_at", "updated_by", b"updated_by", "version_id", b"version_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "environment_id", b"environment_id", "id", b"id", "key_context", b"key_context", "key_ids", b"key_ids", "name", b"name", "updated_at", b"updated_at", "updated_by", b"updated_by", "version_id", b"version_id", "version_number", b"version_number"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -233,6 +239,7 @@ class ObjectVersion(_message.Message):
     CURRENT_VERSION_FIELD_NUMBER: _builtins.int
     SIZE_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    VERSION_NUMBER_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The version's id, usable as a version_check."""
     current_version: _builtins.bool
@@ -241,6 +248,8 @@ class ObjectVersion(_message.Message):
     """The size of the version's value in bytes."""
     etag: _builtins.str
     """An opaque tag that changes whenever the stored value changes."""
+    version_number: _builtins.int
+    """The version's number: 1 for the first, then 2, 3, ... in creation order."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When the version was written."""
@@ -253,10 +262,11 @@ class ObjectVersion(_message.Message):
         current_version: _builtins.bool = ...,
         size: _builtins.int = ...,
         etag: _builtins.str = ...,
+        version_number: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "current_version", b"current_version", "etag", b"etag", "id", b"id", "size", b"size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "current_version", b"current_version", "etag", b"etag", "id", b"id", "size", b"size", "version_number", b"version_number"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -370,17 +380,45 @@ class GetObjectRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class KeyContextEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     ID_FIELD_NUMBER: _builtins.int
+    KEY_CONTEXT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The object's id."""
+    @_builtins.property
+    def key_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Optional: when given, every item must equal the object's key context item of the same
+        key, else NOT_FOUND (the same answer as for a missing object).
+        """
+
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
+        key_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "key_context", b"key_context"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -416,17 +454,45 @@ class GetObjectByNameRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class KeyContextEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     NAME_FIELD_NUMBER: _builtins.int
+    KEY_CONTEXT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The object's name."""
+    @_builtins.property
+    def key_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Optional: when given, every item must equal the object's key context item of the same
+        key, else NOT_FOUND (the same answer as for a missing object).
+        """
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
+        key_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_context", b"key_context", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -609,12 +675,33 @@ class ListObjectsRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class KeyContextEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     LIMIT_FIELD_NUMBER: _builtins.int
     BEFORE_FIELD_NUMBER: _builtins.int
     AFTER_FIELD_NUMBER: _builtins.int
     ORDER_FIELD_NUMBER: _builtins.int
     NAME_PREFIX_FIELD_NUMBER: _builtins.int
     UPDATED_AFTER_FIELD_NUMBER: _builtins.int
+    KEY_CONTEXT_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
     """The page size: 10 when zero, at most 100."""
     before: _builtins.str
@@ -629,6 +716,12 @@ class ListObjectsRequest(_message.Message):
     def updated_after(self) -> _timestamp_pb2.Timestamp:
         """Only objects whose current version was written after this time."""
 
+    @_builtins.property
+    def key_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Optional: only objects whose key context holds every given item (same key, equal value).
+        Served from an index of context items, not a scan of every object.
+        """
+
     def __init__(
         self,
         *,
@@ -638,10 +731,11 @@ class ListObjectsRequest(_message.Message):
         order: Global___ListOrder.ValueType = ...,
         name_prefix: _builtins.str = ...,
         updated_after: _timestamp_pb2.Timestamp | None = ...,
+        key_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["updated_after", b"updated_after"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before", "limit", b"limit", "name_prefix", b"name_prefix", "order", b"order", "updated_after", b"updated_after"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before", "key_context", b"key_context", "limit", b"limit", "name_prefix", b"name_prefix", "order", b"order", "updated_after", b"updated_after"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -47,6 +47,7 @@ SCHEMAS: dict[str, Schema] = {
             "key_id": _STRING,
             "key_ids": {"type": "array", "items": _STRING},
             "version_id": _STRING,
+            "version_number": {"type": "integer"},
             "created_at": _TIME,
             "updated_at": _TIME,
             "updated_by": _ref("Actor"),
@@ -81,6 +82,7 @@ SCHEMAS: dict[str, Schema] = {
                         "current_version": {"type": "boolean"},
                         "size": {"type": "integer"},
                         "etag": _STRING,
+                        "version_number": {"type": "integer"},
                     }
                 ),
             },

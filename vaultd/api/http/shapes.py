@@ -155,6 +155,7 @@ def metadata(meta: opb.ObjectMetadata) -> Json:
         "key_id": meta.key_ids[0] if meta.key_ids else "",
         "key_ids": list(meta.key_ids),
         "version_id": meta.version_id,
+        "version_number": meta.version_number,
         "created_at": timestamp(meta.created_at),
         "updated_at": timestamp(meta.updated_at),
         "updated_by": {"id": meta.updated_by.id, "name": meta.updated_by.name},
@@ -201,6 +202,7 @@ def version_list(response: opb.ListObjectVersionsResponse) -> Json:
                 "current_version": v.current_version,
                 "size": v.size,
                 "etag": v.etag,
+                "version_number": v.version_number,
             }
             for v in response.versions
         ],

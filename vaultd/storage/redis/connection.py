@@ -20,7 +20,7 @@ from redis.commands.core import AsyncScript
 
 from vaultd.storage.errors import StoreUnavailable
 from vaultd.storage.records import Durability
-from vaultd.storage.redis import scripts
+from vaultd.storage.redis import context_scripts, scripts
 from vaultd.storage.redis.autopipeline import AutoPipeline
 from vaultd.storage.redis.durability import read_persistence, summarize
 from vaultd.storage.redis.urls import RedisClient, redis_client, wait_replicas
@@ -106,6 +106,9 @@ class Scripts:
         self.update = register(scripts.UPDATE)
         self.delete = register(scripts.DELETE)
         self.scan = register(scripts.SCAN)
+        self.scan_context = register(context_scripts.SCAN_CONTEXT)
+        self.index_object = register(context_scripts.INDEX_OBJECT)
+        self.get_contexts = register(context_scripts.GET_CONTEXTS)
         self.get_versions = register(scripts.GET_VERSIONS)
         self.replace_keys = register(scripts.REPLACE_KEYS)
         self.get_keks = register(scripts.GET_KEKS)

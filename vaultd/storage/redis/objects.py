@@ -3,7 +3,8 @@
 Each object is a hash (name, key context, created, current version id), a hash of its version
 records by id and a list of its version infos in order; the environment keeps a name index, a
 zset of object ids (the scan index: ULIDs sort in creation order) and a digest per object
-("<updated µs> <name>") that scans filter on. One script per change keeps them together.
+("<updated µs> <name>") that scans filter on, and a zset per key context item of the ids of
+the objects holding it (context_index.py). One script per change keeps them together.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from vaultd.storage.records import (
     StoredVersion,
     VersionInfo,
 )
-from vaultd.storage.redis.connection import RedisConnection, available, text
+from vaultd.storage.redis.connection import available, text
+from vaultd.storage.redis.context_index import RedisContextIndex, context_keys
 
 
 class _ObjectKeys:
@@ -43,16 +45,17 @@ class _ObjectKeys:
         return [self.object, self.versions, self.history, self.names, self.objects, self.digests]
 
 
-class RedisObjects(RedisConnection):
+class RedisObjects(RedisContextIndex):
     """ObjectStore on Redis."""
 
     @available
     async def create_object(self, obj: StoredObject, keks: Sequence[KekStamp] = ()) -> None:
         v = obj.version
         kek_keys, kek_args = _kek_checks(obj.environment_id, keks)
+        item_keys = context_keys(obj.environment_id, obj.key_context)
         reply = await self._write(
             self._scripts.create,
-            keys=_ObjectKeys(obj.environment_id, obj.id).all() + kek_keys,
+            keys=_ObjectKeys(obj.environment_id, obj.id).all() + item_keys + kek_keys,
             args=[
                 obj.id,
                 obj.name,
@@ -62,6 +65,7 @@ class RedisObjects(RedisConnection):
                 codec.encode_version(v),
                 codec.encode_version_info(v.info()),
                 codec.to_micros(v.created_at),
+                len(item_keys),
                 *kek_args,
             ],
             changed=lambda reply: reply == b"ok",
@@ -111,7 +115,7 @@ class RedisObjects(RedisConnection):
         version: StoredVersion,
         expected_version_id: str | None,
         keks: Sequence[KekStamp] = (),
-    ) -> None:
+    ) -> int:
         o = _ObjectKeys(environment_id, object_id)
         kek_keys, kek_args = _kek_checks(environment_id, keks)
         reply = await self._write(
@@ -131,17 +135,26 @@ class RedisObjects(RedisConnection):
         if reply[0] == b"kek_changed":
             raise KekChanged(keks[int(reply[1]) - 1].kek_id)
         _raise_for(reply)
+        return int(reply[1])
 
     @available
     async def delete_object(
         self, environment_id: str, object_id: str, expected_version_id: str | None
     ) -> None:
+        # Two steps: the script must name the context's index keys, known once it is read. A
+        # context never changes, and the script checks it is still the one read.
+        context = await self._redis.hget(key(environment_id, Kind.OBJECT, object_id), "ctx")
+        if context is None:
+            raise ObjectMissing("no such object")
+        item_keys = context_keys(environment_id, codec.decode_context(context))
         reply = await self._write(
             self._scripts.delete,
-            keys=_ObjectKeys(environment_id, object_id).all(),
-            args=[object_id, expected_version_id or ""],
+            keys=_ObjectKeys(environment_id, object_id).all() + item_keys,
+            args=[object_id, expected_version_id or "", context],
             changed=_ok,
         )
+        if reply[0] == b"context_changed":
+            raise StoreError("the object's key context changed while it was deleted")
         _raise_for(reply)
 
     @available
@@ -211,6 +224,10 @@ class RedisObjects(RedisConnection):
         limit: int,
         scan_filter: ScanFilter,
     ) -> list[ObjectEntry]:
+        if scan_filter.key_context:
+            return await self._scan_by_context(
+                environment_id, direction, cursor, limit, scan_filter
+            )
         after = scan_filter.updated_after
         fixed = [
             scan_filter.name_prefix,
@@ -233,25 +250,6 @@ class RedisObjects(RedisConnection):
                 break
         return entries[:limit]
 
-    async def _in_scope(
-        self, environment_id: str, entries: list[ObjectEntry], scan_filter: ScanFilter
-    ) -> list[ObjectEntry]:
-        """The entries whose stored key context passes `scan_filter.in_scope`, read in one
-        round trip (a pipeline; on a Cluster every key is in the environment's slot)."""
-        in_scope = scan_filter.in_scope
-        if in_scope is None or not entries:
-            return entries
-        pipe = self._redis.pipeline(transaction=False)
-        for entry in entries:
-            pipe.hget(key(environment_id, Kind.OBJECT, entry.id), "ctx")
-        contexts = await pipe.execute()
-        # An object deleted since the scan step has no context left: it is not listed.
-        return [
-            entry
-            for entry, ctx in zip(entries, contexts, strict=True)
-            if ctx is not None and in_scope(codec.decode_context(ctx))
-        ]
-
     async def _get_object(
         self, environment_id: str, object_id: str, version_id: str
     ) -> StoredObject | None:
@@ -264,7 +262,7 @@ class RedisObjects(RedisConnection):
         reply = await self._script(self._scripts.get, keys=keys, args=[version_id])
         if reply is None:
             return None
-        name, context, created, record, newest = reply
+        name, context, created, record, newest, place = reply
         return StoredObject(
             environment_id=environment_id,
             id=object_id,
@@ -273,7 +271,16 @@ class RedisObjects(RedisConnection):
             created_at=codec.from_micros(int(created)),
             version=codec.decode_version(record),
             newest_version_id=codec.decode_version_info(newest).version_id if newest else "",
+            version_number=_place(place, version_id),
         )
+
+
+def _place(place: Any, version_id: str) -> int:
+    """A version's number from the GET script's `place`: the count, or the infos to search."""
+    if not version_id:
+        return int(place)
+    ids = [codec.decode_version_info(info).version_id for info in place]
+    return ids.index(version_id) + 1 if version_id in ids else 0
 
 
 def _kek_checks(environment_id: str, keks: Sequence[KekStamp]) -> tuple[list[str], list[str | int]]:

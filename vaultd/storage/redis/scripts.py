@@ -5,7 +5,10 @@ slot, which the environment's hash tag gives them) and never build key names, so
 lives in storage/keys.py alone. Each does all its checks before its first write: Redis stops a
 script whose first write meets a full memory with nothing written, and a check that fails
 returns before anything changed. Times are microseconds since the epoch (codec.to_micros).
+The scripts of the key context index are in context_scripts.py.
 """
+
+from vaultd.storage.redis.context_scripts import CONTEXT_INDEX
 
 KEKS_CHANGED = """
 -- Shared by the scripts that store wrapped DEKs: the first KEK version, of those the write
@@ -24,16 +27,19 @@ end
 
 CREATE = (
     KEKS_CHANGED
+    + CONTEXT_INDEX
     + """
 -- Create an object with its first version, unless its name or id is in use or a KEK changed.
 -- KEYS[1] object hash  KEYS[2] versions hash  KEYS[3] history list
 -- KEYS[4] names hash   KEYS[5] objects zset   KEYS[6] digests hash
--- KEYS[7..] the version lists of the KEKs that wrapped its DEK
+-- KEYS[7..6+n] the zsets of its n key context items (keys.context_item_key)
+-- KEYS[7+n..] the version lists of the KEKs that wrapped its DEK
 -- ARGV[1] object id  ARGV[2] name  ARGV[3] key context (JSON)  ARGV[4] created_at (µs)
 -- ARGV[5] version id  ARGV[6] version record  ARGV[7] version info record
--- ARGV[8] updated_at (µs)  ARGV[9..] (version, stamp) per KEK of KEYS[7..]
+-- ARGV[8] updated_at (µs)  ARGV[9] n  ARGV[10..] (version, stamp) per KEK of KEYS[7+n..]
 -- Returns "ok", "name_taken", "id_taken" or "kek_changed:<n>" (the n-th KEK named).
-local changed = keks_changed(7, 9)
+local items = tonumber(ARGV[9])
+local changed = keks_changed(7 + items, 10)
 if changed > 0 then return "kek_changed:" .. changed end
 if redis.call("HEXISTS", KEYS[4], ARGV[2]) == 1 then return "name_taken" end
 if redis.call("EXISTS", KEYS[1]) == 1 then return "id_taken" end
@@ -44,6 +50,7 @@ redis.call("RPUSH", KEYS[3], ARGV[7])
 redis.call("HSET", KEYS[4], ARGV[2], ARGV[1])
 redis.call("ZADD", KEYS[5], 0, ARGV[1])
 redis.call("HSET", KEYS[6], ARGV[1], ARGV[8] .. " " .. ARGV[2])
+index_context(7, 6 + items, ARGV[1])
 return "ok"
 """
 )
@@ -52,15 +59,19 @@ GET = """
 -- An object with one of its versions, in one round trip.
 -- KEYS[1] object hash  KEYS[2] versions hash  KEYS[3] history list
 -- ARGV[1] version id, or "" for the current version
--- Returns {name, key context, created_at, version record, newest version's info record}, or
--- nil if either is missing.
+-- Returns {name, key context, created_at, version record, newest version's info record, place},
+-- or nil if either is missing. place: for the current version, how many versions there are
+-- (the newest's number); for another, every info record, oldest first, to find it among.
 local meta = redis.call("HMGET", KEYS[1], "name", "ctx", "created", "current")
 if not meta[1] then return nil end
 local version_id = ARGV[1]
 if version_id == "" then version_id = meta[4] end
 local record = redis.call("HGET", KEYS[2], version_id)
 if not record then return nil end
-return {meta[1], meta[2], meta[3], record, redis.call("LINDEX", KEYS[3], -1) or ""}
+local place
+if ARGV[1] == "" then place = redis.call("LLEN", KEYS[3]) else
+  place = redis.call("LRANGE", KEYS[3], 0, -1) end
+return {meta[1], meta[2], meta[3], record, redis.call("LINDEX", KEYS[3], -1) or "", place}
 """
 
 LIST_VERSIONS = """
@@ -83,8 +94,8 @@ UPDATE = (
 -- ARGV[1] object id  ARGV[2] version id  ARGV[3] version record  ARGV[4] version info record
 -- ARGV[5] updated_at (µs)  ARGV[6] expected current version id ("": last write wins)
 -- ARGV[7..] (version, stamp) per KEK of KEYS[5..]
--- Returns {"ok"}, {"missing"}, {"mismatch", current version id}, {"version_taken"} or
--- {"kek_changed", n} (the n-th KEK named).
+-- Returns {"ok", the new version's number}, {"missing"}, {"mismatch", current version id},
+-- {"version_taken"} or {"kek_changed", n} (the n-th KEK named).
 local changed = keks_changed(5, 7)
 if changed > 0 then return {"kek_changed", changed} end
 local meta = redis.call("HMGET", KEYS[1], "current", "name")
@@ -92,28 +103,37 @@ if not meta[1] then return {"missing"} end
 if ARGV[6] ~= "" and ARGV[6] ~= meta[1] then return {"mismatch", meta[1]} end
 if redis.call("HEXISTS", KEYS[2], ARGV[2]) == 1 then return {"version_taken"} end
 redis.call("HSET", KEYS[2], ARGV[2], ARGV[3])
-redis.call("RPUSH", KEYS[3], ARGV[4])
+local number = redis.call("RPUSH", KEYS[3], ARGV[4])
 redis.call("HSET", KEYS[1], "current", ARGV[2])
 redis.call("HSET", KEYS[4], ARGV[1], ARGV[5] .. " " .. meta[2])
-return {"ok"}
+return {"ok", number}
 """
 )
 
-DELETE = """
--- Delete an object, its versions, its name and its place in scans, if the check (if any) holds.
+DELETE = (
+    CONTEXT_INDEX
+    + """
+-- Delete an object, its versions, its name and its place in scans and in the context index, if
+-- the check (if any) holds.
 -- KEYS[1] object hash  KEYS[2] versions hash  KEYS[3] history list
 -- KEYS[4] names hash   KEYS[5] objects zset   KEYS[6] digests hash
+-- KEYS[7..] the zsets of its key context items, as read before the call
 -- ARGV[1] object id  ARGV[2] expected current version id ("": delete whatever is current)
--- Returns {"ok"}, {"missing"} or {"mismatch", current version id}.
-local meta = redis.call("HMGET", KEYS[1], "current", "name")
+-- ARGV[3] its key context (JSON) as read before the call
+-- Returns {"ok"}, {"missing"}, {"mismatch", current version id} or {"context_changed"} (the
+-- context read is not the stored one: the index keys named may be the wrong ones).
+local meta = redis.call("HMGET", KEYS[1], "current", "name", "ctx")
 if not meta[1] then return {"missing"} end
 if ARGV[2] ~= "" and ARGV[2] ~= meta[1] then return {"mismatch", meta[1]} end
+if meta[3] ~= ARGV[3] then return {"context_changed"} end
 redis.call("HDEL", KEYS[4], meta[2])
 redis.call("ZREM", KEYS[5], ARGV[1])
 redis.call("HDEL", KEYS[6], ARGV[1])
+unindex_context(7, #KEYS, ARGV[1])
 redis.call("DEL", KEYS[1], KEYS[2], KEYS[3])
 return {"ok"}
 """
+)
 
 SCAN = """
 -- One bounded step of a scan: examine at most ARGV[4] ids past the cursor, keep those that pass.

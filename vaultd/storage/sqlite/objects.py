@@ -1,15 +1,18 @@
 """Objects and their versions in the embedded store (the ObjectStore part of SqliteStore).
 
 The object's primary key (environment_id, id) is also the scan index: ids sort in creation
-order. versions.seq records insertion order, so versions list oldest first.
+order. versions.seq records insertion order, so versions list oldest first, and a version's
+number is how many versions of its object have a seq no greater than its own. The key context
+index is in context_index.py.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from vaultd.storage import codec
@@ -25,6 +28,12 @@ from vaultd.storage.records import (
     VersionInfo,
 )
 from vaultd.storage.sqlite.connection import SqliteConnection, check_ids, transaction
+from vaultd.storage.sqlite.context_index import (
+    index_object,
+    reindex,
+    scan_by_context,
+    unindex_object,
+)
 from vaultd.storage.sqlite.keks import check_keks
 
 _VERSION_COLUMNS = (
@@ -34,7 +43,9 @@ _VERSION_COLUMNS = (
 _SELECT_OBJECT = f"""
 SELECT o.id, o.name, o.key_context, o.created_at, {_VERSION_COLUMNS},
   (SELECT n.version_id FROM versions n
-    WHERE n.environment_id = o.environment_id AND n.object_id = o.id ORDER BY n.seq DESC LIMIT 1)
+    WHERE n.environment_id = o.environment_id AND n.object_id = o.id ORDER BY n.seq DESC LIMIT 1),
+  (SELECT COUNT(*) FROM versions n
+    WHERE n.environment_id = o.environment_id AND n.object_id = o.id AND n.seq <= v.seq)
 FROM objects o JOIN versions v
   ON v.environment_id = o.environment_id AND v.object_id = o.id AND v.version_id = {{version}}
 WHERE o.environment_id = ? AND o.{{column}} = ?
@@ -94,9 +105,9 @@ class SqliteObjects(SqliteConnection):
         version: StoredVersion,
         expected_version_id: str | None,
         keks: Sequence[KekStamp] = (),
-    ) -> None:
+    ) -> int:
         check_ids(environment_id, object_id)
-        await self._run(
+        return await self._run(
             lambda c: _update(c, environment_id, object_id, version, expected_version_id, keks)
         )
 
@@ -105,6 +116,10 @@ class SqliteObjects(SqliteConnection):
     ) -> None:
         check_ids(environment_id, object_id)
         await self._run(lambda c: _delete(c, environment_id, object_id, expected_version_id))
+
+    async def index_object_contexts(self, *, force: bool = False) -> int:
+        # Opening the file did it once (schema.py); forced, it is done again.
+        return await self._run(reindex) if force else 0
 
     async def count_objects(self, environment_id: str) -> int:
         check_ids(environment_id)
@@ -179,36 +194,38 @@ class SqliteObjects(SqliteConnection):
             return []  # SQLite reads LIMIT -1 as "no limit"
         in_scope = scan_filter.in_scope
         if in_scope is None:
-            return [
-                e
-                for e, _ in await self._scan_rows(
-                    environment_id, direction, cursor, limit, scan_filter
-                )
-            ]
-        # Rows are read in pages and the scope applied to each stored context, until enough
-        # pass or none are left.
+            return await self._scan_step(environment_id, direction, cursor, limit, scan_filter)
+        # Entries are read in batches and the scope applied to each stored context, until
+        # enough pass or none are left.
         entries: list[ObjectEntry] = []
         batch = max(limit, _SCOPED_BATCH)
         while len(entries) < limit:
-            rows = await self._scan_rows(environment_id, direction, cursor, batch, scan_filter)
-            entries += (e for e, context in rows if in_scope(codec.decode_context(context)))
-            if len(rows) < batch:
+            step = await self._scan_step(environment_id, direction, cursor, batch, scan_filter)
+            entries += await self._read(
+                functools.partial(
+                    _in_scope, environment_id=environment_id, entries=step, in_scope=in_scope
+                )
+            )
+            if len(step) < batch:
                 break
-            cursor = rows[-1][0].id
+            cursor = step[-1].id
         return entries[:limit]
 
-    async def _scan_rows(
+    async def _scan_step(
         self,
         environment_id: str,
         direction: Direction,
         cursor: str | None,
         limit: int,
         scan_filter: ScanFilter,
-    ) -> list[tuple[ObjectEntry, str]]:
-        """Up to `limit` entries past the cursor that pass the SQL-side filters, each with its
-        stored key context."""
+    ) -> list[ObjectEntry]:
+        """Up to `limit` entries past the cursor that pass every filter but the scope."""
+        if scan_filter.key_context:
+            return await self._read(
+                lambda c: scan_by_context(c, environment_id, direction, cursor, limit, scan_filter)
+            )
         past, order = (">", "ASC") if direction is Direction.ASCENDING else ("<", "DESC")
-        sql = "SELECT id, name, updated_at, key_context FROM objects WHERE environment_id = ?"
+        sql = "SELECT id, name, updated_at FROM objects WHERE environment_id = ?"
         params: list[Any] = [environment_id]
         if cursor:
             sql += f" AND id {past} ?"
@@ -222,7 +239,7 @@ class SqliteObjects(SqliteConnection):
         sql += f" ORDER BY id {order} LIMIT ?"
         params.append(limit)
         rows = await self._run(lambda c: c.execute(sql, params).fetchall())
-        return [(ObjectEntry(i, name, codec.from_micros(at)), ctx) for i, name, at, ctx in rows]
+        return [ObjectEntry(i, name, codec.from_micros(at)) for i, name, at in rows]
 
     async def _select(
         self, environment_id: str, sql: str, params: tuple[str, ...]
@@ -233,6 +250,27 @@ class SqliteObjects(SqliteConnection):
 
 _SCOPED_BATCH = 100
 """Rows read at a time by a scoped scan, whose filter runs outside SQL."""
+
+
+def _in_scope(
+    conn: sqlite3.Connection,
+    environment_id: str,
+    entries: list[ObjectEntry],
+    in_scope: Callable[[Mapping[str, str]], bool],
+) -> list[ObjectEntry]:
+    """The entries whose stored key context passes `in_scope`, in their order."""
+    if not entries:
+        return []
+    marks = ",".join("?" * len(entries))
+    rows = conn.execute(
+        f"SELECT id, key_context FROM objects WHERE environment_id = ? AND id IN ({marks})",
+        [environment_id, *(e.id for e in entries)],
+    ).fetchall()
+    contexts = dict(rows)
+    # An object deleted since the step has no row left: it is not listed.
+    return [
+        e for e in entries if e.id in contexts and in_scope(codec.decode_context(contexts[e.id]))
+    ]
 
 
 def _create(conn: sqlite3.Connection, obj: StoredObject, keks: Sequence[KekStamp]) -> None:
@@ -258,6 +296,7 @@ def _create(conn: sqlite3.Connection, obj: StoredObject, keks: Sequence[KekStamp
             ),
         )
         _insert_version(conn, obj.environment_id, obj.id, v)
+        index_object(conn, obj.environment_id, obj.id, obj.key_context)
 
 
 def _update(
@@ -267,7 +306,8 @@ def _update(
     version: StoredVersion,
     expected_version_id: str | None,
     keks: Sequence[KekStamp],
-) -> None:
+) -> int:
+    """The new version's number, once it is current."""
     with transaction(conn):
         check_keks(conn, environment_id, keks)
         _check_current(conn, environment_id, object_id, expected_version_id)
@@ -277,6 +317,9 @@ def _update(
             " WHERE environment_id = ? AND id = ?",
             (version.version_id, codec.to_micros(version.created_at), environment_id, object_id),
         )
+        sql = "SELECT COUNT(*) FROM versions WHERE environment_id = ? AND object_id = ?"
+        number: int = conn.execute(sql, (environment_id, object_id)).fetchone()[0]
+        return number
 
 
 def _delete(
@@ -289,6 +332,7 @@ def _delete(
         _check_current(conn, environment_id, object_id, expected_version_id)
         ids = (environment_id, object_id)
         conn.execute("DELETE FROM versions WHERE environment_id = ? AND object_id = ?", ids)
+        unindex_object(conn, environment_id, object_id)
         conn.execute("DELETE FROM objects WHERE environment_id = ? AND id = ?", ids)
 
 
@@ -338,8 +382,9 @@ def _object(environment_id: str, row: tuple[Any, ...]) -> StoredObject:
         name,
         context_map,
         codec.from_micros(created),
-        _version(row[4:-1]),
-        newest_version_id=row[-1],
+        _version(row[4:-2]),
+        newest_version_id=row[-2],
+        version_number=row[-1],
     )
 
 

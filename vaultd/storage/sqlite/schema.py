@@ -10,6 +10,10 @@ import sqlite3
 # has emptied the table, so a reader holding a cursor never skips a later event. An event is
 # kept whole as its codec record (the same bytes as on Redis); the columns beside it are what
 # reads filter and trimming cuts on.
+# object_context_items is the key context index: one row per item of each object, its primary
+# key the order a filtered list walks (an item's objects by id, so in creation order). Filled
+# in the transaction that writes or deletes the object; objects of a file made before it are
+# entered once, in the open's own transaction, which store_migrations then records.
 # keks holds each KEK's item and lifecycle state, and outlives its versions as a shred's
 # tombstone. Databases made before it existed get their rows from kek_versions at connect.
 # rewrap_jobs keeps each job whole as its codec record, beside the columns the lease check and
@@ -28,6 +32,25 @@ CREATE TABLE IF NOT EXISTS objects (
     PRIMARY KEY (environment_id, id),
     UNIQUE (environment_id, name)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS object_context_items (
+    environment_id TEXT NOT NULL,
+    item_key       TEXT NOT NULL,
+    item_value     TEXT NOT NULL,
+    object_id      TEXT NOT NULL,
+    PRIMARY KEY (environment_id, item_key, item_value, object_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS object_context_items_by_object
+    ON object_context_items (environment_id, object_id);
+CREATE TABLE IF NOT EXISTS store_migrations (
+    name TEXT    NOT NULL PRIMARY KEY,
+    at   INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO object_context_items (environment_id, item_key, item_value, object_id)
+    SELECT o.environment_id, item.key, item.value, o.id
+    FROM objects o, json_each(o.key_context) item
+    WHERE NOT EXISTS (SELECT 1 FROM store_migrations WHERE name = 'object-context-index');
+INSERT OR IGNORE INTO store_migrations
+    VALUES ('object-context-index', CAST(strftime('%s', 'now') AS INTEGER) * 1000000);
 CREATE TABLE IF NOT EXISTS versions (
     seq             INTEGER PRIMARY KEY,
     environment_id  TEXT    NOT NULL,

@@ -1,1 +1,0 @@
-"""Helpers shared by the test suites: real stand-ins for the services vaultd talks to."""
