@@ -383,6 +383,7 @@ class Worker:
             (self.update_private, 10),
             (self.read_private, 8),
             (self.delete_private, 4),
+            (self.undelete_private, 1),
             (self.update_shared, 8),
             (self.update_shared_checked, 8),
             (self.read_shared, 6),
@@ -485,6 +486,34 @@ class Worker:
         elif not reply.outcome_unknown:
             self.private.append(t)
             self.unexpected("DeleteObject", reply, f"of private object {t.object_id}")
+
+    async def undelete_private(self) -> None:
+        """Delete a private object, see it gone, and bring it back (the soak's servers keep
+        the default retention): it then shows its last acknowledged version again."""
+        if not self.private:
+            return await self.create_private()
+        t = self.rng.choice(self.private)
+        if t.uncertain:
+            return None
+        self.private.remove(t)
+        reply = await delete(self.client, t, None)
+        if not reply.ok:
+            if not reply.outcome_unknown:
+                self.unexpected("DeleteObject", reply, f"of private object {t.object_id}")
+            return None
+        await self.expect_gone(t)
+        # In flight, the object may be back already: a list made meanwhile may show it.
+        t.deletion = Deletion.UNKNOWN
+        request = opb.UndeleteObjectRequest(id=t.object_id)
+        reply = await self.client.call("ObjectService.UndeleteObject", request)
+        if reply.ok:
+            t.deletion, t.delete_acked = Deletion.NONE, None
+            self.private.append(t)
+            await self.describe(t)
+        elif not reply.outcome_unknown:
+            t.deletion = Deletion.ACKED
+            self.unexpected("UndeleteObject", reply, f"of private object {t.object_id}")
+        return None
 
     async def expect_gone(self, t: Tracked) -> None:
         reply = await self.client.call(

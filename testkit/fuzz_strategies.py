@@ -78,6 +78,8 @@ class Pool:
     contexts: tuple[Mapping[str, str], ...]
     data_keys: tuple[DataKeySample, ...]
     sealed: tuple[SealedSample, ...]
+    deleted: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Objects deleted before fuzzing: what UndeleteObject and PurgeObject get to name."""
 
     def __repr__(self) -> str:
         # Hypothesis prints every argument of a failing example; the pool is context, not news.
@@ -89,8 +91,14 @@ class Pool:
     def for_rpc(self, rpc_name: str) -> Pool:
         """The objects an RPC may name: deleting RPCs get their own half of them. Hypothesis
         favours the first element of a list, so a shared list would have the deletes remove
-        exactly the objects every later read names, and the reads would see only NOT_FOUND."""
+        exactly the objects every later read names, and the reads would see only NOT_FOUND.
+        Undelete and purge each get half of the objects deleted before fuzzing (with the
+        deleting half, to name live ones too)."""
         half = len(self.objects) // 2
+        if rpc_name.startswith(("Undelete", "Purge")):
+            quarter = len(self.deleted) // 2
+            deleted = self.deleted[:quarter] if rpc_name[0] == "P" else self.deleted[quarter:]
+            return replace(self, objects=deleted + self.objects[half:])
         destructive = rpc_name.startswith(("Delete", "Revoke"))
         objects = self.objects[half:] if destructive else self.objects[:half]
         return replace(self, objects=objects)

@@ -2,10 +2,11 @@
 
 `open_app` builds settings -> store (behind its guard when serving) -> provider registry and
 BYOK rules -> audit log -> API keys -> BYOK keys -> keyring -> lifecycle (with its rewrap
-runner) -> object vault, and `App.aclose` closes what it opened, in reverse. `vaultd serve`
-(vaultd/server.py) wires gRPC, HTTP and the console around a serving App; the operator commands
-(vaultd/cli/) use a command App over the same parts; `open_records` is the smaller set the
-`apikey` and `audit` commands need. No other module constructs these parts.
+runner) -> object vault, deleted objects and the purge job, and `App.aclose` closes what it
+opened, in reverse. `vaultd serve` (vaultd/server.py) wires gRPC, HTTP and the console around a
+serving App; the operator commands (vaultd/cli/) use a command App over the same parts;
+`open_records` is the smaller set the `apikey` and `audit` commands need. No other module
+constructs these parts.
 
 A serving App caches KEKs and API keys and refuses a store its guard does not trust; a command
 App caches nothing (a command must see what a server just changed, and acts once) and opens the
@@ -30,15 +31,17 @@ from providers.internal import DEFAULT_URI, InternalProvider
 from vaultd import securefiles
 from vaultd.core import audit
 from vaultd.core.apikeys import DEFAULT_ENVIRONMENT, ApiKeys, check_bootstrap_secret
-from vaultd.core.audit import AuditLog, Origin, Subject, kek_created_sink
+from vaultd.core.audit import AuditLog, Origin, Subject, kek_created_sink, purged_sink
 from vaultd.core.auditchain import AuditKeys
 from vaultd.core.byok import ByokKeys
 from vaultd.core.cache import TtlCache
+from vaultd.core.deleted import DeletedObjects
 from vaultd.core.envelope import Kek
 from vaultd.core.errors import KeyProviderUnavailable
 from vaultd.core.keyring import CacheKey, Keyring
 from vaultd.core.lifecycle import KeyLifecycle
 from vaultd.core.objects import ObjectVault
+from vaultd.core.purge import PurgeJob
 from vaultd.core.quota import KekQuota, KekQuotaLimits, kek_admission
 from vaultd.core.rewrap import JobFinishedSink, RewrapRunner
 from vaultd.core.rules import KeyRules
@@ -56,6 +59,7 @@ log = logging.getLogger(__name__)
 API_KEY_CACHE_ENTRIES = 10_000
 BOOTSTRAP_ACTOR = Actor("vaultd", "bootstrap")
 REWRAP_ACTOR = Actor("vaultd", "rewrap")
+PURGE_ACTOR = Actor("vaultd", "purge")
 FIRST_ADMIN_KEY_FILE = "first-admin-key"
 
 
@@ -162,6 +166,18 @@ def rewrap_finished_sink(audit_log: AuditLog) -> JobFinishedSink:
     return finished
 
 
+def purge_job(settings: Settings, store: Store, audit_log: AuditLog) -> PurgeJob:
+    """Destroys deleted objects past their retention; one per process, one at work at a time."""
+    return PurgeJob(
+        store,
+        owner=f"{socket.gethostname()}:{os.getpid()}:{ULID()}",
+        retention=settings.deleted_retention,
+        interval=timedelta(seconds=settings.purge_interval_seconds),
+        lease=timedelta(seconds=settings.purge_lease_seconds),
+        on_purged=purged_sink(audit_log, PURGE_ACTOR),
+    )
+
+
 def key_lifecycle(
     settings: Settings, store: Store, keyring: Keyring, rules: KeyRules, audit_log: AuditLog
 ) -> KeyLifecycle:
@@ -227,12 +243,15 @@ class App(Records):
     keyring: Keyring
     lifecycle: KeyLifecycle
     vault: ObjectVault
+    deleted: DeletedObjects
+    purge: PurgeJob
 
     async def aclose(self) -> None:
-        """Stop the rewrap runner (its jobs' leases run out and a process resumes them), let
-        the audit events being written land, then close the store."""
+        """Stop the rewrap runner (its jobs' leases run out and a process resumes them), give
+        up the purge lease, let the audit events being written land, then close the store."""
         try:
             await self.lifecycle.runner.close()
+            await self.purge.close()
         finally:
             await super().aclose()
 
@@ -310,7 +329,14 @@ async def _services(
         byok_keys=byok_keys,
         keyring=keyring,
         lifecycle=lifecycle,
-        vault=ObjectVault(services_store, keyring, settings.max_value_bytes),
+        vault=ObjectVault(
+            services_store,
+            keyring,
+            settings.max_value_bytes,
+            deleted_retention=settings.deleted_retention,
+        ),
+        deleted=DeletedObjects(services_store, settings.deleted_retention),
+        purge=purge_job(settings, services_store, log_),
     )
 
 

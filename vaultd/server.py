@@ -67,6 +67,7 @@ class Vaultd:
     health: health.aio.HealthServicer
     rewrap_watcher: asyncio.Task[None]
     store_watcher: asyncio.Task[None]
+    purge_job: asyncio.Task[None]
     metrics_server: MetricsServer | None = None
     http: HttpListener | None = None
     console: ConsoleListener | None = None
@@ -91,6 +92,10 @@ class Vaultd:
         # Rewrap jobs stop where they are; their lease runs out and a process resumes them.
         self.rewrap_watcher.cancel()
         self.store_watcher.cancel()
+        # A purge stops between two objects (each is one atomic step); App.aclose gives up the
+        # lease, so another process carries on at once.
+        self.purge_job.cancel()
+        await asyncio.gather(self.purge_job, return_exceptions=True)
         await self.app.aclose()
         if self.metrics_server is not None:
             self.metrics_server.close()
@@ -203,6 +208,7 @@ async def serve_app(app: App, ready: ReadyGate | None = None) -> Vaultd:
     log.info("%s", _banner(app, port))
     watcher = asyncio.create_task(app.lifecycle.runner.watch(), name="rewrap watcher")
     store_watcher = asyncio.create_task(_watch_store(app, health_servicer), name="store watcher")
+    purge = asyncio.create_task(app.purge.run(), name="purge job")
     return Vaultd(
         app,
         server,
@@ -210,6 +216,7 @@ async def serve_app(app: App, ready: ReadyGate | None = None) -> Vaultd:
         health_servicer,
         watcher,
         store_watcher,
+        purge,
         metrics_server,
         http,
         console,
@@ -252,14 +259,21 @@ def register_services(server: grpc.aio.Server, app: App) -> WrappingRegistrar:
         ],
     )
     object_service_pb2_grpc.add_ObjectServiceServicer_to_server(
-        ObjectServicer(app.vault), registrar
+        ObjectServicer(app.vault, app.deleted), registrar
     )
     data_keys = DataKeys(
         app.keyring, settings.max_value_bytes, accept_legacy=settings.keys.accept_legacy_data_keys
     )
     key_service_pb2_grpc.add_KeyServiceServicer_to_server(KeyServicer(data_keys), registrar)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminServicer(app.api_keys, app.audit_log, app.lifecycle, app.keys.rules, app.byok_keys),
+        AdminServicer(
+            app.api_keys,
+            app.audit_log,
+            app.lifecycle,
+            app.keys.rules,
+            app.byok_keys,
+            app.deleted,
+        ),
         registrar,
     )
     return registrar

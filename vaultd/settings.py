@@ -170,6 +170,16 @@ class Settings(BaseSettings):
     # default_deadline_seconds, so nobody waits out a hung store for a minute.
     store_timeout_seconds: float = Field(5.0, gt=0)
     default_deadline_seconds: float = Field(10.0, gt=0)
+    # How long a deleted object can be undeleted (UndeleteObject) before the purge job destroys
+    # it; 0: DeleteObject destroys it at once (docs/OPERATIONS.md, "Deleted objects").
+    deleted_retention_days: float = Field(30.0, ge=0)
+    # Overrides deleted_retention_days when set: a retention under a day, for tests and demos.
+    deleted_retention_seconds: float | None = Field(None, ge=0)
+    # How often each serving process's purge job looks for objects past their retention, and
+    # how long its lease lasts: one process purges at a time, and another takes over once the
+    # holder has stopped renewing it for this long (killed, say).
+    purge_interval_seconds: float = Field(60.0, gt=0)
+    purge_lease_seconds: float = Field(60.0, gt=0)
     # How often the store's durability and identity are checked again while serving.
     store_check_seconds: float = Field(5.0, gt=0)
     shutdown_grace_seconds: float = Field(30.0, ge=0)
@@ -219,6 +229,13 @@ class Settings(BaseSettings):
         if self.console_listen and self.workers > 1:
             raise ValueError("console_listen serves from one process: it needs workers: 1")
         return self
+
+    @property
+    def deleted_retention(self) -> timedelta:
+        """How long a deleted object stays recoverable (deleted_retention_seconds, if set)."""
+        if self.deleted_retention_seconds is not None:
+            return timedelta(seconds=self.deleted_retention_seconds)
+        return timedelta(days=self.deleted_retention_days)
 
     @property
     def root_key_path(self) -> Path:

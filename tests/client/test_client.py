@@ -179,6 +179,10 @@ async def test_delete_without_version_check(vault: Either) -> None:
     await vault.delete_object(created.id)
     with pytest.raises(ObjectNotFound):
         await vault.get_object(created.id)
+    assert await vault.undelete_object(created.id) == created
+    assert (await vault.get_object(created.id)).value == b"x"
+    with pytest.raises(ObjectNotFound):
+        await vault.undelete_object(created.id)  # live: nothing deleted to restore
 
 
 async def test_a_taken_name_raises_name_taken(vault: Either) -> None:
@@ -583,6 +587,8 @@ NOT_RETRIED = {
     "CreateObject": lambda v: v.create_object("n", b"x", CONTEXT),
     "UpdateObject": lambda v: v.update_object(OBJECT_ID, b"x"),
     "DeleteObject": lambda v: v.delete_object(OBJECT_ID),
+    # Not idempotent: a retry after a lost reply would find the object live, and NOT_FOUND.
+    "UndeleteObject": lambda v: v.undelete_object(OBJECT_ID),
     "CreateDataKey": lambda v: v.create_data_key(CONTEXT),
     "RekeyDataKey": lambda v: v.rekey_data_key(b"ek", CONTEXT),
     "CreateDataKey-by-encrypt": lambda v: v.encrypt(b"x", CONTEXT),

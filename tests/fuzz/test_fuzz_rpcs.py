@@ -70,6 +70,9 @@ EXPECTED: dict[str, set[grpc.StatusCode]] = {
     "vaultd.v1.ObjectService.ListObjects": ANY_RPC,
     "vaultd.v1.ObjectService.ListObjectVersions": ANY_RPC | {C.NOT_FOUND},
     "vaultd.v1.ObjectService.GetObjectVersion": ANY_RPC | USES_KEYS | {C.NOT_FOUND},
+    "vaultd.v1.ObjectService.UndeleteObject": ANY_RPC | {C.NOT_FOUND},
+    # FAILED_PRECONDITION: OBJECT_NOT_DELETED, a live object.
+    "vaultd.v1.AdminService.PurgeObject": ANY_RPC | {C.NOT_FOUND, C.FAILED_PRECONDITION},
     "vaultd.v1.KeyService.CreateDataKey": ANY_RPC | USES_KEYS,
     "vaultd.v1.KeyService.DecryptDataKey": ANY_RPC | USES_KEYS,
     "vaultd.v1.KeyService.RekeyDataKey": ANY_RPC | USES_KEYS,
@@ -128,7 +131,7 @@ async def pool(running: Running) -> Pool:
         {f"item_{i}": f"value_{i}" for i in range(10)},
     )
     pooled, names = [], []
-    for i in range(24):
+    for i in range(32):
         name = f"fuzz-pool-{uuid.uuid4()}"
         created = await objects.CreateObject(
             opb.CreateObjectRequest(
@@ -150,12 +153,16 @@ async def pool(running: Running) -> Pool:
                 kpb.EncryptRequest(plaintext=plaintext, key_context=context, associated_data=aad)
             )
             sealed.append(SealedSample(reply.ciphertext, plaintext, aad))
+    deleted = tuple(pooled[-8:])  # for UndeleteObject and PurgeObject (Pool.for_rpc)
+    for object_id, _ in deleted:
+        await objects.DeleteObject(opb.DeleteObjectRequest(id=object_id))
     return Pool(
-        tuple(pooled),
-        tuple(names),
+        tuple(pooled[:-8]),
+        tuple(names[:-8]),
         contexts,
         tuple(data_keys),
         tuple(sealed),
+        deleted,
     )
 
 

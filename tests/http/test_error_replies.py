@@ -134,6 +134,18 @@ async def test_409_for_a_taken_name_and_a_stale_version(http_server: HttpVaultd)
     assert_error(reply, 409, "VERSION_CONFLICT")
     # Nothing was lost: the value is the one written with the right version.
     assert (await call(url, "GET", path, api_key=key)).json["value"] == "2"
+    # Deleted (soft: DeleteObject over the same core), the object is 404 at once, and its name
+    # stays reserved while it can be undeleted.
+    assert (await call(url, "DELETE", path, api_key=key)).status == 200
+    assert_error(await call(url, "GET", path, api_key=key), 404, "OBJECT_NOT_FOUND")
+    reply = await call(
+        url,
+        "POST",
+        "/vault/v1/kv",
+        api_key=key,
+        body={"name": first["name"], "value": "v", "key_context": CONTEXT},
+    )
+    assert_error(reply, 409, "NAME_TAKEN")
 
 
 async def test_422_for_requests_that_break_a_rule(http_server: HttpVaultd) -> None:

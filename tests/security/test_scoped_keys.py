@@ -123,6 +123,40 @@ async def test_a_scoped_key_works_on_its_own_tenant(orgs: tuple[Client, Client, 
     assert plain.plaintext == b"p"
 
 
+async def test_a_scoped_key_undeletes_only_its_own_tenants_objects(
+    orgs: tuple[Client, Client, str, str],
+) -> None:
+    admin, tenant, a, b = orgs
+    theirs = (
+        await admin.objects.CreateObject(
+            opb.CreateObjectRequest(name=f"del-{b}", value=b"B's", key_context={ORG: b})
+        )
+    ).metadata
+    await admin.objects.DeleteObject(opb.DeleteObjectRequest(id=theirs.id))
+    # Another tenant's deleted object answers as a missing one, and stays deleted.
+    missing = await not_found(tenant.objects.UndeleteObject(opb.UndeleteObjectRequest(id=MISSING)))
+    refused_msg = await not_found(
+        tenant.objects.UndeleteObject(opb.UndeleteObjectRequest(id=theirs.id))
+    )
+    assert refused_msg == missing.replace(MISSING, theirs.id)
+    await not_found(admin.objects.GetObject(opb.GetObjectRequest(id=theirs.id)))
+    # Its own deleted object comes back, value and all.
+    mine = (
+        await tenant.objects.CreateObject(
+            opb.CreateObjectRequest(name=f"del-{a}", value=b"A's", key_context={ORG: a})
+        )
+    ).metadata
+    await tenant.objects.DeleteObject(opb.DeleteObjectRequest(id=mine.id))
+    await tenant.objects.UndeleteObject(opb.UndeleteObjectRequest(id=mine.id))
+    got = await tenant.objects.GetObject(opb.GetObjectRequest(id=mine.id))
+    assert got.object.value == b"A's"
+    # The unscoped admin still can restore B's.
+    await admin.objects.UndeleteObject(opb.UndeleteObjectRequest(id=theirs.id))
+    assert (
+        await admin.objects.GetObject(opb.GetObjectRequest(id=theirs.id))
+    ).object.value == b"B's"
+
+
 async def test_data_keys_and_blobs_of_another_tenant_are_refused(
     orgs: tuple[Client, Client, str, str],
 ) -> None:

@@ -82,9 +82,13 @@ async def test_an_object_reads_back_by_id_name_and_version_until_deleted(objects
     )
     listed = await objects.ListObjects(pb.ListObjectsRequest(name_prefix=name, limit=100))
     assert list(listed.objects) == []
-    # The name is free again at once.
-    again = await create(objects, name, b"reborn")
-    assert again.id != created.id
+    # The name stays reserved while the object can still be undeleted (tests/server/
+    # test_soft_delete.py shows it freed by a purge).
+    await expect_error(
+        objects.CreateObject(pb.CreateObjectRequest(name=name, value=b"reborn", key_context=ORG)),
+        grpc.StatusCode.ALREADY_EXISTS,
+        "NAME_TAKEN",
+    )
 
 
 async def _page_all(stub: Stub, prefix: str, order: int, limit: int) -> list[str]:

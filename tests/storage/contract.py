@@ -206,3 +206,9 @@ def new_job(owner: str = "host-a:1", *, at: timedelta = timedelta(0), **fields: 
         lease_until=BASE_TIME + timedelta(minutes=1),
     )
     return replace(job, **fields)
+
+
+async def destroy(store: Store, environment_id: str, object_id: str) -> None:
+    """Delete an object and purge it at once: what DeleteObject does with retention 0."""
+    await store.delete_object(environment_id, object_id, None)
+    assert await store.purge_object(environment_id, object_id)

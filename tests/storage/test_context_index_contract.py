@@ -105,7 +105,9 @@ async def test_a_filtered_scan_continues_from_a_cursor_in_either_direction(store
     assert await store.scan_objects(env, DESC, middle, 10, flt) == [entry(objects[0])]
 
 
-async def test_a_deleted_object_leaves_the_index(store: Store) -> None:
+async def test_a_deleted_object_is_not_listed_and_a_purged_one_leaves_the_index(
+    store: Store,
+) -> None:
     env = new_env()
     made = await fill(store, env)
     gone, kept = made["org_a"][0], made["org_a"][1:]
@@ -113,7 +115,11 @@ async def test_a_deleted_object_leaves_the_index(store: Store) -> None:
     assert await scan_all(store, env, ASC, only(organization_id="org_a")) == [
         entry(o) for o in kept
     ]
-    # A new object may take the name, under another context: it is listed under its own.
+    assert await store.purge_object(env, gone.id)
+    assert await scan_all(store, env, ASC, only(organization_id="org_a")) == [
+        entry(o) for o in kept
+    ]
+    # Once purged, a new object may take the name, under another context: listed under its own.
     again = replace(new_object(env, gone.name), key_context={"organization_id": "org_z"})
     await store.create_object(again)
     assert await scan_all(store, env, ASC, only(organization_id="org_z")) == [entry(again)]
@@ -147,13 +153,14 @@ async def test_version_numbers_follow_creation_order(store: Store) -> None:
         assert old is not None and old.version_number == number
 
 
-async def test_redis_index_holds_exactly_the_live_objects(
+async def test_redis_index_holds_exactly_the_objects_not_purged(
     redis_store: RedisStore, redis_client: Redis
 ) -> None:
     env = new_env()
     made = await fill(redis_store, env, per_tenant=2)
     gone = made["org_a"][0]
-    await redis_store.delete_object(env, gone.id, None)
+    await redis_store.delete_object(env, gone.id, None)  # deleted: kept until purged
+    assert await redis_store.purge_object(env, gone.id)
     for objects in made.values():
         (org_key, _region_key) = context_keys(env, objects[0].key_context)
         live = sorted(o.id.encode() for o in objects if o is not gone)

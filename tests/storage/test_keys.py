@@ -38,6 +38,7 @@ ITEM_HASH = hashlib.sha256(b"organization_id\0org_1").hexdigest()
         (Kind.OBJECTS, None, "vaultd:{env_test-1}:objects"),
         (Kind.DIGESTS, None, "vaultd:{env_test-1}:digests"),
         (Kind.NAMES, None, "vaultd:{env_test-1}:names"),
+        (Kind.DELETED, None, "vaultd:{env_test-1}:deleted"),
         (Kind.OBJECT, OBJ, "vaultd:{env_test-1}:obj:secret_01J9Z3K4ABCDEFGHJKMNPQRSTV"),
         (
             Kind.VERSIONS,
@@ -71,7 +72,7 @@ def test_exact_key_names(kind: Kind, ident: str | None, expected: str) -> None:
 
 def test_every_kind_is_covered_above() -> None:
     # A new kind must get its exact name pinned in test_exact_key_names.
-    assert len(Kind) == 16
+    assert len(Kind) == 17
 
 
 @pytest.mark.parametrize(
@@ -99,6 +100,8 @@ def test_every_auth_kind_is_covered_above() -> None:
         (JobKind.REWRAP, "vaultd:{@jobs}:rewrap"),
         (JobKind.REWRAP_HOLDERS, "vaultd:{@jobs}:rewrap-holders"),
         (JobKind.MIGRATIONS, "vaultd:{@jobs}:migrations"),
+        (JobKind.LEASES, "vaultd:{@jobs}:leases"),
+        (JobKind.DELETED_ENVIRONMENTS, "vaultd:{@jobs}:deleted-environments"),
     ],
 )
 def test_exact_job_key_names(kind: JobKind, expected: str) -> None:
@@ -107,7 +110,7 @@ def test_exact_job_key_names(kind: JobKind, expected: str) -> None:
 
 
 def test_every_job_kind_is_covered_above() -> None:
-    assert len(JobKind) == 3
+    assert len(JobKind) == 5
 
 
 def test_rewrap_job_ids() -> None:

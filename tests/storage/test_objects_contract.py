@@ -26,6 +26,7 @@ from tests.storage.contract import (
     EVERYTHING,
     MIB,
     create,
+    destroy,
     entry,
     new_env,
     new_kek_id,
@@ -243,14 +244,14 @@ async def test_exactly_one_of_racing_creates_gets_a_name(store: Store) -> None:
     assert await scan_all(store, env) == [entry(winner)]
 
 
-async def test_delete_purges_the_object_everywhere(store: Store) -> None:
+async def test_delete_then_purge_removes_the_object_everywhere(store: Store) -> None:
     env = new_env()
     survivor = await create(store, env)
     obj = await create(store, env)
     old = obj.version
     await store.update_object(env, obj.id, new_version(), None)
 
-    await store.delete_object(env, obj.id, None)
+    await destroy(store, env, obj.id)
 
     assert await store.get_object(env, obj.id) is None
     assert await store.get_object_by_name(env, obj.name) is None
@@ -258,6 +259,9 @@ async def test_delete_purges_the_object_everywhere(store: Store) -> None:
     assert await store.list_versions(env, obj.id) is None
     assert await scan_all(store, env) == [entry(survivor)]
     assert await scan_all(store, env, DESC) == [entry(survivor)]
+    assert await store.scan_object_versions(env, "", 10) == [
+        ObjectVersions(survivor.id, (survivor.version,))
+    ]
     reborn = await create(store, env, obj.name)
     assert await store.get_object_by_name(env, obj.name) == reborn
 
@@ -390,7 +394,7 @@ async def test_redis_delete_leaves_no_trace(redis_store: RedisStore, redis_clien
     await redis_store.update_object(env, gone[0].id, new_version(), None)
 
     for obj in gone:
-        await redis_store.delete_object(env, obj.id, None)
+        await destroy(redis_store, env, obj.id)
 
     left = {k.decode() async for k in redis_client.scan_iter(f"vaultd:{{{env}}}:*", count=1000)}
     assert left == {
@@ -468,7 +472,7 @@ async def test_a_walk_pages_through_every_version_of_every_object(store: Store) 
             await store.update_object(env, obj.id, version, None)
             expected[obj.id].append(version)
     gone = sorted(expected)[3]
-    await store.delete_object(env, gone, None)
+    await destroy(store, env, gone)
     del expected[gone]
     await create(store, new_env())  # another environment's objects are not walked
 
@@ -535,7 +539,7 @@ async def test_wrapped_keys_are_swapped_by_compare_and_set_and_nothing_else(
     unknown = new_version()
     assert not await store.replace_encrypted_keys(env, first.id, unknown, new_keys, new_ids)
     assert await store.get_object_version(env, first.id, unknown.version_id) is None
-    await store.delete_object(env, first.id, None)
+    await destroy(store, env, first.id)
     assert not await store.replace_encrypted_keys(env, first.id, second, new_keys, new_ids)
     assert await store.get_object_version(env, first.id, second.version_id) is None
     assert await store.count_objects(env) == 0

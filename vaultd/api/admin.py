@@ -1,5 +1,5 @@
-"""AdminService: API keys, audit events and key lifecycle (api/lifecycle.py) of the caller's
-environment, proto <-> domain."""
+"""AdminService: API keys, audit events, key lifecycle (api/lifecycle.py) and the purge of
+deleted objects, of the caller's environment, proto <-> domain."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from vaultd.api.lifecycle import LifecycleRpcs
 from vaultd.core.apikeys import ApiKeys
 from vaultd.core.audit import AuditLog, Subject
 from vaultd.core.byok import ByokKeys
+from vaultd.core.deleted import DeletedObjects
 from vaultd.core.lifecycle import KeyLifecycle
 from vaultd.core.records import ApiKeyRecord, AuditEvent, AuditQuery, ByokKeyRecord
 from vaultd.core.rules import KeyRules
@@ -88,11 +89,13 @@ class AdminServicer(LifecycleRpcs, pb_grpc.AdminServiceServicer):
         lifecycle: KeyLifecycle,
         rules: KeyRules,
         byok_keys: ByokKeys | None = None,
+        deleted: DeletedObjects | None = None,
     ) -> None:
         super().__init__(lifecycle, rules)
         self._keys = api_keys
         self._audit = audit_log
         self._byok = byok_keys
+        self._deleted = deleted
 
     def _byok_keys(self) -> ByokKeys:
         if self._byok is None:
@@ -129,6 +132,15 @@ class AdminServicer(LifecycleRpcs, pb_grpc.AdminServiceServicer):
     ) -> pb.DeleteByokKeyResponse:
         record = await self._byok_keys().delete(caller_of(context).environment_id, request.id)
         return pb.DeleteByokKeyResponse(byok_key=byok_key(_byok_touched(record)))
+
+    async def PurgeObject(
+        self, request: pb.PurgeObjectRequest, context: Context
+    ) -> pb.PurgeObjectResponse:
+        if self._deleted is None:
+            raise RuntimeError("this server was assembled without deleted objects")
+        await self._deleted.purge(caller_of(context).environment_id, request.id)
+        touched(Subject(request.id))
+        return pb.PurgeObjectResponse()
 
     async def CreateApiKey(
         self, request: pb.CreateApiKeyRequest, context: Context

@@ -11,7 +11,9 @@ from vaultd.api import convert
 from vaultd.api.caller import caller_of
 from vaultd.api.callrecord import touched
 from vaultd.core.audit import Subject
-from vaultd.core.objects import ObjectMetadata, ObjectVault
+from vaultd.core.deleted import DeletedObjects
+from vaultd.core.objects import ObjectVault
+from vaultd.core.objectviews import ObjectMetadata
 from vaultd.v1 import object_service_pb2 as pb
 from vaultd.v1 import object_service_pb2_grpc as pb_grpc
 
@@ -29,8 +31,9 @@ def _named(object_id: str) -> None:
 
 
 class ObjectServicer(pb_grpc.ObjectServiceServicer):
-    def __init__(self, vault: ObjectVault) -> None:
+    def __init__(self, vault: ObjectVault, deleted: DeletedObjects | None = None) -> None:
         self._vault = vault
+        self._deleted = deleted
 
     async def CreateObject(
         self, request: pb.CreateObjectRequest, context: Context
@@ -125,3 +128,12 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         )
         _touched(obj.metadata)
         return pb.GetObjectVersionResponse(object=convert.vault_object(obj))
+
+    async def UndeleteObject(
+        self, request: pb.UndeleteObjectRequest, context: Context
+    ) -> pb.UndeleteObjectResponse:
+        if self._deleted is None:
+            raise RuntimeError("this server was assembled without deleted objects")
+        c = caller_of(context)
+        restored = await self._deleted.undelete(c.environment_id, request.id, scope=c.scope)
+        return pb.UndeleteObjectResponse(metadata=convert.metadata(_touched(restored)))

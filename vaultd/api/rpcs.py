@@ -103,6 +103,7 @@ RPCS: dict[str, Rpc] = {
             "ListObjects": Rpc(READ, audit.NAMES_LISTED, _nothing),
             "UpdateObject": Rpc(WRITE, audit.DATA_UPDATED, _object),
             "DeleteObject": Rpc(WRITE, audit.DATA_DELETED, _object),
+            "UndeleteObject": Rpc(WRITE, audit.DATA_UNDELETED, _object),
         },
     ),
     **_methods(
@@ -138,6 +139,7 @@ RPCS: dict[str, Rpc] = {
             "GetByokKey": Rpc(ADMIN, audit.BYOK_KEY_READ, _byok_key),
             "VerifyByokKey": Rpc(ADMIN, audit.BYOK_KEY_VERIFIED, _byok_key),
             "DeleteByokKey": Rpc(ADMIN, audit.BYOK_KEY_DELETED, _byok_key),
+            "PurgeObject": Rpc(ADMIN, audit.DATA_PURGED, _object),
         },
     ),
     # Reflection shows only the public API; any valid key may read it.

@@ -84,6 +84,9 @@ class AsyncVaultClient(ClientBase):
     async def delete_object(self, object_id: str, version_check: str | None = None) -> None:
         return await self._invoke(_rpc.delete_object(object_id, version_check))
 
+    async def undelete_object(self, object_id: str) -> ObjectMetadata:
+        return await self._invoke(_rpc.undelete_object(object_id))
+
     async def list_objects(
         self,
         *,

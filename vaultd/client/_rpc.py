@@ -119,6 +119,11 @@ def delete_object(object_id: str, version_check: str | None) -> Call[None]:
     return Call("objects", "DeleteObject", request, lambda r: None)
 
 
+def undelete_object(object_id: str) -> Call[models.ObjectMetadata]:
+    request = opb.UndeleteObjectRequest(id=object_id)
+    return Call("objects", "UndeleteObject", request, lambda r: models.metadata_from(r.metadata))
+
+
 _ORDERS = {"asc": opb.LIST_ORDER_ASCENDING, "desc": opb.LIST_ORDER_DESCENDING}
 
 

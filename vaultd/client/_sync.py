@@ -97,6 +97,11 @@ class VaultClient(ClientBase):
     def delete_object(self, object_id: str, version_check: str | None = None) -> None:
         return self._invoke(_rpc.delete_object(object_id, version_check))
 
+    def undelete_object(self, object_id: str) -> ObjectMetadata:
+        """Restore a deleted object with every version, within the server's deleted-object
+        retention (else ObjectNotFound)."""
+        return self._invoke(_rpc.undelete_object(object_id))
+
     def list_objects(
         self,
         *,

@@ -36,12 +36,20 @@ from vaultd.core.validation import (
 )
 from vaultd.storage.base import AuditStore
 from vaultd.storage.errors import BadCursor
-from vaultd.storage.records import AuditEvent, AuditPage, AuditQuery, KekVersion
+from vaultd.storage.records import (
+    AuditEvent,
+    AuditPage,
+    AuditQuery,
+    DeletedObject,
+    KekVersion,
+)
 
 DATA_CREATED = "vault.data.created"
 DATA_READ = "vault.data.read"
 DATA_UPDATED = "vault.data.updated"
 DATA_DELETED = "vault.data.deleted"
+DATA_UNDELETED = "vault.data.undeleted"
+DATA_PURGED = "vault.data.purged"
 METADATA_READ = "vault.metadata.read"
 NAMES_LISTED = "vault.names.listed"
 DEK_READ = "vault.dek.read"
@@ -215,6 +223,17 @@ class AuditLog:
 def kek_created_sink(audit_log: AuditLog) -> Callable[[str, str, KekVersion], Awaitable[None]]:
     """For the Keyring (its `on_kek_created`): the audit log's own report of a KEK made."""
     return audit_log.kek_created
+
+
+def purged_sink(audit_log: AuditLog, actor: Actor) -> Callable[[DeletedObject], Awaitable[None]]:
+    """For the PurgeJob (its `on_purged`): a vault.data.purged event per object it destroyed.
+    No caller asked for it, so `actor` is vaultd's own."""
+
+    async def purged(deleted: DeletedObject) -> None:
+        origin = Origin(deleted.environment_id, actor)
+        await audit_log.record(DATA_PURGED, origin, subject=Subject(object_id=deleted.object_id))
+
+    return purged
 
 
 def event_json(event: AuditEvent) -> dict[str, Any]:

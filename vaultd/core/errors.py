@@ -136,6 +136,13 @@ class NameTaken(VaultError):
     reason = "NAME_TAKEN"
 
 
+class ObjectNotDeleted(VaultError):
+    """PurgeObject names a live object: only a deleted one may be purged (delete it first)."""
+
+    code = "FAILED_PRECONDITION"
+    reason = "OBJECT_NOT_DELETED"
+
+
 class VersionConflict(VaultError):
     """A stale version_check; the current version id travels in the metadata."""
 

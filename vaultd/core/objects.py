@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from contextlib import suppress
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from ulid import ULID
 
@@ -33,6 +34,15 @@ from vaultd.core.errors import (
     VersionConflict,
 )
 from vaultd.core.keyring import Keyring
+from vaultd.core.objectviews import (
+    ListPage,
+    ListQuery,
+    ObjectMetadata,
+    ObjectVersion,
+    VaultObject,
+    metadata_of,
+    not_found,
+)
 from vaultd.core.scope import UNSCOPED, ContextScope
 from vaultd.core.types import DEFAULT_MAX_VALUE_BYTES, Actor, store_errors
 from vaultd.core.validation import (
@@ -67,69 +77,6 @@ DEFAULT_LIST_LIMIT = 10
 MAX_LIST_LIMIT = 100
 
 
-@dataclass(frozen=True, slots=True)
-class ObjectMetadata:
-    id: str
-    name: str
-    environment_id: str
-    key_context: Mapping[str, str]
-    key_ids: tuple[str, ...]
-    version_id: str
-    created_at: datetime
-    updated_at: datetime
-    updated_by: Actor
-    version_number: int = 0
-    """1 for the first version, then 2, 3, ... in creation order."""
-
-
-@dataclass(frozen=True, slots=True)
-class VaultObject:
-    metadata: ObjectMetadata
-    value: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectVersion:
-    info: storage.VersionInfo
-    current: bool
-    number: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ListQuery:
-    limit: int = 0
-    before: str = ""
-    after: str = ""
-    ascending: bool = False
-    name_prefix: str = ""
-    updated_after: datetime | None = None
-    key_context: Mapping[str, str] = field(default_factory=dict)
-    """Only objects whose key context holds every item (empty: no filter)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ListPage:
-    entries: Sequence[ObjectEntry]
-    before: str
-    after: str
-
-
-def _metadata(obj: StoredObject) -> ObjectMetadata:
-    v = obj.version
-    return ObjectMetadata(
-        id=obj.id,
-        name=obj.name,
-        environment_id=obj.environment_id,
-        key_context=dict(obj.key_context),
-        key_ids=v.key_ids,
-        version_id=v.version_id,
-        created_at=obj.created_at,
-        updated_at=v.created_at,
-        updated_by=Actor(v.updated_by_id, v.updated_by_name),
-        version_number=obj.version_number,
-    )
-
-
 class ObjectVault:
     """Create, read, update, delete and list encrypted objects."""
 
@@ -139,11 +86,13 @@ class ObjectVault:
         keyring: Keyring,
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        deleted_retention: timedelta = timedelta(0),
     ) -> None:
         self._store = store
         self._keyring = keyring
         self._max_value_bytes = max_value_bytes
         self._clock = clock
+        self._deleted_retention = deleted_retention
 
     async def create(
         self,
@@ -175,7 +124,7 @@ class ObjectVault:
             return obj
 
         sealed = NewVersion(environment_id, object_id, name, context, value, actor, now)
-        return _metadata(await self._write_sealed(sealed, write))
+        return metadata_of(await self._write_sealed(sealed, write))
 
     async def get(
         self,
@@ -190,7 +139,7 @@ class ObjectVault:
         wanted = _context_filter(key_context)
         obj = await self._stored(environment_id, object_id, scope)
         if not _holds(obj, wanted):
-            raise _not_found(object_id)
+            raise not_found(object_id)
         return await self._open(obj, current=True)
 
     async def get_by_name(
@@ -220,7 +169,7 @@ class ObjectVault:
     async def describe(
         self, environment_id: str, object_id: str, *, scope: ContextScope = UNSCOPED
     ) -> ObjectMetadata:
-        return _metadata(await self._stored(environment_id, object_id, scope))
+        return metadata_of(await self._stored(environment_id, object_id, scope))
 
     async def update(
         self,
@@ -251,13 +200,13 @@ class ObjectVault:
             except storage.VersionMismatch as exc:
                 raise VersionConflict(object_id, exc.current_version_id) from None
             except storage.ObjectMissing:
-                raise _not_found(object_id) from None
+                raise not_found(object_id) from None
             return replace(current, version=version, version_number=number)
 
         sealed = NewVersion(
             environment_id, object_id, current.name, context, value, actor, self._clock()
         )
-        return _metadata(await self._write_sealed(sealed, write))
+        return metadata_of(await self._write_sealed(sealed, write))
 
     async def delete(
         self,
@@ -267,17 +216,25 @@ class ObjectVault:
         *,
         scope: ContextScope = UNSCOPED,
     ) -> None:
+        """Mark the object deleted: gone to every read at once, recoverable for the retention
+        (core/deleted.py), destroyed by the purge job after it. With no retention it is
+        destroyed here; were this process to die in between, the purge job finishes it."""
         validate_object_id(object_id)
         if version_check is not None:
             validate_version_id(version_check, "version_check")
         await self._check_in_scope(environment_id, object_id, scope)
         with store_errors():
             try:
-                await self._store.delete_object(environment_id, object_id, version_check)
+                await self._store.delete_object(
+                    environment_id, object_id, version_check, self._clock()
+                )
             except storage.VersionMismatch as exc:
                 raise VersionConflict(object_id, exc.current_version_id) from None
             except storage.ObjectMissing:
-                raise _not_found(object_id) from None
+                raise not_found(object_id) from None
+            if not self._deleted_retention:
+                with suppress(storage.ObjectMissing):  # an admin's PurgeObject came first
+                    await self._store.purge_object(environment_id, object_id)
 
     async def list_versions(
         self, environment_id: str, object_id: str, *, scope: ContextScope = UNSCOPED
@@ -287,7 +244,7 @@ class ObjectVault:
         with store_errors():
             found = await self._store.list_versions(environment_id, object_id)
         if found is None:
-            raise _not_found(object_id)
+            raise not_found(object_id)
         infos, current_id = found
         # Kept oldest first and never removed singly: a version's place is its number.
         return [
@@ -370,7 +327,7 @@ class ObjectVault:
         with store_errors():
             obj = await self._store.get_object(environment_id, object_id)
         if obj is None or not scope.allows(obj.key_context):
-            raise _not_found(object_id)
+            raise not_found(object_id)
         return obj
 
     async def _check_in_scope(
@@ -434,7 +391,7 @@ class ObjectVault:
                 v.version_id,
             )
             raise
-        return VaultObject(_metadata(obj), value)
+        return VaultObject(metadata_of(obj), value)
 
 
 def _integrity(obj: StoredObject, what: str) -> IntegrityViolation:
@@ -452,7 +409,3 @@ def _context_filter(key_context: Mapping[str, str] | None) -> dict[str, str]:
 def _holds(obj: StoredObject, wanted: Mapping[str, str]) -> bool:
     """Whether the object's key context has every wanted item, equal."""
     return all(obj.key_context.get(k) == v for k, v in wanted.items())
-
-
-def _not_found(object_id: str) -> ObjectNotFound:
-    return ObjectNotFound(f"no object with id {object_id}", metadata={"object_id": object_id})

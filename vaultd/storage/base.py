@@ -10,8 +10,9 @@ tests/storage/test_*_contract.py:
   version without its object;
 - `expected_version_id` is a compare-and-set against the current version, checked inside the
   same atomic step as the write, so no update is lost under any interleaving;
-- a deleted object disappears from every read and list at once, its name is free at once, and
-  its versions are purged with it;
+- a deleted object disappears from every read, list and count at once, but keeps its versions
+  and its name (reserved: NameTaken) until it is purged; an undelete within the retention brings
+  it back exactly; a purge destroys every byte of it and frees its name;
 - API keys are stored by the SHA-256 of their secret, never the secret; a revocation is final;
 - audit events are appended in order, read back in that order from an opaque cursor, and
   trimmed by age on write.
@@ -29,6 +30,7 @@ from vaultd.storage.records import (
     AuditPage,
     AuditQuery,
     ByokKeyRecord,
+    DeletedObject,
     Direction,
     Durability,
     KekRecord,
@@ -149,9 +151,42 @@ class ObjectStore(Protocol):
         ...
 
     async def delete_object(
-        self, environment_id: str, object_id: str, expected_version_id: str | None
+        self,
+        environment_id: str,
+        object_id: str,
+        expected_version_id: str | None,
+        at: datetime | None = None,
     ) -> None:
-        """Delete the object, its name and its versions. ObjectMissing or VersionMismatch."""
+        """Mark the object deleted at `at` (None: now), atomically. From then on every read,
+        list and count treats it as missing; its versions stay, and its name stays reserved,
+        until purge_object. ObjectMissing (also when deleted already) or VersionMismatch."""
+        ...
+
+    async def deleted_context(self, environment_id: str, object_id: str) -> dict[str, str] | None:
+        """The key context of a deleted, not yet purged object; None for any other (what a
+        context-scoped UndeleteObject checks before it restores anything)."""
+        ...
+
+    async def undelete_object(
+        self, environment_id: str, object_id: str, deleted_since: datetime
+    ) -> bool:
+        """Clear the deleted mark of an object deleted at or after `deleted_since`; False,
+        changing nothing, when there is no such object, it is live, or was deleted earlier."""
+        ...
+
+    async def purge_object(
+        self, environment_id: str, object_id: str, deleted_by: datetime | None = None
+    ) -> bool:
+        """Destroy a deleted object, every version and its name for good (the one hard-delete
+        path). False, changing nothing, when it is live or (with `deleted_by`) was deleted
+        after `deleted_by`; ObjectMissing when there is no such object."""
+        ...
+
+    async def due_for_purge(
+        self, environment_id: str | None, before: datetime, limit: int
+    ) -> list[DeletedObject]:
+        """Up to `limit` objects of the environment (None: of every environment) deleted before
+        `before` and not purged yet, read from an index of deleted objects by time."""
         ...
 
     async def index_object_contexts(self, *, force: bool = False) -> int:
@@ -160,14 +195,15 @@ class ObjectStore(Protocol):
         ...
 
     async def count_objects(self, environment_id: str) -> int:
-        """How many objects the environment has."""
+        """How many live (not deleted) objects the environment has."""
         ...
 
     async def scan_object_versions(
         self, environment_id: str, after: str, limit: int
     ) -> list[ObjectVersions]:
         """Up to `limit` objects with every version, ascending by id, strictly after `after`
-        ("" from the first)."""
+        ("" from the first). Deleted objects not yet purged are included: they may be
+        undeleted, so a rewrap must move their keys too."""
         ...
 
     async def replace_encrypted_keys(
@@ -260,7 +296,8 @@ class AuditStore(Protocol):
 
 
 class JobStore(Protocol):
-    """Rewrap jobs: one list, outside every environment's keyspace, for any process to resume."""
+    """Rewrap jobs: one list, outside every environment's keyspace, for any process to resume;
+    and named leases, which say which process runs a job only one may run (the purge job)."""
 
     async def save_rewrap_job(self, job: RewrapJob, now: datetime) -> bool:
         """Store `job` (new or updated) if no other process holds it.
@@ -277,6 +314,15 @@ class JobStore(Protocol):
 
     async def list_rewrap_jobs(self) -> list[RewrapJob]:
         """Every job of every environment, oldest first."""
+        ...
+
+    async def take_lease(self, name: str, owner: str, until: datetime, now: datetime) -> bool:
+        """Hold the lease `name` until `until`, unless another owner holds it until `now` or
+        later; whether `owner` holds it now. Taking it again extends it."""
+        ...
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        """Give up `owner`'s hold on `name` (nothing, if another holds it)."""
         ...
 
 

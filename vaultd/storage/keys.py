@@ -6,8 +6,12 @@ Layout, where `{env}` is the environment id inside a Redis Cluster hash tag:
                                               them in creation order (ids are ULIDs)
     vaultd:{env}:digests                hash  object id -> "<updated_at µs> <name>": what a scan
                                               filters on without opening each object
-    vaultd:{env}:names                  hash  name -> object id
-    vaultd:{env}:obj:<object_id>        hash  name, ctx, created, current (version id)
+    vaultd:{env}:names                  hash  name -> object id (a deleted object's too, until it
+                                              is purged: its name stays reserved)
+    vaultd:{env}:deleted                zset  ids of deleted (not yet purged) objects, scored by
+                                              when they were deleted (µs): what the purge job reads
+    vaultd:{env}:obj:<object_id>        hash  name, ctx, created, current (version id), and
+                                              deleted (µs) once the object is deleted
     vaultd:{env}:obj:<object_id>:versions  hash  version id -> version record (codec.py)
     vaultd:{env}:obj:<object_id>:history   list  version info records, oldest first
     vaultd:{env}:ctx:<item hash>        zset  the ids of the objects whose key context holds one
@@ -45,6 +49,9 @@ live under another fixed tag, `{@jobs}`:
     vaultd:{@jobs}:migrations           hash  name -> when this database was upgraded so (µs);
                                               "object-context-index": every environment has its
                                               ctx:* index (new ones have it from their start)
+    vaultd:{@jobs}:leases               hash  lease name -> "<until µs> <owner>" (the purge job's)
+    vaultd:{@jobs}:deleted-environments set  every environment that ever had an object deleted:
+                                              where the purge job looks (never shrinks)
 
 The store's identity (which deployment's store this is) has a tag of its own, `{@store}`:
 
@@ -74,6 +81,7 @@ API_KEY_ID = re.compile(r"key_[0-9A-Z]{26}")
 SECRET_HASH = re.compile(r"[0-9a-f]{64}")
 REWRAP_JOB_ID = re.compile(r"rewrap_[0-9A-Z]{26}")
 CONTEXT_ITEM_HASH = re.compile(r"[0-9a-f]{64}")
+LEASE_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
 AUTH_TAG = "@auth"
 JOBS_TAG = "@jobs"
 STORE_TAG = "@store"
@@ -86,6 +94,7 @@ class Kind(Enum):
     OBJECTS = ("objects", None)
     DIGESTS = ("digests", None)
     NAMES = ("names", None)
+    DELETED = ("deleted", None)
     OBJECT = ("obj:{}", OBJECT_ID)
     VERSIONS = ("obj:{}:versions", OBJECT_ID)
     HISTORY = ("obj:{}:history", OBJECT_ID)
@@ -149,6 +158,8 @@ class JobKind(Enum):
     REWRAP = "rewrap"
     REWRAP_HOLDERS = "rewrap-holders"
     MIGRATIONS = "migrations"
+    LEASES = "leases"
+    DELETED_ENVIRONMENTS = "deleted-environments"
 
 
 KEK_LIST = re.compile(r"vaultd:\{([A-Za-z0-9_-]{1,64})\}:kek:(kek_[0-9a-f]{32})")

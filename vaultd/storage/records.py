@@ -197,6 +197,15 @@ class StoredObject:
 
 
 @dataclass(frozen=True, slots=True)
+class DeletedObject:
+    """An object deleted and not yet purged: what the purge job is shown."""
+
+    environment_id: str
+    object_id: str
+    deleted_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ObjectEntry:
     """One row of a listing."""
 

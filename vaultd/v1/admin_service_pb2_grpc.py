@@ -117,6 +117,11 @@ class AdminServiceStub:
                 request_serializer=vaultd_dot_v1_dot_admin__service__pb2.DeleteByokKeyRequest.SerializeToString,
                 response_deserializer=vaultd_dot_v1_dot_admin__service__pb2.DeleteByokKeyResponse.FromString,
                 _registered_method=True)
+        self.PurgeObject = channel.unary_unary(
+                '/vaultd.v1.AdminService/PurgeObject',
+                request_serializer=vaultd_dot_v1_dot_admin__service__pb2.PurgeObjectRequest.SerializeToString,
+                response_deserializer=vaultd_dot_v1_dot_admin__service__pb2.PurgeObjectResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -248,6 +253,15 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PurgeObject(self, request, context):
+        """PurgeObject destroys a deleted object, every version and its name reservation at once,
+        before its retention ends; it cannot be undeleted after. A live object is refused
+        (FAILED_PRECONDITION, OBJECT_NOT_DELETED): delete it first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -330,6 +344,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.DeleteByokKey,
                     request_deserializer=vaultd_dot_v1_dot_admin__service__pb2.DeleteByokKeyRequest.FromString,
                     response_serializer=vaultd_dot_v1_dot_admin__service__pb2.DeleteByokKeyResponse.SerializeToString,
+            ),
+            'PurgeObject': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeObject,
+                    request_deserializer=vaultd_dot_v1_dot_admin__service__pb2.PurgeObjectRequest.FromString,
+                    response_serializer=vaultd_dot_v1_dot_admin__service__pb2.PurgeObjectResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -767,6 +786,33 @@ class AdminService:
             '/vaultd.v1.AdminService/DeleteByokKey',
             vaultd_dot_v1_dot_admin__service__pb2.DeleteByokKeyRequest.SerializeToString,
             vaultd_dot_v1_dot_admin__service__pb2.DeleteByokKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeObject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vaultd.v1.AdminService/PurgeObject',
+            vaultd_dot_v1_dot_admin__service__pb2.PurgeObjectRequest.SerializeToString,
+            vaultd_dot_v1_dot_admin__service__pb2.PurgeObjectResponse.FromString,
             options,
             channel_credentials,
             insecure,

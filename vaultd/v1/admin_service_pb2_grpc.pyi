@@ -86,6 +86,11 @@ class AdminServiceStub:
     """DeleteByokKey removes a BYOK key: new KEKs of its items follow the configured rules again.
     KEKs already wrapped under the key still name it and unwrap through it.
     """
+    PurgeObject: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.PurgeObjectRequest, _admin_service_pb2.PurgeObjectResponse]
+    """PurgeObject destroys a deleted object, every version and its name reservation at once,
+    before its retention ends; it cannot be undeleted after. A live object is refused
+    (FAILED_PRECONDITION, OBJECT_NOT_DELETED): delete it first.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -144,6 +149,11 @@ class AdminServiceAsyncStub(AdminServiceStub):
     DeleteByokKey: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.DeleteByokKeyRequest, _admin_service_pb2.DeleteByokKeyResponse]  # type: ignore[assignment]
     """DeleteByokKey removes a BYOK key: new KEKs of its items follow the configured rules again.
     KEKs already wrapped under the key still name it and unwrap through it.
+    """
+    PurgeObject: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.PurgeObjectRequest, _admin_service_pb2.PurgeObjectResponse]  # type: ignore[assignment]
+    """PurgeObject destroys a deleted object, every version and its name reservation at once,
+    before its retention ends; it cannot be undeleted after. A live object is refused
+    (FAILED_PRECONDITION, OBJECT_NOT_DELETED): delete it first.
     """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -296,6 +306,17 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_admin_service_pb2.DeleteByokKeyResponse, _abc.Awaitable[_admin_service_pb2.DeleteByokKeyResponse]]:
         """DeleteByokKey removes a BYOK key: new KEKs of its items follow the configured rules again.
         KEKs already wrapped under the key still name it and unwrap through it.
+        """
+
+    @_abc_1.abstractmethod
+    def PurgeObject(
+        self,
+        request: _admin_service_pb2.PurgeObjectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.PurgeObjectResponse, _abc.Awaitable[_admin_service_pb2.PurgeObjectResponse]]:
+        """PurgeObject destroys a deleted object, every version and its name reservation at once,
+        before its retention ends; it cannot be undeleted after. A live object is refused
+        (FAILED_PRECONDITION, OBJECT_NOT_DELETED): delete it first.
         """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

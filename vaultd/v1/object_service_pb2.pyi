@@ -866,3 +866,49 @@ class GetObjectVersionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetObjectVersionResponse: _TypeAlias = GetObjectVersionResponse  # noqa: Y015
+
+@_typing.final
+class UndeleteObjectRequest(_message.Message):
+    """UndeleteObjectRequest names a deleted object."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The object's id."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UndeleteObjectRequest: _TypeAlias = UndeleteObjectRequest  # noqa: Y015
+
+@_typing.final
+class UndeleteObjectResponse(_message.Message):
+    """UndeleteObjectResponse returns the restored object's metadata."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METADATA_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def metadata(self) -> Global___ObjectMetadata:
+        """The object's metadata, as it was when it was deleted."""
+
+    def __init__(
+        self,
+        *,
+        metadata: Global___ObjectMetadata | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UndeleteObjectResponse: _TypeAlias = UndeleteObjectResponse  # noqa: Y015

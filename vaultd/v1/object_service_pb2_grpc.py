@@ -80,6 +80,11 @@ class ObjectServiceStub:
                 request_serializer=vaultd_dot_v1_dot_object__service__pb2.GetObjectVersionRequest.SerializeToString,
                 response_deserializer=vaultd_dot_v1_dot_object__service__pb2.GetObjectVersionResponse.FromString,
                 _registered_method=True)
+        self.UndeleteObject = channel.unary_unary(
+                '/vaultd.v1.ObjectService/UndeleteObject',
+                request_serializer=vaultd_dot_v1_dot_object__service__pb2.UndeleteObjectRequest.SerializeToString,
+                response_deserializer=vaultd_dot_v1_dot_object__service__pb2.UndeleteObjectResponse.FromString,
+                _registered_method=True)
 
 
 class ObjectServiceServicer:
@@ -123,6 +128,8 @@ class ObjectServiceServicer:
 
     def DeleteObject(self, request, context):
         """DeleteObject removes an object and all of its versions, optionally only if the current version matches.
+        Every read and list treats it as gone at once; its name stays reserved, and UndeleteObject
+        can restore it, until it is purged after the deleted-object retention (deleted_retention_days).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -144,6 +151,14 @@ class ObjectServiceServicer:
 
     def GetObjectVersion(self, request, context):
         """GetObjectVersion returns an object's value as of one of its versions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UndeleteObject(self, request, context):
+        """UndeleteObject restores a deleted object, with every version exactly as it was, within the
+        deleted-object retention; after it, or once purged, the object is NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -196,6 +211,11 @@ def add_ObjectServiceServicer_to_server(servicer, server):
                     servicer.GetObjectVersion,
                     request_deserializer=vaultd_dot_v1_dot_object__service__pb2.GetObjectVersionRequest.FromString,
                     response_serializer=vaultd_dot_v1_dot_object__service__pb2.GetObjectVersionResponse.SerializeToString,
+            ),
+            'UndeleteObject': grpc.unary_unary_rpc_method_handler(
+                    servicer.UndeleteObject,
+                    request_deserializer=vaultd_dot_v1_dot_object__service__pb2.UndeleteObjectRequest.FromString,
+                    response_serializer=vaultd_dot_v1_dot_object__service__pb2.UndeleteObjectResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -442,6 +462,33 @@ class ObjectService:
             '/vaultd.v1.ObjectService/GetObjectVersion',
             vaultd_dot_v1_dot_object__service__pb2.GetObjectVersionRequest.SerializeToString,
             vaultd_dot_v1_dot_object__service__pb2.GetObjectVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UndeleteObject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vaultd.v1.ObjectService/UndeleteObject',
+            vaultd_dot_v1_dot_object__service__pb2.UndeleteObjectRequest.SerializeToString,
+            vaultd_dot_v1_dot_object__service__pb2.UndeleteObjectResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,13 +44,20 @@ class ObjectServiceStub:
     UpdateObject: _grpc.UnaryUnaryMultiCallable[_object_service_pb2.UpdateObjectRequest, _object_service_pb2.UpdateObjectResponse]
     """UpdateObject stores a new version of an object's value, optionally only if the current version matches."""
     DeleteObject: _grpc.UnaryUnaryMultiCallable[_object_service_pb2.DeleteObjectRequest, _object_service_pb2.DeleteObjectResponse]
-    """DeleteObject removes an object and all of its versions, optionally only if the current version matches."""
+    """DeleteObject removes an object and all of its versions, optionally only if the current version matches.
+    Every read and list treats it as gone at once; its name stays reserved, and UndeleteObject
+    can restore it, until it is purged after the deleted-object retention (deleted_retention_days).
+    """
     ListObjects: _grpc.UnaryUnaryMultiCallable[_object_service_pb2.ListObjectsRequest, _object_service_pb2.ListObjectsResponse]
     """ListObjects pages through the environment's objects in creation order."""
     ListObjectVersions: _grpc.UnaryUnaryMultiCallable[_object_service_pb2.ListObjectVersionsRequest, _object_service_pb2.ListObjectVersionsResponse]
     """ListObjectVersions lists every stored version of an object, oldest first."""
     GetObjectVersion: _grpc.UnaryUnaryMultiCallable[_object_service_pb2.GetObjectVersionRequest, _object_service_pb2.GetObjectVersionResponse]
     """GetObjectVersion returns an object's value as of one of its versions."""
+    UndeleteObject: _grpc.UnaryUnaryMultiCallable[_object_service_pb2.UndeleteObjectRequest, _object_service_pb2.UndeleteObjectResponse]
+    """UndeleteObject restores a deleted object, with every version exactly as it was, within the
+    deleted-object retention; after it, or once purged, the object is NOT_FOUND.
+    """
 
 @_typing.type_check_only
 class ObjectServiceAsyncStub(ObjectServiceStub):
@@ -68,13 +75,20 @@ class ObjectServiceAsyncStub(ObjectServiceStub):
     UpdateObject: _aio.UnaryUnaryMultiCallable[_object_service_pb2.UpdateObjectRequest, _object_service_pb2.UpdateObjectResponse]  # type: ignore[assignment]
     """UpdateObject stores a new version of an object's value, optionally only if the current version matches."""
     DeleteObject: _aio.UnaryUnaryMultiCallable[_object_service_pb2.DeleteObjectRequest, _object_service_pb2.DeleteObjectResponse]  # type: ignore[assignment]
-    """DeleteObject removes an object and all of its versions, optionally only if the current version matches."""
+    """DeleteObject removes an object and all of its versions, optionally only if the current version matches.
+    Every read and list treats it as gone at once; its name stays reserved, and UndeleteObject
+    can restore it, until it is purged after the deleted-object retention (deleted_retention_days).
+    """
     ListObjects: _aio.UnaryUnaryMultiCallable[_object_service_pb2.ListObjectsRequest, _object_service_pb2.ListObjectsResponse]  # type: ignore[assignment]
     """ListObjects pages through the environment's objects in creation order."""
     ListObjectVersions: _aio.UnaryUnaryMultiCallable[_object_service_pb2.ListObjectVersionsRequest, _object_service_pb2.ListObjectVersionsResponse]  # type: ignore[assignment]
     """ListObjectVersions lists every stored version of an object, oldest first."""
     GetObjectVersion: _aio.UnaryUnaryMultiCallable[_object_service_pb2.GetObjectVersionRequest, _object_service_pb2.GetObjectVersionResponse]  # type: ignore[assignment]
     """GetObjectVersion returns an object's value as of one of its versions."""
+    UndeleteObject: _aio.UnaryUnaryMultiCallable[_object_service_pb2.UndeleteObjectRequest, _object_service_pb2.UndeleteObjectResponse]  # type: ignore[assignment]
+    """UndeleteObject restores a deleted object, with every version exactly as it was, within the
+    deleted-object retention; after it, or once purged, the object is NOT_FOUND.
+    """
 
 class ObjectServiceServicer(metaclass=_abc_1.ABCMeta):
     """ObjectService stores named secret values, each encrypted under keys chosen by its key context."""
@@ -125,7 +139,10 @@ class ObjectServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _object_service_pb2.DeleteObjectRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_object_service_pb2.DeleteObjectResponse, _abc.Awaitable[_object_service_pb2.DeleteObjectResponse]]:
-        """DeleteObject removes an object and all of its versions, optionally only if the current version matches."""
+        """DeleteObject removes an object and all of its versions, optionally only if the current version matches.
+        Every read and list treats it as gone at once; its name stays reserved, and UndeleteObject
+        can restore it, until it is purged after the deleted-object retention (deleted_retention_days).
+        """
 
     @_abc_1.abstractmethod
     def ListObjects(
@@ -150,5 +167,15 @@ class ObjectServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_object_service_pb2.GetObjectVersionResponse, _abc.Awaitable[_object_service_pb2.GetObjectVersionResponse]]:
         """GetObjectVersion returns an object's value as of one of its versions."""
+
+    @_abc_1.abstractmethod
+    def UndeleteObject(
+        self,
+        request: _object_service_pb2.UndeleteObjectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_object_service_pb2.UndeleteObjectResponse, _abc.Awaitable[_object_service_pb2.UndeleteObjectResponse]]:
+        """UndeleteObject restores a deleted object, with every version exactly as it was, within the
+        deleted-object retention; after it, or once purged, the object is NOT_FOUND.
+        """
 
 def add_ObjectServiceServicer_to_server(servicer: ObjectServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

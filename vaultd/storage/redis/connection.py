@@ -20,7 +20,7 @@ from redis.commands.core import AsyncScript
 
 from vaultd.storage.errors import StoreUnavailable
 from vaultd.storage.records import Durability
-from vaultd.storage.redis import context_scripts, scripts
+from vaultd.storage.redis import context_scripts, purge_scripts, scripts
 from vaultd.storage.redis.autopipeline import AutoPipeline
 from vaultd.storage.redis.durability import read_persistence, summarize
 from vaultd.storage.redis.urls import RedisClient, redis_client, wait_replicas
@@ -95,8 +95,8 @@ def _cause(error: Exception) -> str:
 
 
 class Scripts:
-    """Every script of scripts.py, registered on one client (each is sent by its SHA-1, and
-    loaded into Redis on first use)."""
+    """Every script of scripts.py and purge_scripts.py, registered on one client (each is sent
+    by its SHA-1, and loaded into Redis on first use)."""
 
     def __init__(self, client: RedisClient) -> None:
         register = client.register_script
@@ -128,6 +128,11 @@ class Scripts:
         self.replace_byok_key = register(scripts.REPLACE_BYOK_KEY)
         self.delete_byok_key = register(scripts.DELETE_BYOK_KEY)
         self.admit_new_kek = register(scripts.ADMIT_NEW_KEK)
+        self.undelete = register(purge_scripts.UNDELETE)
+        self.purge = register(purge_scripts.PURGE)
+        self.count_live = register(purge_scripts.COUNT_LIVE)
+        self.take_lease = register(purge_scripts.TAKE_LEASE)
+        self.release_lease = register(purge_scripts.RELEASE_LEASE)
 
 
 class RedisConnection:

@@ -1,8 +1,8 @@
 """The Lua scripts of the key context index (keys.context_item_key), each with its KEYS and
 ARGV: the part every index write shares, the filtered scan's check and the backfill's steps.
 
-CREATE and DELETE (scripts.py) keep the index inside their own atomic step through
-CONTEXT_INDEX, so an object is never listed under an item without existing, bar the window a
+CREATE (scripts.py) and PURGE (purge_scripts.py) keep the index inside their own atomic step
+through CONTEXT_INDEX, so an object is never listed under an item without existing, bar the window a
 backfill or a store an older vaultd wrote leaves, which SCAN_CONTEXT's re-check closes.
 """
 
@@ -20,7 +20,8 @@ end
 
 SCAN_CONTEXT = """
 -- Of the candidates an index gave (in its order), those whose object passes the filters: the
--- object itself is read, so an index entry that outlived its object is never believed.
+-- object itself is read, so an index entry that outlived its object is never believed, and a
+-- deleted object (kept, with its entries, until it is purged) is left out.
 -- KEYS[1] digests hash  KEYS[2..] the candidates' object hashes
 -- ARGV[1] name prefix ("" for any)  ARGV[2] updated after, µs ("" for any)
 -- ARGV[3] the context items wanted (JSON object)  ARGV[4..] the candidates' ids, as KEYS[2..]
@@ -30,7 +31,8 @@ local wanted = cjson.decode(ARGV[3])
 local reply = {}
 for i = 2, #KEYS do
   local id = ARGV[i + 2]
-  local context = redis.call("HGET", KEYS[i], "ctx")
+  local meta = redis.call("HMGET", KEYS[i], "ctx", "deleted")
+  local context = (not meta[2]) and meta[1]  -- a deleted object is left out, as by SCAN
   local digest = context and redis.call("HGET", KEYS[1], id)
   local pass = digest ~= nil and digest ~= false
   if pass then

@@ -1,8 +1,8 @@
-"""Rewrap jobs in the Redis store (the JobStore part of RedisStore).
+"""Rewrap jobs and named leases in the Redis store (the JobStore part of RedisStore).
 
 Two hashes outside every environment: job records by id, and "<lease_until µs> <owner>" by id,
 which the save script checks so only the job's holder (or anyone, once its lease ran out)
-writes it.
+writes it. Named leases (the purge job's) are a third hash, name -> "<until µs> <owner>".
 """
 
 from __future__ import annotations
@@ -10,7 +10,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from vaultd.storage import codec
-from vaultd.storage.keys import REWRAP_JOB_ID, JobKind, check, check_rewrap_job, job_key
+from vaultd.storage.keys import (
+    LEASE_NAME,
+    REWRAP_JOB_ID,
+    JobKind,
+    check,
+    check_rewrap_job,
+    job_key,
+)
 from vaultd.storage.records import RewrapJob
 from vaultd.storage.redis.connection import RedisConnection, as_bytes, available
 
@@ -47,3 +54,20 @@ class RedisJobs(RedisConnection):
         records = await self._redis.hvals(_REWRAP_KEYS[0])
         jobs = [codec.decode_rewrap_job(as_bytes(r)) for r in records]
         return sorted(jobs, key=lambda j: (j.created_at, j.id))
+
+    @available
+    async def take_lease(self, name: str, owner: str, until: datetime, now: datetime) -> bool:
+        check(LEASE_NAME, name, "lease name")
+        taken = await self._write(
+            self._scripts.take_lease,
+            keys=[job_key(JobKind.LEASES)],
+            args=[name, owner, codec.to_micros(until), codec.to_micros(now)],
+        )
+        return bool(taken)
+
+    @available
+    async def release_lease(self, name: str, owner: str) -> None:
+        check(LEASE_NAME, name, "lease name")
+        await self._write(
+            self._scripts.release_lease, keys=[job_key(JobKind.LEASES)], args=[name, owner]
+        )

@@ -2,19 +2,22 @@
 
 Each object is a hash (name, key context, created, current version id), a hash of its version
 records by id and a list of its version infos in order; the environment keeps a name index, a
-zset of object ids (the scan index: ULIDs sort in creation order) and a digest per object
-("<updated µs> <name>") that scans filter on, and a zset per key context item of the ids of
-the objects holding it (context_index.py). One script per change keeps them together.
+zset of object ids (the scan index: ULIDs sort in creation order), a digest per object
+("<updated µs> <name>") that scans filter on, a zset per key context item of the ids of the
+objects holding it (context_index.py), and a zset of deleted objects by deletion time (which
+scans and counts leave out; soft delete's other half is in deleted.py). One script per change
+keeps them together.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from vaultd.storage import codec
 from vaultd.storage.errors import KekChanged, NameTaken, ObjectMissing, StoreError, VersionMismatch
-from vaultd.storage.keys import OBJECT_ID, Kind, check, key
+from vaultd.storage.keys import OBJECT_ID, JobKind, Kind, check, job_key, key
 from vaultd.storage.records import (
     Direction,
     KekStamp,
@@ -29,7 +32,7 @@ from vaultd.storage.redis.connection import available, text
 from vaultd.storage.redis.context_index import RedisContextIndex, context_keys
 
 
-class _ObjectKeys:
+class ObjectKeys:
     """The keys one object's scripts touch."""
 
     def __init__(self, environment_id: str, object_id: str) -> None:
@@ -39,9 +42,10 @@ class _ObjectKeys:
         self.names = key(environment_id, Kind.NAMES)
         self.objects = key(environment_id, Kind.OBJECTS)
         self.digests = key(environment_id, Kind.DIGESTS)
+        self.deleted = key(environment_id, Kind.DELETED)
 
     def all(self) -> list[str]:
-        """In the order CREATE and DELETE declare them."""
+        """In the order CREATE and PURGE declare them (PURGE adds `deleted`)."""
         return [self.object, self.versions, self.history, self.names, self.objects, self.digests]
 
 
@@ -55,7 +59,7 @@ class RedisObjects(RedisContextIndex):
         item_keys = context_keys(obj.environment_id, obj.key_context)
         reply = await self._write(
             self._scripts.create,
-            keys=_ObjectKeys(obj.environment_id, obj.id).all() + item_keys + kek_keys,
+            keys=ObjectKeys(obj.environment_id, obj.id).all() + item_keys + kek_keys,
             args=[
                 obj.id,
                 obj.name,
@@ -100,7 +104,7 @@ class RedisObjects(RedisContextIndex):
     async def list_versions(
         self, environment_id: str, object_id: str
     ) -> tuple[Sequence[VersionInfo], str] | None:
-        o = _ObjectKeys(environment_id, object_id)
+        o = ObjectKeys(environment_id, object_id)
         reply = await self._scripts.list_versions(keys=[o.object, o.history])
         if reply is None:
             return None
@@ -116,7 +120,7 @@ class RedisObjects(RedisContextIndex):
         expected_version_id: str | None,
         keks: Sequence[KekStamp] = (),
     ) -> int:
-        o = _ObjectKeys(environment_id, object_id)
+        o = ObjectKeys(environment_id, object_id)
         kek_keys, kek_args = _kek_checks(environment_id, keks)
         reply = await self._write(
             self._scripts.update,
@@ -139,27 +143,32 @@ class RedisObjects(RedisContextIndex):
 
     @available
     async def delete_object(
-        self, environment_id: str, object_id: str, expected_version_id: str | None
+        self,
+        environment_id: str,
+        object_id: str,
+        expected_version_id: str | None,
+        at: datetime | None = None,
     ) -> None:
-        # Two steps: the script must name the context's index keys, known once it is read. A
-        # context never changes, and the script checks it is still the one read.
-        context = await self._redis.hget(key(environment_id, Kind.OBJECT, object_id), "ctx")
-        if context is None:
-            raise ObjectMissing("no such object")
-        item_keys = context_keys(environment_id, codec.decode_context(context))
+        o = ObjectKeys(environment_id, object_id)
+        # Listed before the mark, outside the environment's slot (a script cannot reach both):
+        # a crash in between leaves an environment listed with nothing due, never the reverse.
+        await self._redis.sadd(job_key(JobKind.DELETED_ENVIRONMENTS), environment_id)
         reply = await self._write(
             self._scripts.delete,
-            keys=_ObjectKeys(environment_id, object_id).all() + item_keys,
-            args=[object_id, expected_version_id or "", context],
+            keys=[o.object, o.deleted],
+            args=[
+                object_id,
+                expected_version_id or "",
+                codec.to_micros(at or datetime.now(UTC)),
+            ],
             changed=_ok,
         )
-        if reply[0] == b"context_changed":
-            raise StoreError("the object's key context changed while it was deleted")
         _raise_for(reply)
 
     @available
     async def count_objects(self, environment_id: str) -> int:
-        return int(await self._redis.zcard(key(environment_id, Kind.OBJECTS)))
+        keys = [key(environment_id, Kind.OBJECTS), key(environment_id, Kind.DELETED)]
+        return int(await self._scripts.count_live(keys=keys))
 
     @available
     async def scan_object_versions(
@@ -176,7 +185,7 @@ class RedisObjects(RedisContextIndex):
         ids = [text(i) for i in await self._redis.zrangebylex(objects, start, "+", 0, limit)]
         if not ids:
             return []
-        object_keys = [_ObjectKeys(environment_id, i) for i in ids]
+        object_keys = [ObjectKeys(environment_id, i) for i in ids]
         reply = await self._scripts.get_versions(
             keys=[name for o in object_keys for name in (o.history, o.versions)]
         )
@@ -201,7 +210,7 @@ class RedisObjects(RedisContextIndex):
         kek_keys, kek_args = _kek_checks(environment_id, keks)
         swapped = await self._write(
             self._scripts.replace_keys,
-            keys=[_ObjectKeys(environment_id, object_id).versions, *kek_keys],
+            keys=[ObjectKeys(environment_id, object_id).versions, *kek_keys],
             args=[
                 expected.version_id,
                 expected.encrypted_keys,
@@ -233,7 +242,11 @@ class RedisObjects(RedisContextIndex):
             scan_filter.name_prefix,
             "" if after is None else codec.to_micros(after),
         ]
-        keys = [key(environment_id, Kind.OBJECTS), key(environment_id, Kind.DIGESTS)]
+        keys = [
+            key(environment_id, Kind.OBJECTS),
+            key(environment_id, Kind.DIGESTS),
+            key(environment_id, Kind.DELETED),
+        ]
         entries: list[ObjectEntry] = []
         position = cursor or ""
         while len(entries) < limit:
@@ -253,7 +266,7 @@ class RedisObjects(RedisContextIndex):
     async def _get_object(
         self, environment_id: str, object_id: str, version_id: str
     ) -> StoredObject | None:
-        # The three keys the read needs, not all six of _ObjectKeys: each name is checked and built.
+        # The three keys the read needs, not all of ObjectKeys: each name is checked and built.
         keys = [
             key(environment_id, Kind.OBJECT, object_id),
             key(environment_id, Kind.VERSIONS, object_id),

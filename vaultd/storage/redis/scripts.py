@@ -60,10 +60,11 @@ GET = """
 -- KEYS[1] object hash  KEYS[2] versions hash  KEYS[3] history list
 -- ARGV[1] version id, or "" for the current version
 -- Returns {name, key context, created_at, version record, newest version's info record, place},
--- or nil if either is missing. place: for the current version, how many versions there are
--- (the newest's number); for another, every info record, oldest first, to find it among.
-local meta = redis.call("HMGET", KEYS[1], "name", "ctx", "created", "current")
-if not meta[1] then return nil end
+-- or nil if either is missing or the object is deleted. place: for the current version, how
+-- many versions there are (the newest's number); for another, every info record, oldest
+-- first, to find it among.
+local meta = redis.call("HMGET", KEYS[1], "name", "ctx", "created", "current", "deleted")
+if not meta[1] or meta[5] then return nil end
 local version_id = ARGV[1]
 if version_id == "" then version_id = meta[4] end
 local record = redis.call("HGET", KEYS[2], version_id)
@@ -77,9 +78,10 @@ return {meta[1], meta[2], meta[3], record, redis.call("LINDEX", KEYS[3], -1) or 
 LIST_VERSIONS = """
 -- An object's current version id and every version's info, oldest first.
 -- KEYS[1] object hash  KEYS[2] history list
--- Returns {current version id, info record, ...}, or nil if no such object.
-local current = redis.call("HGET", KEYS[1], "current")
-if not current then return nil end
+-- Returns {current version id, info record, ...}, or nil if no such object (or deleted).
+local meta = redis.call("HMGET", KEYS[1], "current", "deleted")
+local current = meta[1]
+if not current or meta[2] then return nil end
 local reply = redis.call("LRANGE", KEYS[2], 0, -1)
 table.insert(reply, 1, current)
 return reply
@@ -98,8 +100,8 @@ UPDATE = (
 -- {"version_taken"} or {"kek_changed", n} (the n-th KEK named).
 local changed = keks_changed(5, 7)
 if changed > 0 then return {"kek_changed", changed} end
-local meta = redis.call("HMGET", KEYS[1], "current", "name")
-if not meta[1] then return {"missing"} end
+local meta = redis.call("HMGET", KEYS[1], "current", "name", "deleted")
+if not meta[1] or meta[3] then return {"missing"} end
 if ARGV[6] ~= "" and ARGV[6] ~= meta[1] then return {"mismatch", meta[1]} end
 if redis.call("HEXISTS", KEYS[2], ARGV[2]) == 1 then return {"version_taken"} end
 redis.call("HSET", KEYS[2], ARGV[2], ARGV[3])
@@ -110,34 +112,26 @@ return {"ok", number}
 """
 )
 
-DELETE = (
-    CONTEXT_INDEX
-    + """
--- Delete an object, its versions, its name and its place in scans and in the context index, if
--- the check (if any) holds.
--- KEYS[1] object hash  KEYS[2] versions hash  KEYS[3] history list
--- KEYS[4] names hash   KEYS[5] objects zset   KEYS[6] digests hash
--- KEYS[7..] the zsets of its key context items, as read before the call
+DELETE = """
+-- Mark a live object deleted, if the check (if any) holds: every read, list and count leaves
+-- it out at once, while its versions, its name and its place in the objects zset (which a
+-- rewrap walks: an undeleted object must still open) stay until PURGE (purge_scripts.py).
+-- KEYS[1] object hash  KEYS[2] deleted zset
 -- ARGV[1] object id  ARGV[2] expected current version id ("": delete whatever is current)
--- ARGV[3] its key context (JSON) as read before the call
--- Returns {"ok"}, {"missing"}, {"mismatch", current version id} or {"context_changed"} (the
--- context read is not the stored one: the index keys named may be the wrong ones).
-local meta = redis.call("HMGET", KEYS[1], "current", "name", "ctx")
-if not meta[1] then return {"missing"} end
+-- ARGV[3] deleted_at (µs)
+-- Returns {"ok"}, {"missing"} (no such object, or deleted already) or
+-- {"mismatch", current version id}.
+local meta = redis.call("HMGET", KEYS[1], "current", "deleted")
+if not meta[1] or meta[2] then return {"missing"} end
 if ARGV[2] ~= "" and ARGV[2] ~= meta[1] then return {"mismatch", meta[1]} end
-if meta[3] ~= ARGV[3] then return {"context_changed"} end
-redis.call("HDEL", KEYS[4], meta[2])
-redis.call("ZREM", KEYS[5], ARGV[1])
-redis.call("HDEL", KEYS[6], ARGV[1])
-unindex_context(7, #KEYS, ARGV[1])
-redis.call("DEL", KEYS[1], KEYS[2], KEYS[3])
+redis.call("HSET", KEYS[1], "deleted", ARGV[3])
+redis.call("ZADD", KEYS[2], ARGV[3], ARGV[1])
 return {"ok"}
 """
-)
 
 SCAN = """
 -- One bounded step of a scan: examine at most ARGV[4] ids past the cursor, keep those that pass.
--- KEYS[1] objects zset  KEYS[2] digests hash
+-- KEYS[1] objects zset  KEYS[2] digests hash  KEYS[3] deleted zset (its ids are skipped)
 -- ARGV[1] "asc" or "desc"  ARGV[2] cursor: the id to continue after ("" to start at the end)
 -- ARGV[3] entries still wanted  ARGV[4] most ids to examine
 -- ARGV[5] name prefix ("" for any)  ARGV[6] updated after, µs ("" for any)
@@ -159,7 +153,8 @@ for _, id in ipairs(ids) do
   local space = string.find(digest, " ", 1, true)
   local updated = tonumber(string.sub(digest, 1, space - 1))
   if string.sub(digest, space + 1, space + #prefix) == prefix
-      and (after == nil or updated > after) then
+      and (after == nil or updated > after)
+      and not redis.call("ZSCORE", KEYS[3], id) then
     table.insert(reply, id)
     table.insert(reply, digest)
     found = found + 1

@@ -8,7 +8,7 @@ reader ever sees half a change and no crash leaves one. The cost: one environmen
 traffic sit on one shard. Environments spread over the cluster; one huge environment does not.
 
 RedisStore is the composition of one mixin per aggregate (objects.py, keks.py, ...), each on
-the shared plumbing of connection.py; every Lua script is in scripts.py.
+the shared plumbing of connection.py; every Lua script is in scripts.py or purge_scripts.py.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 from vaultd.storage.redis.apikeys import RedisApiKeys
 from vaultd.storage.redis.audit import RedisAudit
 from vaultd.storage.redis.byok import RedisByokKeys
+from vaultd.storage.redis.deleted import RedisDeletedObjects
 from vaultd.storage.redis.identity import RedisIdentity
 from vaultd.storage.redis.jobs import RedisJobs
 from vaultd.storage.redis.kek_counts import RedisKekCounts
@@ -25,6 +26,7 @@ from vaultd.storage.redis.objects import RedisObjects
 
 class RedisStore(
     RedisObjects,
+    RedisDeletedObjects,
     RedisKeks,
     RedisApiKeys,
     RedisAudit,

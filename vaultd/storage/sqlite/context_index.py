@@ -72,6 +72,7 @@ def scan_by_context(
         "SELECT o.id, o.name, o.updated_at FROM object_context_items i"
         " JOIN objects o ON o.environment_id = i.environment_id AND o.id = i.object_id"
         " WHERE i.environment_id = ? AND i.item_key = ? AND i.item_value = ?"
+        " AND o.deleted_at IS NULL"  # kept, with its index rows, until it is purged
     )
     params: list[Any] = [environment_id, item_key, item_value]
     if cursor:

@@ -3,7 +3,8 @@
 The object's primary key (environment_id, id) is also the scan index: ids sort in creation
 order. versions.seq records insertion order, so versions list oldest first, and a version's
 number is how many versions of its object have a seq no greater than its own. The key context
-index is in context_index.py.
+index is in context_index.py. A deleted object keeps its rows with deleted_at set, which every
+read, list and count filters on; undelete and purge are in deleted.py.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import itertools
 import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from vaultd.storage import codec
@@ -32,7 +34,6 @@ from vaultd.storage.sqlite.context_index import (
     index_object,
     reindex,
     scan_by_context,
-    unindex_object,
 )
 from vaultd.storage.sqlite.keks import check_keks
 
@@ -48,7 +49,7 @@ SELECT o.id, o.name, o.key_context, o.created_at, {_VERSION_COLUMNS},
     WHERE n.environment_id = o.environment_id AND n.object_id = o.id AND n.seq <= v.seq)
 FROM objects o JOIN versions v
   ON v.environment_id = o.environment_id AND v.object_id = o.id AND v.version_id = {{version}}
-WHERE o.environment_id = ? AND o.{{column}} = ?
+WHERE o.environment_id = ? AND o.{{column}} = ? AND o.deleted_at IS NULL
 """
 _BY_ID = _SELECT_OBJECT.format(version="o.current_version_id", column="id")
 _BY_NAME = _SELECT_OBJECT.format(version="o.current_version_id", column="name")
@@ -87,7 +88,8 @@ class SqliteObjects(SqliteConnection):
                 "SELECT o.current_version_id, v.version_id, v.created_at, v.size, v.etag"
                 " FROM objects o JOIN versions v"
                 "   ON v.environment_id = o.environment_id AND v.object_id = o.id"
-                " WHERE o.environment_id = ? AND o.id = ? ORDER BY v.seq",
+                " WHERE o.environment_id = ? AND o.id = ? AND o.deleted_at IS NULL"
+                " ORDER BY v.seq",
                 (environment_id, object_id),
             ).fetchall()
         )
@@ -112,10 +114,15 @@ class SqliteObjects(SqliteConnection):
         )
 
     async def delete_object(
-        self, environment_id: str, object_id: str, expected_version_id: str | None
+        self,
+        environment_id: str,
+        object_id: str,
+        expected_version_id: str | None,
+        at: datetime | None = None,
     ) -> None:
         check_ids(environment_id, object_id)
-        await self._run(lambda c: _delete(c, environment_id, object_id, expected_version_id))
+        when = codec.to_micros(at or datetime.now(UTC))
+        await self._run(lambda c: _delete(c, environment_id, object_id, expected_version_id, when))
 
     async def index_object_contexts(self, *, force: bool = False) -> int:
         # Opening the file did it once (schema.py); forced, it is done again.
@@ -123,7 +130,7 @@ class SqliteObjects(SqliteConnection):
 
     async def count_objects(self, environment_id: str) -> int:
         check_ids(environment_id)
-        sql = "SELECT COUNT(*) FROM objects WHERE environment_id = ?"
+        sql = "SELECT COUNT(*) FROM objects WHERE environment_id = ? AND deleted_at IS NULL"
         count: int = await self._run(lambda c: c.execute(sql, (environment_id,)).fetchone()[0])
         return count
 
@@ -225,7 +232,10 @@ class SqliteObjects(SqliteConnection):
                 lambda c: scan_by_context(c, environment_id, direction, cursor, limit, scan_filter)
             )
         past, order = (">", "ASC") if direction is Direction.ASCENDING else ("<", "DESC")
-        sql = "SELECT id, name, updated_at FROM objects WHERE environment_id = ?"
+        sql = (
+            "SELECT id, name, updated_at FROM objects"
+            " WHERE environment_id = ? AND deleted_at IS NULL"
+        )
         params: list[Any] = [environment_id]
         if cursor:
             sql += f" AND id {past} ?"
@@ -284,7 +294,8 @@ def _create(conn: sqlite3.Connection, obj: StoredObject, keks: Sequence[KekStamp
         if taken:
             raise NameTaken("name taken")
         conn.execute(
-            "INSERT INTO objects VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO objects (environment_id, id, name, key_context, created_at,"
+            " current_version_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 obj.environment_id,
                 obj.id,
@@ -327,21 +338,24 @@ def _delete(
     environment_id: str,
     object_id: str,
     expected_version_id: str | None,
+    at: int,
 ) -> None:
     with transaction(conn):
         _check_current(conn, environment_id, object_id, expected_version_id)
-        ids = (environment_id, object_id)
-        conn.execute("DELETE FROM versions WHERE environment_id = ? AND object_id = ?", ids)
-        unindex_object(conn, environment_id, object_id)
-        conn.execute("DELETE FROM objects WHERE environment_id = ? AND id = ?", ids)
+        conn.execute(
+            "UPDATE objects SET deleted_at = ? WHERE environment_id = ? AND id = ?",
+            (at, environment_id, object_id),
+        )
 
 
 def _check_current(
     conn: sqlite3.Connection, environment_id: str, object_id: str, expected: str | None
 ) -> None:
-    """ObjectMissing, or VersionMismatch when `expected` is given and is not current."""
+    """ObjectMissing (also for a deleted object), or VersionMismatch when `expected` is given
+    and is not current."""
     row = conn.execute(
-        "SELECT current_version_id FROM objects WHERE environment_id = ? AND id = ?",
+        "SELECT current_version_id FROM objects"
+        " WHERE environment_id = ? AND id = ? AND deleted_at IS NULL",
         (environment_id, object_id),
     ).fetchone()
     if row is None:

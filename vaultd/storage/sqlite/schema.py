@@ -16,6 +16,9 @@ import sqlite3
 # entered once, in the open's own transaction, which store_migrations then records.
 # keks holds each KEK's item and lifecycle state, and outlives its versions as a shred's
 # tombstone. Databases made before it existed get their rows from kek_versions at connect.
+# objects.deleted_at is NULL for a live object and the deletion time (µs) for a deleted one not
+# purged yet; objects_deleted (ADDED_INDEXES) is the purge job's index of them by time.
+# leases holds named leases (the purge job's): who holds each, until when.
 # rewrap_jobs keeps each job whole as its codec record, beside the columns the lease check and
 # listing need. BEGIN IMMEDIATE: the backfill writes, and a deferred transaction upgraded to a
 # write after another connection's commit would fail at once instead of waiting its turn.
@@ -29,6 +32,7 @@ CREATE TABLE IF NOT EXISTS objects (
     created_at         INTEGER NOT NULL,
     current_version_id TEXT    NOT NULL,
     updated_at         INTEGER NOT NULL,
+    deleted_at         INTEGER,
     PRIMARY KEY (environment_id, id),
     UNIQUE (environment_id, name)
 ) WITHOUT ROWID;
@@ -97,6 +101,11 @@ CREATE TABLE IF NOT EXISTS rewrap_jobs (
     lease_until INTEGER,
     record      BLOB    NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS leases (
+    name        TEXT    NOT NULL PRIMARY KEY,
+    owner       TEXT    NOT NULL,
+    lease_until INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS api_keys (
     id             TEXT    NOT NULL PRIMARY KEY,
     name           TEXT    NOT NULL,
@@ -132,13 +141,21 @@ ADDED_COLUMNS = {
     "kek_versions": {"secondary": "BLOB NOT NULL DEFAULT x''"},
     # A context-scoped API key's constraints (codec.encode_constraints); x'': not scoped.
     "api_keys": {"context_constraints": "BLOB NOT NULL DEFAULT x''"},
+    "objects": {"deleted_at": "INTEGER"},
+}
+
+ADDED_INDEXES = {
+    # name -> definition, made once ADDED_COLUMNS are there (an index on a column an older file
+    # lacks cannot be in SCHEMA). Partial: live objects, nearly all of them, cost it nothing.
+    "objects_deleted": "objects (deleted_at) WHERE deleted_at IS NOT NULL",
 }
 
 
 def add_missing_columns(conn: sqlite3.Connection) -> None:
-    """Give a file an older vaultd made the columns added since: its rows keep their values,
-    and the new columns their defaults (what the older release meant). In one IMMEDIATE
-    transaction, so two processes opening the file at once do not both add a column."""
+    """Give a file an older vaultd made the columns (and their indexes) added since: its rows
+    keep their values, and the new columns their defaults (what the older release meant). In
+    one IMMEDIATE transaction, so two processes opening the file at once do not both add a
+    column."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         for table, columns in ADDED_COLUMNS.items():
@@ -146,6 +163,8 @@ def add_missing_columns(conn: sqlite3.Connection) -> None:
             for name, definition in columns.items():
                 if name not in present:
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+        for name, definition in ADDED_INDEXES.items():
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {definition}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from vaultd.storage.sqlite.apikeys import SqliteApiKeys
 from vaultd.storage.sqlite.audit import SqliteAudit
 from vaultd.storage.sqlite.byok import SqliteByokKeys
+from vaultd.storage.sqlite.deleted import SqliteDeletedObjects
 from vaultd.storage.sqlite.identity import SqliteIdentity
 from vaultd.storage.sqlite.jobs import SqliteJobs
 from vaultd.storage.sqlite.kek_counts import SqliteKekCounts
@@ -15,6 +16,7 @@ from vaultd.storage.sqlite.objects import SqliteObjects
 
 class SqliteStore(
     SqliteObjects,
+    SqliteDeletedObjects,
     SqliteKeks,
     SqliteApiKeys,
     SqliteAudit,
