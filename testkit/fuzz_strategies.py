@@ -25,6 +25,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import strategies as st
 from ulid import ULID
 
+from vaultd.core.scope import MAX_CONSTRAINTS
+
 # The fuzz servers' max_value_bytes (tests/fuzz/conftest.py): values and plaintexts at and one
 # past it are boundaries.
 VALUE_LIMIT = 64 * 1024
@@ -334,6 +336,12 @@ def permissions() -> st.SearchStrategy[str]:
     return st.sampled_from((*known, "", "ADMIN", "objects:*", "admin ")) | st.text(max_size=20)
 
 
+def context_constraints() -> st.SearchStrategy[str]:
+    """CreateApiKey.context_constraints: items, prefixes, stray and doubled `*`s."""
+    shapes = ("organization_id=org_1", "organization_id=org_*", "k=*", "k=a*b", "k=a**", "=v", "k")
+    return st.sampled_from(shapes) | items() | items().map(lambda i: i + "*")
+
+
 # --- secrets ---------------------------------------------------------------------------------
 
 
@@ -589,6 +597,10 @@ BY_NAME: dict[str, tuple[int, FieldStrategy]] = {
     "limit": (_INT32, _plain(lambda p: LIMITS)),
     "environment_id": (_STRING, _plain(lambda p: environments())),
     "permissions": (_STRING, _plain(lambda p: st.lists(permissions(), max_size=5))),
+    "context_constraints": (
+        _STRING,
+        _plain(lambda p: st.lists(context_constraints(), max_size=MAX_CONSTRAINTS + 2)),
+    ),
     "encrypted_keys": (_BYTES, encrypted_keys),
     "ciphertext": (_BYTES, ciphertexts),
     "value": (_BYTES, _secret),

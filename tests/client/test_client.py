@@ -244,10 +244,10 @@ async def test_list_objects_follows_cursors_once(
     cursors: list[str] = []
     original = ObjectVault.list_objects
 
-    async def recording(self: ObjectVault, environment_id: str, query: Any) -> Any:
+    async def recording(self: ObjectVault, environment_id: str, query: Any, **options: Any) -> Any:
         if query.name_prefix == prefix:
             cursors.append(query.after)
-        return await original(self, environment_id, query)
+        return await original(self, environment_id, query, **options)
 
     monkeypatch.setattr(ObjectVault, "list_objects", recording)
 

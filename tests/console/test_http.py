@@ -26,7 +26,7 @@ from vaultd.console.app import CSP
 from vaultd.console.services import Signed
 from vaultd.console.sessions import SESSION_SECONDS, Sessions
 from vaultd.core.apikeys import new_secret
-from vaultd.core.objects import Actor
+from vaultd.core.types import Actor
 from vaultd.server import start
 from vaultd.settings import Settings
 from vaultd.storage.records import AuditQuery

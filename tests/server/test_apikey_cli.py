@@ -66,7 +66,9 @@ async def test_apikey_commands_on_a_data_dir_drive_a_server_on_it(
     secret = made.strip()
     listed = ok("apikey", "list", store=store)
     header, row = listed.splitlines()
-    assert header.split() == ["ID", "NAME", "ENVIRONMENT", "PERMISSIONS", "CREATED", "REVOKED"]
+    assert header.split() == [
+        "ID", "NAME", "ENVIRONMENT", "PERMISSIONS", "CREATED", "REVOKED", "CONTEXT"
+    ]  # fmt: skip
     key_id = row.split()[0]
     assert row.split()[1:4] == ["ci", "bot", "ci"] and "objects:read,objects:write" in row
     assert secret not in listed and secret_hash(secret) not in listed
@@ -98,7 +100,8 @@ async def test_apikey_commands_on_a_data_dir_drive_a_server_on_it(
         await vaultd_.stop(None)
 
     listed = await in_process(capsys, "apikey", "list", *store)
-    assert re.search(rf"{key_id} .* \d{{4}}-\d\d-\d\dT\S+Z +\d{{4}}-\d\d-\d\dT\S+Z$", listed, re.M)
+    stamp = r"\d{4}-\d\d-\d\dT\S+Z"
+    assert re.search(rf"{key_id} .* {stamp} +{stamp} +-$", listed, re.M)
     tailed = await in_process(capsys, "audit", "tail", *store)
     trail = [json.loads(line) for line in tailed.splitlines()]
     ci = [(e["type"], e["outcome"], e["actor"]["id"]) for e in trail if e["environment_id"] == "ci"]
@@ -161,10 +164,10 @@ def test_apikey_commands_on_redis(
     assert KEY.fullmatch(made.strip())
     [row] = run("apikey", "list", "--environment", environment).splitlines()[1:]
     key_id = row.split()[0]
-    assert row.endswith(" -")  # not revoked
+    assert row.split()[-2:] == ["-", "-"]  # not revoked, not scoped
     run("apikey", "revoke", key_id)
     [row] = run("apikey", "list", "--environment", environment).splitlines()[1:]
-    assert not row.endswith(" -")
+    assert row.split()[-2] != "-" and row.split()[-1] == "-"
     [event] = [
         json.loads(line) for line in run("audit", "tail", "--environment", environment).splitlines()
     ][1:]
@@ -254,3 +257,28 @@ async def test_a_generated_key_is_printed_once_and_never_logged(tmp_path: Path) 
     assert KEY.findall(first_out) == []  # the line read above was the only one with a key
     assert KEY.findall(second_out) == []
     assert secret not in first_err + second_err
+
+
+async def test_apikey_create_context_makes_a_scoped_key_that_list_shows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = ["--data-dir", str(tmp_path)]
+    secret = await in_process(
+        capsys, "apikey", "create", "--environment", "ci", "--permissions", "keys:use",
+        "--context", "organization_id=org_1", "--context", "organization_id=org_2*", *store,
+    )  # fmt: skip
+    assert KEY.fullmatch(secret.strip())
+    listed = await in_process(capsys, "apikey", "list", *store)
+    assert listed.splitlines()[1].endswith(" organization_id=org_1,organization_id=org_2*")
+    # Refused with the argument named, and no key made: an admin key cannot be scoped.
+    refused = vaultd(
+        "apikey", "create", "--environment", "ci", "--permissions", "admin",
+        "--context", "organization_id=org_1", store=store,
+    )  # fmt: skip
+    assert refused.returncode == 1 and "context_constraints" in refused.stderr
+    bad = vaultd(
+        "apikey", "create", "--environment", "ci", "--permissions", "keys:use",
+        "--context", "organization_id", store=store,
+    )  # fmt: skip
+    assert bad.returncode == 1 and "context_constraints[0]" in bad.stderr
+    assert len((await in_process(capsys, "apikey", "list", *store)).splitlines()) == 2

@@ -18,6 +18,7 @@ from vaultd.core.deleted import DeletedObjects
 from vaultd.core.lifecycle import KeyLifecycle
 from vaultd.core.records import ApiKeyRecord, AuditEvent, AuditQuery, ByokKeyRecord
 from vaultd.core.rules import KeyRules
+from vaultd.core.scope import format_constraint
 from vaultd.v1 import admin_service_pb2 as pb
 from vaultd.v1 import admin_service_pb2_grpc as pb_grpc
 from vaultd.v1 import object_service_pb2 as object_pb
@@ -32,6 +33,7 @@ def api_key_metadata(key: ApiKeyRecord) -> pb.ApiKeyMetadata:
         environment_id=key.environment_id,
         permissions=key.permissions,
         created_at=convert.timestamp(key.created_at),
+        context_constraints=[format_constraint(c) for c in key.context_constraints],
     )
     if key.revoked_at is not None:
         meta.revoked_at.CopyFrom(convert.timestamp(key.revoked_at))
@@ -145,7 +147,11 @@ class AdminServicer(LifecycleRpcs, pb_grpc.AdminServiceServicer):
     ) -> pb.CreateApiKeyResponse:
         own = caller_of(context).environment_id
         new = await self._keys.create(
-            request.environment_id or own, request.permissions, request.name, scope=own
+            request.environment_id or own,
+            request.permissions,
+            request.name,
+            scope=own,
+            context_constraints=request.context_constraints,
         )
         touched(Subject(api_key_id=new.record.id))
         return pb.CreateApiKeyResponse(api_key=new.secret, metadata=api_key_metadata(new.record))

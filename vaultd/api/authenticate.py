@@ -20,7 +20,7 @@ import grpc
 
 from vaultd.api import callrecord
 from vaultd.api.caller import CALLER, Caller, origin_of
-from vaultd.core.apikeys import ApiKeys, actor_of
+from vaultd.core.apikeys import ApiKeys, actor_of, scope_of
 from vaultd.core.audit import ORIGIN
 from vaultd.core.errors import ApiKeyInvalid, ApiKeyMalformed, ApiKeyMissing
 from vaultd.core.records import ApiKeyRecord
@@ -70,7 +70,7 @@ class KeyAuthentication:
         async def authenticated(raw: Any, context: grpc.aio.ServicerContext) -> Any:
             key = callrecord.current().key = await self.identify(context)
             # Each call runs in its own task, with its own copy of these variables.
-            CALLER.set(Caller(key.environment_id, actor_of(key)))
+            CALLER.set(Caller(key.environment_id, actor_of(key), scope_of(key)))
             ORIGIN.set(origin_of(method, key, context))
             return await behavior(raw, context)
 

@@ -19,6 +19,7 @@ from vaultd.core import audit
 from vaultd.core.apikeys import actor_of
 from vaultd.core.errors import Unauthenticated
 from vaultd.core.records import ApiKeyRecord
+from vaultd.core.scope import UNSCOPED, ContextScope
 from vaultd.core.types import Actor
 from vaultd.logs import REQUEST_ID
 
@@ -27,6 +28,8 @@ from vaultd.logs import REQUEST_ID
 class Caller:
     environment_id: str
     actor: Actor
+    scope: ContextScope = UNSCOPED
+    """The key contexts the caller's API key may touch; every servicer hands it to core."""
 
 
 CALLER: ContextVar[Caller | None] = ContextVar("vaultd_caller", default=None)

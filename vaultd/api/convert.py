@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from vaultd.core import objects
+from vaultd.core import objectviews
 from vaultd.core.errors import InvalidArgument
 from vaultd.core.records import ObjectEntry
 from vaultd.v1 import object_service_pb2 as pb
@@ -34,7 +34,7 @@ def optional_timestamp(request: Message, field: str) -> datetime | None:
     return moment
 
 
-def metadata(meta: objects.ObjectMetadata) -> pb.ObjectMetadata:
+def metadata(meta: objectviews.ObjectMetadata) -> pb.ObjectMetadata:
     return pb.ObjectMetadata(
         id=meta.id,
         name=meta.name,
@@ -49,7 +49,7 @@ def metadata(meta: objects.ObjectMetadata) -> pb.ObjectMetadata:
     )
 
 
-def vault_object(obj: objects.VaultObject) -> pb.Object:
+def vault_object(obj: objectviews.VaultObject) -> pb.Object:
     return pb.Object(
         id=obj.metadata.id,
         name=obj.metadata.name,
@@ -62,7 +62,7 @@ def digest(entry: ObjectEntry) -> pb.ObjectDigest:
     return pb.ObjectDigest(id=entry.id, name=entry.name, updated_at=timestamp(entry.updated_at))
 
 
-def version(v: objects.ObjectVersion) -> pb.ObjectVersion:
+def version(v: objectviews.ObjectVersion) -> pb.ObjectVersion:
     return pb.ObjectVersion(
         id=v.info.version_id,
         created_at=timestamp(v.info.created_at),
@@ -73,8 +73,8 @@ def version(v: objects.ObjectVersion) -> pb.ObjectVersion:
     )
 
 
-def list_query(request: pb.ListObjectsRequest) -> objects.ListQuery:
-    return objects.ListQuery(
+def list_query(request: pb.ListObjectsRequest) -> objectviews.ListQuery:
+    return objectviews.ListQuery(
         limit=request.limit,
         before=request.before,
         after=request.after,

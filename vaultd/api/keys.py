@@ -46,22 +46,25 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
     async def CreateDataKey(
         self, request: pb.CreateDataKeyRequest, context: Context
     ) -> pb.CreateDataKeyResponse:
-        key = await self._keys.create(caller_of(context).environment_id, request.key_context)
+        c = caller_of(context)
+        key = await self._keys.create(c.environment_id, request.key_context, scope=c.scope)
         _touched(key.id, key.key_ids, request.key_context)
         return _response(pb.CreateDataKeyResponse, key)
 
     async def DecryptDataKey(
         self, request: pb.DecryptDataKeyRequest, context: Context
     ) -> pb.DecryptDataKeyResponse:
-        key = await self._keys.decrypt(caller_of(context).environment_id, request.encrypted_keys)
+        c = caller_of(context)
+        key = await self._keys.decrypt(c.environment_id, request.encrypted_keys, scope=c.scope)
         _touched(key.data_key_id, key.key_ids)
         return pb.DecryptDataKeyResponse(id=key.data_key_id, data_key=key.value)
 
     async def RekeyDataKey(
         self, request: pb.RekeyDataKeyRequest, context: Context
     ) -> pb.RekeyDataKeyResponse:
+        c = caller_of(context)
         key = await self._keys.rekey(
-            caller_of(context).environment_id, request.encrypted_keys, request.key_context
+            c.environment_id, request.encrypted_keys, request.key_context, scope=c.scope
         )
         # The KEK versions it was under, then those it is under now.
         _touched(
@@ -70,19 +73,22 @@ class KeyServicer(pb_grpc.KeyServiceServicer):
         return _response(pb.RekeyDataKeyResponse, key)
 
     async def Encrypt(self, request: pb.EncryptRequest, context: Context) -> pb.EncryptResponse:
+        c = caller_of(context)
         sealed = await self._keys.encrypt(
-            caller_of(context).environment_id,
+            c.environment_id,
             request.plaintext,
             request.key_context,
             request.associated_data,
             committing=not request.workos_compatible,
+            scope=c.scope,
         )
         _touched(sealed.data_key_id, sealed.key_ids, request.key_context)
         return pb.EncryptResponse(ciphertext=sealed.value)
 
     async def Decrypt(self, request: pb.DecryptRequest, context: Context) -> pb.DecryptResponse:
+        c = caller_of(context)
         opened = await self._keys.decrypt_blob(
-            caller_of(context).environment_id, request.ciphertext, request.associated_data
+            c.environment_id, request.ciphertext, request.associated_data, scope=c.scope
         )
         _touched(opened.data_key_id, opened.key_ids)
         return pb.DecryptResponse(plaintext=opened.value)

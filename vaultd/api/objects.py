@@ -12,7 +12,8 @@ from vaultd.api.caller import caller_of
 from vaultd.api.callrecord import touched
 from vaultd.core.audit import Subject
 from vaultd.core.deleted import DeletedObjects
-from vaultd.core.objects import ObjectMetadata, ObjectVault
+from vaultd.core.objects import ObjectVault
+from vaultd.core.objectviews import ObjectMetadata
 from vaultd.v1 import object_service_pb2 as pb
 from vaultd.v1 import object_service_pb2_grpc as pb_grpc
 
@@ -40,7 +41,12 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         c = caller_of(context)
         meta = _touched(
             await self._vault.create(
-                c.environment_id, c.actor, request.name, request.value, request.key_context
+                c.environment_id,
+                c.actor,
+                request.name,
+                request.value,
+                request.key_context,
+                scope=c.scope,
             )
         )
         return pb.CreateObjectResponse(metadata=convert.metadata(meta))
@@ -48,8 +54,9 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
     async def GetObject(
         self, request: pb.GetObjectRequest, context: Context
     ) -> pb.GetObjectResponse:
+        c = caller_of(context)
         obj = await self._vault.get(
-            caller_of(context).environment_id, request.id, dict(request.key_context)
+            c.environment_id, request.id, dict(request.key_context), scope=c.scope
         )
         _touched(obj.metadata)
         return pb.GetObjectResponse(object=convert.vault_object(obj))
@@ -57,8 +64,9 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
     async def GetObjectByName(
         self, request: pb.GetObjectByNameRequest, context: Context
     ) -> pb.GetObjectByNameResponse:
+        c = caller_of(context)
         obj = await self._vault.get_by_name(
-            caller_of(context).environment_id, request.name, dict(request.key_context)
+            c.environment_id, request.name, dict(request.key_context), scope=c.scope
         )
         _touched(obj.metadata)
         return pb.GetObjectByNameResponse(object=convert.vault_object(obj))
@@ -66,7 +74,8 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
     async def DescribeObject(
         self, request: pb.DescribeObjectRequest, context: Context
     ) -> pb.DescribeObjectResponse:
-        meta = _touched(await self._vault.describe(caller_of(context).environment_id, request.id))
+        c = caller_of(context)
+        meta = _touched(await self._vault.describe(c.environment_id, request.id, scope=c.scope))
         return pb.DescribeObjectResponse(metadata=convert.metadata(meta))
 
     async def UpdateObject(
@@ -75,7 +84,9 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         c = caller_of(context)
         check = request.version_check if request.HasField("version_check") else None
         meta = _touched(
-            await self._vault.update(c.environment_id, c.actor, request.id, request.value, check)
+            await self._vault.update(
+                c.environment_id, c.actor, request.id, request.value, check, scope=c.scope
+            )
         )
         return pb.UpdateObjectResponse(metadata=convert.metadata(meta))
 
@@ -83,15 +94,17 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
         self, request: pb.DeleteObjectRequest, context: Context
     ) -> pb.DeleteObjectResponse:
         check = request.version_check if request.HasField("version_check") else None
-        await self._vault.delete(caller_of(context).environment_id, request.id, check)
+        c = caller_of(context)
+        await self._vault.delete(c.environment_id, request.id, check, scope=c.scope)
         _named(request.id)
         return pb.DeleteObjectResponse()
 
     async def ListObjects(
         self, request: pb.ListObjectsRequest, context: Context
     ) -> pb.ListObjectsResponse:
+        c = caller_of(context)
         page = await self._vault.list_objects(
-            caller_of(context).environment_id, convert.list_query(request)
+            c.environment_id, convert.list_query(request), scope=c.scope
         )
         return pb.ListObjectsResponse(
             objects=[convert.digest(e) for e in page.entries],
@@ -101,15 +114,17 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
     async def ListObjectVersions(
         self, request: pb.ListObjectVersionsRequest, context: Context
     ) -> pb.ListObjectVersionsResponse:
-        versions = await self._vault.list_versions(caller_of(context).environment_id, request.id)
+        c = caller_of(context)
+        versions = await self._vault.list_versions(c.environment_id, request.id, scope=c.scope)
         _named(request.id)
         return pb.ListObjectVersionsResponse(versions=[convert.version(v) for v in versions])
 
     async def GetObjectVersion(
         self, request: pb.GetObjectVersionRequest, context: Context
     ) -> pb.GetObjectVersionResponse:
+        c = caller_of(context)
         obj = await self._vault.get_version(
-            caller_of(context).environment_id, request.id, request.version_id
+            c.environment_id, request.id, request.version_id, scope=c.scope
         )
         _touched(obj.metadata)
         return pb.GetObjectVersionResponse(object=convert.vault_object(obj))
@@ -119,5 +134,6 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
     ) -> pb.UndeleteObjectResponse:
         if self._deleted is None:
             raise RuntimeError("this server was assembled without deleted objects")
-        restored = await self._deleted.undelete(caller_of(context).environment_id, request.id)
+        c = caller_of(context)
+        restored = await self._deleted.undelete(c.environment_id, request.id, scope=c.scope)
         return pb.UndeleteObjectResponse(metadata=convert.metadata(_touched(restored)))

@@ -19,6 +19,7 @@ from vaultd.core import audit
 from vaultd.core.apikeys import ApiKeys, Permission
 from vaultd.core.audit import AuditLog, Subject
 from vaultd.core.errors import VaultError
+from vaultd.core.scope import format_constraint
 from vaultd.settings import Settings
 
 COMMAND = "apikey"
@@ -36,6 +37,14 @@ def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
         help="comma-separated, from: " + ",".join(Permission),
     )
     create.add_argument("--name", default="", help="shown as the actor (default: the key id)")
+    create.add_argument(
+        "--context",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="confine the key to key contexts with this item (VALUE may end in one '*', a "
+        "prefix); repeat it: the same KEY twice means either, different KEYs mean all",
+    )
     listing = apikey_commands.add_parser("list", parents=[common], help="a table, no secrets")
     listing.add_argument("--environment", help="only this environment's keys")
     revoke = apikey_commands.add_parser("revoke", parents=[common], help="revoke a key for good")
@@ -57,7 +66,12 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _apikey(args: argparse.Namespace, api_keys: ApiKeys, audit_log: AuditLog) -> int:
     if args.apikey_command == "create":
-        new = await api_keys.create(args.environment, args.permissions.split(","), args.name)
+        new = await api_keys.create(
+            args.environment,
+            args.permissions.split(","),
+            args.name,
+            context_constraints=args.context,
+        )
         await _record(audit_log, audit.APIKEY_CREATED, new.record.environment_id, new.record.id)
         print(new.secret)
     elif args.apikey_command == "revoke":
@@ -73,10 +87,12 @@ async def _apikey(args: argparse.Namespace, api_keys: ApiKeys, audit_log: AuditL
                 ",".join(k.permissions),
                 iso(k.created_at),
                 iso(k.revoked_at) if k.revoked_at else "-",
+                ",".join(map(format_constraint, k.context_constraints)) or "-",
             )
             for k in await api_keys.list(args.environment)
         ]
-        print_table(("ID", "NAME", "ENVIRONMENT", "PERMISSIONS", "CREATED", "REVOKED"), rows)
+        columns = ("ID", "NAME", "ENVIRONMENT", "PERMISSIONS", "CREATED", "REVOKED", "CONTEXT")
+        print_table(columns, rows)
     return 0
 
 

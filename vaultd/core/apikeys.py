@@ -36,6 +36,7 @@ from vaultd.core.errors import (
     InvalidArgument,
     PermissionDenied,
 )
+from vaultd.core.scope import ContextScope, parse_constraints
 from vaultd.core.types import Actor, store_errors
 from vaultd.core.validation import validate_name
 from vaultd.storage.base import ApiKeyStore
@@ -90,6 +91,11 @@ def secret_hash(secret: str) -> str:
 
 def actor_of(key: ApiKeyRecord) -> Actor:
     return Actor(key.id, key.name)
+
+
+def scope_of(key: ApiKeyRecord) -> ContextScope:
+    """The key contexts the key may touch (core/scope.py)."""
+    return ContextScope(key.context_constraints)
 
 
 def require(key: ApiKeyRecord, permission: Permission) -> None:
@@ -163,11 +169,23 @@ class ApiKeys:
         name: str = "",
         *,
         scope: str | None = None,
+        context_constraints: Iterable[str] = (),
     ) -> NewApiKey:
-        """A new key. `scope`: the environment an admin caller may act in (None: any)."""
+        """A new key. `scope`: the environment an admin caller may act in (None: any).
+        `context_constraints`: `key=value` / `key=prefix*` texts confining it (core/scope.py)."""
         validate_environment_id(environment_id)
         _check_scope(environment_id, scope)
-        new = self._new(environment_id, parse_permissions(permissions), name)
+        granted = parse_permissions(permissions)
+        constraints = parse_constraints(context_constraints)
+        if constraints and Permission.ADMIN in granted:
+            # An admin key makes keys in its environment, unscoped ones too: confining it to a
+            # tenant would promise what it does not keep (docs/AUTH.md).
+            raise InvalidArgument(
+                "context_constraints",
+                "an admin key cannot be context-scoped: it can create unscoped keys",
+                reason="INVALID_CONTEXT_CONSTRAINT",
+            )
+        new = self._new(environment_id, granted, name, constraints=constraints)
         with store_errors():
             await self._store.add_api_key(new.record)
         return new
@@ -235,7 +253,13 @@ class ApiKeys:
         return None
 
     def _new(
-        self, environment_id: str, permissions: tuple[str, ...], name: str, secret: str = ""
+        self,
+        environment_id: str,
+        permissions: tuple[str, ...],
+        name: str,
+        secret: str = "",
+        *,
+        constraints: tuple[tuple[str, str], ...] = (),
     ) -> NewApiKey:
         key_id = f"key_{ULID()}"
         secret = secret or new_secret()
@@ -246,6 +270,7 @@ class ApiKeys:
             permissions=permissions,
             secret_hash=secret_hash(secret),
             created_at=self._clock(),
+            context_constraints=constraints,
         )
         return NewApiKey(secret, record)
 

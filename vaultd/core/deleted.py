@@ -16,7 +16,8 @@ from datetime import UTC, datetime, timedelta
 
 from vaultd import storage
 from vaultd.core.errors import ObjectNotDeleted
-from vaultd.core.objects import ObjectMetadata, metadata_of, not_found
+from vaultd.core.objectviews import ObjectMetadata, metadata_of, not_found
+from vaultd.core.scope import UNSCOPED, ContextScope
 from vaultd.core.types import store_errors
 from vaultd.core.validation import validate_object_id
 from vaultd.storage.base import ObjectStore
@@ -35,12 +36,19 @@ class DeletedObjects:
         self._retention = retention
         self._clock = clock
 
-    async def undelete(self, environment_id: str, object_id: str) -> ObjectMetadata:
+    async def undelete(
+        self, environment_id: str, object_id: str, *, scope: ContextScope = UNSCOPED
+    ) -> ObjectMetadata:
         """Restore a deleted object; NOT_FOUND when there is none deleted within the retention
-        (never deleted, purged, or deleted too long ago)."""
+        (never deleted, purged, or deleted too long ago), or it is outside a scoped caller's
+        scope (checked before anything changes: a key context never changes)."""
         validate_object_id(object_id)
         deleted_since = self._clock() - self._retention
         with store_errors():
+            if not scope.unrestricted:
+                context = await self._store.deleted_context(environment_id, object_id)
+                if context is None or not scope.allows(context):
+                    raise not_found(object_id)
             if not await self._store.undelete_object(environment_id, object_id, deleted_since):
                 raise not_found(object_id)
             restored = await self._store.get_object(environment_id, object_id)

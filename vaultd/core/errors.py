@@ -273,6 +273,14 @@ class PermissionDenied(VaultError):
     reason = "PERMISSION_DENIED"
 
 
+class ContextNotPermitted(PermissionDenied):
+    """A context-scoped API key asked to create, decrypt or re-key under a key context outside
+    its constraints (core/scope.py). Names no context: for a decrypt it would be another
+    tenant's, recovered from the blob."""
+
+    reason = "CONTEXT_NOT_PERMITTED"
+
+
 class ApiKeyNotFound(VaultError):
     code = "NOT_FOUND"
     reason = "API_KEY_NOT_FOUND"

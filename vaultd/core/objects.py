@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from ulid import ULID
@@ -34,6 +34,16 @@ from vaultd.core.errors import (
     VersionConflict,
 )
 from vaultd.core.keyring import Keyring
+from vaultd.core.objectviews import (
+    ListPage,
+    ListQuery,
+    ObjectMetadata,
+    ObjectVersion,
+    VaultObject,
+    metadata_of,
+    not_found,
+)
+from vaultd.core.scope import UNSCOPED, ContextScope
 from vaultd.core.types import DEFAULT_MAX_VALUE_BYTES, Actor, store_errors
 from vaultd.core.validation import (
     OBJECT_ID,
@@ -67,69 +77,6 @@ DEFAULT_LIST_LIMIT = 10
 MAX_LIST_LIMIT = 100
 
 
-@dataclass(frozen=True, slots=True)
-class ObjectMetadata:
-    id: str
-    name: str
-    environment_id: str
-    key_context: Mapping[str, str]
-    key_ids: tuple[str, ...]
-    version_id: str
-    created_at: datetime
-    updated_at: datetime
-    updated_by: Actor
-    version_number: int = 0
-    """1 for the first version, then 2, 3, ... in creation order."""
-
-
-@dataclass(frozen=True, slots=True)
-class VaultObject:
-    metadata: ObjectMetadata
-    value: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectVersion:
-    info: storage.VersionInfo
-    current: bool
-    number: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ListQuery:
-    limit: int = 0
-    before: str = ""
-    after: str = ""
-    ascending: bool = False
-    name_prefix: str = ""
-    updated_after: datetime | None = None
-    key_context: Mapping[str, str] = field(default_factory=dict)
-    """Only objects whose key context holds every item (empty: no filter)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ListPage:
-    entries: Sequence[ObjectEntry]
-    before: str
-    after: str
-
-
-def metadata_of(obj: StoredObject) -> ObjectMetadata:
-    v = obj.version
-    return ObjectMetadata(
-        id=obj.id,
-        name=obj.name,
-        environment_id=obj.environment_id,
-        key_context=dict(obj.key_context),
-        key_ids=v.key_ids,
-        version_id=v.version_id,
-        created_at=obj.created_at,
-        updated_at=v.created_at,
-        updated_by=Actor(v.updated_by_id, v.updated_by_name),
-        version_number=obj.version_number,
-    )
-
-
 class ObjectVault:
     """Create, read, update, delete and list encrypted objects."""
 
@@ -154,10 +101,13 @@ class ObjectVault:
         name: str,
         value: bytes,
         key_context: Mapping[str, str],
+        *,
+        scope: ContextScope = UNSCOPED,
     ) -> ObjectMetadata:
         name = validate_name(name)
         validate_value_size(value, self._max_value_bytes)
         context = validate_key_context(key_context)
+        scope.check(dict(context))
         now = self._clock()
         object_id = f"secret_{ULID.from_datetime(now)}"
 
@@ -177,18 +127,28 @@ class ObjectVault:
         return metadata_of(await self._write_sealed(sealed, write))
 
     async def get(
-        self, environment_id: str, object_id: str, key_context: Mapping[str, str] | None = None
+        self,
+        environment_id: str,
+        object_id: str,
+        key_context: Mapping[str, str] | None = None,
+        *,
+        scope: ContextScope = UNSCOPED,
     ) -> VaultObject:
         """The object's current value. With `key_context`, NOT_FOUND (as for a missing object)
         unless the object's context holds every item given."""
         wanted = _context_filter(key_context)
-        obj = await self._stored(environment_id, object_id)
+        obj = await self._stored(environment_id, object_id, scope)
         if not _holds(obj, wanted):
             raise not_found(object_id)
         return await self._open(obj, current=True)
 
     async def get_by_name(
-        self, environment_id: str, name: str, key_context: Mapping[str, str] | None = None
+        self,
+        environment_id: str,
+        name: str,
+        key_context: Mapping[str, str] | None = None,
+        *,
+        scope: ContextScope = UNSCOPED,
     ) -> VaultObject:
         """As `get`, by name."""
         wanted = _context_filter(key_context)
@@ -198,15 +158,18 @@ class ObjectVault:
             if obj is None and normalised != name:
                 # Stored before names were NFC-normalised, under the caller's very spelling.
                 obj = await self._store.get_object_by_name(environment_id, name)
-        if obj is None or not _holds(obj, wanted):
+        if obj is None or not _holds(obj, wanted) or not scope.allows(obj.key_context):
+            # Out of the caller's scope reads as missing: no tenant learns another's names.
             raise ObjectNotFound("no object with this name in the environment")
         if obj.name not in (normalised, name):
             # The store's name index points at an object of another name.
             raise _integrity(obj, "the name index points at an object of another name")
         return await self._open(obj, current=True)
 
-    async def describe(self, environment_id: str, object_id: str) -> ObjectMetadata:
-        return metadata_of(await self._stored(environment_id, object_id))
+    async def describe(
+        self, environment_id: str, object_id: str, *, scope: ContextScope = UNSCOPED
+    ) -> ObjectMetadata:
+        return metadata_of(await self._stored(environment_id, object_id, scope))
 
     async def update(
         self,
@@ -215,11 +178,13 @@ class ObjectVault:
         object_id: str,
         value: bytes,
         version_check: str | None,
+        *,
+        scope: ContextScope = UNSCOPED,
     ) -> ObjectMetadata:
         validate_value_size(value, self._max_value_bytes)
         if version_check is not None:
             validate_version_id(version_check, "version_check")
-        current = await self._stored(environment_id, object_id)
+        current = await self._stored(environment_id, object_id, scope)
         # The stored name and context decide the new version's KEKs: check they are the ones
         # the current value was sealed with before wrapping anything under them.
         await self._open(current, current=True)
@@ -243,13 +208,21 @@ class ObjectVault:
         )
         return metadata_of(await self._write_sealed(sealed, write))
 
-    async def delete(self, environment_id: str, object_id: str, version_check: str | None) -> None:
+    async def delete(
+        self,
+        environment_id: str,
+        object_id: str,
+        version_check: str | None,
+        *,
+        scope: ContextScope = UNSCOPED,
+    ) -> None:
         """Mark the object deleted: gone to every read at once, recoverable for the retention
         (core/deleted.py), destroyed by the purge job after it. With no retention it is
         destroyed here; were this process to die in between, the purge job finishes it."""
         validate_object_id(object_id)
         if version_check is not None:
             validate_version_id(version_check, "version_check")
+        await self._check_in_scope(environment_id, object_id, scope)
         with store_errors():
             try:
                 await self._store.delete_object(
@@ -263,8 +236,11 @@ class ObjectVault:
                 with suppress(storage.ObjectMissing):  # an admin's PurgeObject came first
                     await self._store.purge_object(environment_id, object_id)
 
-    async def list_versions(self, environment_id: str, object_id: str) -> list[ObjectVersion]:
+    async def list_versions(
+        self, environment_id: str, object_id: str, *, scope: ContextScope = UNSCOPED
+    ) -> list[ObjectVersion]:
         validate_object_id(object_id)
+        await self._check_in_scope(environment_id, object_id, scope)
         with store_errors():
             found = await self._store.list_versions(environment_id, object_id)
         if found is None:
@@ -277,13 +253,18 @@ class ObjectVault:
         ]
 
     async def get_version(
-        self, environment_id: str, object_id: str, version_id: str
+        self,
+        environment_id: str,
+        object_id: str,
+        version_id: str,
+        *,
+        scope: ContextScope = UNSCOPED,
     ) -> VaultObject:
         validate_object_id(object_id)
         validate_version_id(version_id)
         with store_errors():
             obj = await self._store.get_object_version(environment_id, object_id, version_id)
-        if obj is None:
+        if obj is None or not scope.allows(obj.key_context):
             raise ObjectNotFound(
                 f"object {object_id} has no version {version_id}",
                 metadata={"object_id": object_id, "version_id": version_id},
@@ -295,7 +276,9 @@ class ObjectVault:
         with store_errors():
             return await self._store.count_objects(environment_id)
 
-    async def list_objects(self, environment_id: str, query: ListQuery) -> ListPage:
+    async def list_objects(
+        self, environment_id: str, query: ListQuery, *, scope: ContextScope = UNSCOPED
+    ) -> ListPage:
         limit = query.limit or DEFAULT_LIST_LIMIT
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise InvalidArgument("limit", f"must be between 1 and {MAX_LIST_LIMIT}")
@@ -306,8 +289,12 @@ class ObjectVault:
             if cursor and not OBJECT_ID.fullmatch(cursor):
                 raise InvalidCursor(side, "is not an object id from a previous list")
         order = Direction.ASCENDING if query.ascending else Direction.DESCENDING
+        in_scope = None if scope.unrestricted else scope.allows
         flt = ScanFilter(
-            query.name_prefix, query.updated_after, dict(_context_filter(query.key_context))
+            query.name_prefix,
+            query.updated_after,
+            dict(_context_filter(query.key_context)),
+            in_scope,
         )
 
         async def scan(direction: Direction, cursor: str | None, n: int) -> list[ObjectEntry]:
@@ -331,13 +318,25 @@ class ObjectVault:
             after=page[-1].id if more_after else "",
         )
 
-    async def _stored(self, environment_id: str, object_id: str) -> StoredObject:
+    async def _stored(
+        self, environment_id: str, object_id: str, scope: ContextScope = UNSCOPED
+    ) -> StoredObject:
+        """The object, or NOT_FOUND: also when it is outside the caller's scope, with the same
+        message, so a scoped key cannot tell another tenant's object from none."""
         validate_object_id(object_id)
         with store_errors():
             obj = await self._store.get_object(environment_id, object_id)
-        if obj is None:
+        if obj is None or not scope.allows(obj.key_context):
             raise not_found(object_id)
         return obj
+
+    async def _check_in_scope(
+        self, environment_id: str, object_id: str, scope: ContextScope
+    ) -> None:
+        """NOT_FOUND for an object outside a scoped caller's scope. A key context never
+        changes, so checking it before a separate delete or version list cannot go stale."""
+        if not scope.unrestricted:
+            await self._stored(environment_id, object_id, scope)
 
     async def _write_sealed(
         self,
@@ -410,7 +409,3 @@ def _context_filter(key_context: Mapping[str, str] | None) -> dict[str, str]:
 def _holds(obj: StoredObject, wanted: Mapping[str, str]) -> bool:
     """Whether the object's key context has every wanted item, equal."""
     return all(obj.key_context.get(k) == v for k, v in wanted.items())
-
-
-def not_found(object_id: str) -> ObjectNotFound:
-    return ObjectNotFound(f"no object with id {object_id}", metadata={"object_id": object_id})

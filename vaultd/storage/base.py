@@ -162,6 +162,11 @@ class ObjectStore(Protocol):
         until purge_object. ObjectMissing (also when deleted already) or VersionMismatch."""
         ...
 
+    async def deleted_context(self, environment_id: str, object_id: str) -> dict[str, str] | None:
+        """The key context of a deleted, not yet purged object; None for any other (what a
+        context-scoped UndeleteObject checks before it restores anything)."""
+        ...
+
     async def undelete_object(
         self, environment_id: str, object_id: str, deleted_since: datetime
     ) -> bool:

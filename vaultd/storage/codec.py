@@ -199,18 +199,36 @@ def decode_rewrap_job(blob: bytes) -> RewrapJob:
 
 def encode_api_key(record: ApiKeyRecord) -> bytes:
     """Everything but `revoked_at`, which the Redis store keeps apart so a script can set it."""
-    return _record(
+    fields = [
         record.id.encode(),
         record.name.encode(),
         record.environment_id.encode(),
         _frame(p.encode() for p in record.permissions),
         record.secret_hash.encode(),
         b"%d" % to_micros(record.created_at),
-    )
+    ]
+    if record.context_constraints:
+        # A seventh field only for a context-scoped key: every other key is stored byte for
+        # byte as before scoping existed, and older records read as unscoped.
+        fields.append(encode_constraints(record.context_constraints))
+    return _record(*fields)
+
+
+def encode_constraints(constraints: Iterable[tuple[str, str]]) -> bytes:
+    """Context constraints as one field: (key, value) pairs, framed in turn."""
+    return _frame(part.encode() for pair in constraints for part in pair)
+
+
+def decode_constraints(field: bytes) -> tuple[tuple[str, str], ...]:
+    parts = [p.decode() for p in _unframe(field)]
+    if len(parts) % 2:
+        raise StoreError("unreadable record: a context constraint without its value")
+    return tuple((parts[i], parts[i + 1]) for i in range(0, len(parts), 2))
 
 
 def decode_api_key(blob: bytes, revoked_at: datetime | None) -> ApiKeyRecord:
-    key_id, name, environment_id, permissions, secret_hash, created = _fields(blob, 6)
+    fields = _fields(blob, 6, 7)
+    key_id, name, environment_id, permissions, secret_hash, created = fields[:6]
     return ApiKeyRecord(
         id=key_id.decode(),
         name=name.decode(),
@@ -219,6 +237,7 @@ def decode_api_key(blob: bytes, revoked_at: datetime | None) -> ApiKeyRecord:
         secret_hash=secret_hash.decode(),
         created_at=from_micros(int(created)),
         revoked_at=revoked_at,
+        context_constraints=decode_constraints(fields[6]) if len(fields) == 7 else (),
     )
 
 

@@ -6,7 +6,7 @@ metadata the caller chose to be plain (names, key contexts, timestamps).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -232,6 +232,10 @@ class ScanFilter:
     updated_after: datetime | None = None
     key_context: Mapping[str, str] = field(default_factory=dict)
     """Every item must be in the object's key context, with an equal value."""
+    in_scope: Callable[[Mapping[str, str]], bool] | None = None
+    """Asked of each object's stored key context (None: every context passes): how a
+    context-scoped API key's listing leaves out other tenants' objects. The rule itself is
+    core's (core/scope.py); a store only applies it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +249,9 @@ class ApiKeyRecord:
     secret_hash: str
     created_at: datetime
     revoked_at: datetime | None = None
+    context_constraints: tuple[tuple[str, str], ...] = ()
+    """(context key, value) pairs the key is confined to; a value ending in `*` is a prefix.
+    Empty: the key is not confined (core/scope.py says what they mean)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,7 @@ class ApiKeyMetadata(_message.Message):
     PERMISSIONS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     REVOKED_AT_FIELD_NUMBER: _builtins.int
+    CONTEXT_CONSTRAINTS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The key's id, for example "key_01JD..."."""
     name: _builtins.str
@@ -79,6 +80,12 @@ class ApiKeyMetadata(_message.Message):
     def revoked_at(self) -> _timestamp_pb2.Timestamp:
         """When the key was revoked; unset while it is valid."""
 
+    @_builtins.property
+    def context_constraints(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The key contexts the key is confined to, as "key=value" or "key=prefix*"; empty when the
+        key is not confined (docs/AUTH.md).
+        """
+
     def __init__(
         self,
         *,
@@ -88,10 +95,11 @@ class ApiKeyMetadata(_message.Message):
         permissions: _abc.Iterable[_builtins.str] | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         revoked_at: _timestamp_pb2.Timestamp | None = ...,
+        context_constraints: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "revoked_at", b"revoked_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "environment_id", b"environment_id", "id", b"id", "name", b"name", "permissions", b"permissions", "revoked_at", b"revoked_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context_constraints", b"context_constraints", "created_at", b"created_at", "environment_id", b"environment_id", "id", b"id", "name", b"name", "permissions", b"permissions", "revoked_at", b"revoked_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -106,6 +114,7 @@ class CreateApiKeyRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ENVIRONMENT_ID_FIELD_NUMBER: _builtins.int
     PERMISSIONS_FIELD_NUMBER: _builtins.int
+    CONTEXT_CONSTRAINTS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """A name for the key, 1 to 512 characters; the key's id when empty."""
     environment_id: _builtins.str
@@ -114,16 +123,24 @@ class CreateApiKeyRequest(_message.Message):
     def permissions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The permissions to grant: one or more of "objects:read", "objects:write", "keys:use", "admin"."""
 
+    @_builtins.property
+    def context_constraints(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Confine the key to objects and data keys whose key context satisfies these, each
+        "key=value" or "key=prefix*" (a single trailing '*'). Constraints on one context key are
+        alternatives; on different keys, all must hold. Not allowed with "admin" (docs/AUTH.md).
+        """
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         environment_id: _builtins.str = ...,
         permissions: _abc.Iterable[_builtins.str] | None = ...,
+        context_constraints: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["environment_id", b"environment_id", "name", b"name", "permissions", b"permissions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context_constraints", b"context_constraints", "environment_id", b"environment_id", "name", b"name", "permissions", b"permissions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -60,7 +60,9 @@ class RedisContextIndex(RedisConnection):
         while len(entries) < limit:
             # An index's candidates mostly pass, so read as many as are wanted; walking every
             # id, read a whole budget (most fail).
-            size = min(self._scan_budget, limit - len(entries)) if indexed else self._scan_budget
+            # Scoped, read a whole budget too: the scope drops entries after the step.
+            narrow = indexed and scan_filter.in_scope is None
+            size = min(self._scan_budget, limit - len(entries)) if narrow else self._scan_budget
             ids = await self._window(source, direction, position, size)
             if not ids:
                 break
@@ -68,11 +70,31 @@ class RedisContextIndex(RedisConnection):
                 keys=[digests, *(key(environment_id, Kind.OBJECT, i) for i in ids)],
                 args=[*fixed, *ids],
             )
-            entries += (_entry(i, d) for i, d in zip(reply[0::2], reply[1::2], strict=True))
+            found = [_entry(i, d) for i, d in zip(reply[0::2], reply[1::2], strict=True)]
+            entries += await self._in_scope(environment_id, found, scan_filter)
             if len(ids) < size:
                 break
             position = ids[-1]
         return entries[:limit]
+
+    async def _in_scope(
+        self, environment_id: str, entries: list[ObjectEntry], scan_filter: ScanFilter
+    ) -> list[ObjectEntry]:
+        """The entries whose stored key context passes `scan_filter.in_scope`, read in one
+        round trip (a pipeline; on a Cluster every key is in the environment's slot)."""
+        in_scope = scan_filter.in_scope
+        if in_scope is None or not entries:
+            return entries
+        pipe = self._redis.pipeline(transaction=False)
+        for entry in entries:
+            pipe.hget(key(environment_id, Kind.OBJECT, entry.id), "ctx")
+        contexts = await pipe.execute()
+        # An object deleted since the scan step has no context left: it is not listed.
+        return [
+            entry
+            for entry, ctx in zip(entries, contexts, strict=True)
+            if ctx is not None and in_scope(codec.decode_context(ctx))
+        ]
 
     async def _window(
         self, source: str, direction: Direction, position: str, budget: int

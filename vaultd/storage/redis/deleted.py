@@ -24,6 +24,12 @@ class RedisDeletedObjects(RedisConnection):
     """Undelete, purge and the purge job's index, on Redis."""
 
     @available
+    async def deleted_context(self, environment_id: str, object_id: str) -> dict[str, str] | None:
+        o = ObjectKeys(environment_id, object_id)
+        context, deleted = await self._redis.hmget(o.object, ["ctx", "deleted"])
+        return None if context is None or deleted is None else codec.decode_context(context)
+
+    @available
     async def undelete_object(
         self, environment_id: str, object_id: str, deleted_since: datetime
     ) -> bool:

@@ -250,15 +250,18 @@ class RedisObjects(RedisContextIndex):
         entries: list[ObjectEntry] = []
         position = cursor or ""
         while len(entries) < limit:
-            wanted = limit - len(entries)
+            # A scoped scan drops entries after the script's step: ask for a whole step's worth,
+            # so a sparse tenant costs one step per scan budget, not one per page.
+            wanted = limit - len(entries) if scan_filter.in_scope is None else self._scan_budget
             reply = await self._scripts.scan(
                 keys=keys, args=[direction.value, position, wanted, self._scan_budget, *fixed]
             )
             position = text(reply[0])
-            entries += (_entry(i, d) for i, d in zip(reply[1::2], reply[2::2], strict=True))
+            found = [_entry(i, d) for i, d in zip(reply[1::2], reply[2::2], strict=True)]
+            entries += await self._in_scope(environment_id, found, scan_filter)
             if not position:
                 break
-        return entries
+        return entries[:limit]
 
     async def _get_object(
         self, environment_id: str, object_id: str, version_id: str

@@ -13,8 +13,8 @@ from vaultd.storage.records import ApiKeyRecord
 from vaultd.storage.sqlite.connection import SqliteConnection, transaction
 
 _API_KEYS = (
-    "SELECT id, name, environment_id, permissions, secret_hash, created_at, revoked_at"
-    " FROM api_keys"
+    "SELECT id, name, environment_id, permissions, secret_hash, created_at, revoked_at,"
+    " context_constraints FROM api_keys"
 )
 
 
@@ -68,7 +68,8 @@ def _add_api_key(conn: sqlite3.Connection, record: ApiKeyRecord, only_if_none: b
         if only_if_none and conn.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone():
             return False
         conn.execute(
-            "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, NULL)",
+            "INSERT INTO api_keys (id, name, environment_id, permissions, secret_hash,"
+            " created_at, context_constraints) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 record.id,
                 record.name,
@@ -76,13 +77,14 @@ def _add_api_key(conn: sqlite3.Connection, record: ApiKeyRecord, only_if_none: b
                 json.dumps(list(record.permissions)),
                 record.secret_hash,
                 codec.to_micros(record.created_at),
+                codec.encode_constraints(record.context_constraints),
             ),
         )
         return True
 
 
 def _api_key(row: tuple[Any, ...]) -> ApiKeyRecord:
-    key_id, name, environment_id, permissions, secret_hash, created, revoked = row
+    key_id, name, environment_id, permissions, secret_hash, created, revoked, constraints = row
     return ApiKeyRecord(
         id=key_id,
         name=name,
@@ -91,4 +93,5 @@ def _api_key(row: tuple[Any, ...]) -> ApiKeyRecord:
         secret_hash=secret_hash,
         created_at=codec.from_micros(created),
         revoked_at=None if revoked is None else codec.from_micros(revoked),
+        context_constraints=codec.decode_constraints(constraints),
     )

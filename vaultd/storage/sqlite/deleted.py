@@ -26,6 +26,15 @@ log = logging.getLogger(__name__)
 class SqliteDeletedObjects(SqliteConnection):
     """Undelete, purge and the purge job's index, on SQLite."""
 
+    async def deleted_context(self, environment_id: str, object_id: str) -> dict[str, str] | None:
+        check_ids(environment_id, object_id)
+        sql = (
+            "SELECT key_context FROM objects"
+            " WHERE environment_id = ? AND id = ? AND deleted_at IS NOT NULL"
+        )
+        row = await self._read(lambda c: c.execute(sql, (environment_id, object_id)).fetchone())
+        return None if row is None else codec.decode_context(row[0])
+
     async def undelete_object(
         self, environment_id: str, object_id: str, deleted_since: datetime
     ) -> bool:

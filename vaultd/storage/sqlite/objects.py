@@ -9,10 +9,11 @@ read, list and count filters on; undelete and purge are in deleted.py.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -198,6 +199,34 @@ class SqliteObjects(SqliteConnection):
         check_ids(environment_id)
         if limit < 1:
             return []  # SQLite reads LIMIT -1 as "no limit"
+        in_scope = scan_filter.in_scope
+        if in_scope is None:
+            return await self._scan_step(environment_id, direction, cursor, limit, scan_filter)
+        # Entries are read in batches and the scope applied to each stored context, until
+        # enough pass or none are left.
+        entries: list[ObjectEntry] = []
+        batch = max(limit, _SCOPED_BATCH)
+        while len(entries) < limit:
+            step = await self._scan_step(environment_id, direction, cursor, batch, scan_filter)
+            entries += await self._read(
+                functools.partial(
+                    _in_scope, environment_id=environment_id, entries=step, in_scope=in_scope
+                )
+            )
+            if len(step) < batch:
+                break
+            cursor = step[-1].id
+        return entries[:limit]
+
+    async def _scan_step(
+        self,
+        environment_id: str,
+        direction: Direction,
+        cursor: str | None,
+        limit: int,
+        scan_filter: ScanFilter,
+    ) -> list[ObjectEntry]:
+        """Up to `limit` entries past the cursor that pass every filter but the scope."""
         if scan_filter.key_context:
             return await self._read(
                 lambda c: scan_by_context(c, environment_id, direction, cursor, limit, scan_filter)
@@ -227,6 +256,31 @@ class SqliteObjects(SqliteConnection):
     ) -> StoredObject | None:
         row = await self._read(lambda c: c.execute(sql, params).fetchone())
         return None if row is None else _object(environment_id, row)
+
+
+_SCOPED_BATCH = 100
+"""Rows read at a time by a scoped scan, whose filter runs outside SQL."""
+
+
+def _in_scope(
+    conn: sqlite3.Connection,
+    environment_id: str,
+    entries: list[ObjectEntry],
+    in_scope: Callable[[Mapping[str, str]], bool],
+) -> list[ObjectEntry]:
+    """The entries whose stored key context passes `in_scope`, in their order."""
+    if not entries:
+        return []
+    marks = ",".join("?" * len(entries))
+    rows = conn.execute(
+        f"SELECT id, key_context FROM objects WHERE environment_id = ? AND id IN ({marks})",
+        [environment_id, *(e.id for e in entries)],
+    ).fetchall()
+    contexts = dict(rows)
+    # An object deleted since the step has no row left: it is not listed.
+    return [
+        e for e in entries if e.id in contexts and in_scope(codec.decode_context(contexts[e.id]))
+    ]
 
 
 def _create(conn: sqlite3.Connection, obj: StoredObject, keks: Sequence[KekStamp]) -> None:

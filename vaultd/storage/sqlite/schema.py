@@ -113,7 +113,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     permissions    TEXT    NOT NULL,
     secret_hash    TEXT    NOT NULL UNIQUE,
     created_at     INTEGER NOT NULL,
-    revoked_at     INTEGER
+    revoked_at     INTEGER,
+    context_constraints BLOB NOT NULL DEFAULT x''
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS audit_events (
     seq            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -138,6 +139,8 @@ COMMIT;
 ADDED_COLUMNS = {
     # table -> columns later releases added, with their definitions (defaults keep old rows).
     "kek_versions": {"secondary": "BLOB NOT NULL DEFAULT x''"},
+    # A context-scoped API key's constraints (codec.encode_constraints); x'': not scoped.
+    "api_keys": {"context_constraints": "BLOB NOT NULL DEFAULT x''"},
     "objects": {"deleted_at": "INTEGER"},
 }
 
