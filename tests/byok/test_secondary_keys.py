@@ -105,6 +105,17 @@ async def serve(
         await vaultd.stop(None)
 
 
+async def until_unwrapped_by(standin: StandIn, served: Served, object_id: str) -> None:
+    for _ in range(100):
+        unwraps = standin.calls["unwrap"]
+        served.clock.pass_ttl()
+        await served.read(object_id)
+        if standin.calls["unwrap"] > unwraps:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{standin.scheme} was never asked again after it came back")
+
+
 @contextmanager
 def revoked(standin: StandIn, key_uri: str) -> Iterator[None]:
     standin.revoke(key_uri)
@@ -153,6 +164,9 @@ async def test_either_key_keeps_the_tenant_readable_and_a_rewrap_moves_it_to_a_n
         finally:
             first.start()
         assert second.calls["unwrap"] == second_unwraps + 1
+        # Back up: the primary is asked again once its breaker's cool-down (or the SDK's
+        # reconnect backoff) has passed; until then an unwrap skips it as unavailable.
+        await until_unwrapped_by(first, served, next(iter(written)))
 
         # The primary key is revoked: still readable through the secondary.
         served.clock.pass_ttl()
