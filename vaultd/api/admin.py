@@ -88,8 +88,8 @@ class AdminServicer(LifecycleRpcs, pb_grpc.AdminServiceServicer):
         audit_log: AuditLog,
         lifecycle: KeyLifecycle,
         rules: KeyRules,
-        byok_keys: ByokKeys | None = None,
-        deleted: DeletedObjects | None = None,
+        byok_keys: ByokKeys,
+        deleted: DeletedObjects,
     ) -> None:
         super().__init__(lifecycle, rules)
         self._keys = api_keys
@@ -97,47 +97,40 @@ class AdminServicer(LifecycleRpcs, pb_grpc.AdminServiceServicer):
         self._byok = byok_keys
         self._deleted = deleted
 
-    def _byok_keys(self) -> ByokKeys:
-        if self._byok is None:
-            raise RuntimeError("this server was assembled without BYOK keys")
-        return self._byok
-
     async def CreateByokKey(
         self, request: pb.CreateByokKeyRequest, context: Context
     ) -> pb.CreateByokKeyResponse:
         env = caller_of(context).environment_id
-        record = await self._byok_keys().create(env, dict(request.match), request.key_uri)
+        record = await self._byok.create(env, dict(request.match), request.key_uri)
         return pb.CreateByokKeyResponse(byok_key=byok_key(_byok_touched(record)))
 
     async def ListByokKeys(
         self, request: pb.ListByokKeysRequest, context: Context
     ) -> pb.ListByokKeysResponse:
-        records = await self._byok_keys().list(caller_of(context).environment_id)
+        records = await self._byok.list(caller_of(context).environment_id)
         return pb.ListByokKeysResponse(byok_keys=[byok_key(r) for r in records])
 
     async def GetByokKey(
         self, request: pb.GetByokKeyRequest, context: Context
     ) -> pb.GetByokKeyResponse:
-        record = await self._byok_keys().get(caller_of(context).environment_id, request.id)
+        record = await self._byok.get(caller_of(context).environment_id, request.id)
         return pb.GetByokKeyResponse(byok_key=byok_key(_byok_touched(record)))
 
     async def VerifyByokKey(
         self, request: pb.VerifyByokKeyRequest, context: Context
     ) -> pb.VerifyByokKeyResponse:
-        record = await self._byok_keys().verify(caller_of(context).environment_id, request.id)
+        record = await self._byok.verify(caller_of(context).environment_id, request.id)
         return pb.VerifyByokKeyResponse(byok_key=byok_key(_byok_touched(record)))
 
     async def DeleteByokKey(
         self, request: pb.DeleteByokKeyRequest, context: Context
     ) -> pb.DeleteByokKeyResponse:
-        record = await self._byok_keys().delete(caller_of(context).environment_id, request.id)
+        record = await self._byok.delete(caller_of(context).environment_id, request.id)
         return pb.DeleteByokKeyResponse(byok_key=byok_key(_byok_touched(record)))
 
     async def PurgeObject(
         self, request: pb.PurgeObjectRequest, context: Context
     ) -> pb.PurgeObjectResponse:
-        if self._deleted is None:
-            raise RuntimeError("this server was assembled without deleted objects")
         await self._deleted.purge(caller_of(context).environment_id, request.id)
         touched(Subject(request.id))
         return pb.PurgeObjectResponse()

@@ -31,7 +31,7 @@ def _named(object_id: str) -> None:
 
 
 class ObjectServicer(pb_grpc.ObjectServiceServicer):
-    def __init__(self, vault: ObjectVault, deleted: DeletedObjects | None = None) -> None:
+    def __init__(self, vault: ObjectVault, deleted: DeletedObjects) -> None:
         self._vault = vault
         self._deleted = deleted
 
@@ -132,8 +132,6 @@ class ObjectServicer(pb_grpc.ObjectServiceServicer):
     async def UndeleteObject(
         self, request: pb.UndeleteObjectRequest, context: Context
     ) -> pb.UndeleteObjectResponse:
-        if self._deleted is None:
-            raise RuntimeError("this server was assembled without deleted objects")
         c = caller_of(context)
         restored = await self._deleted.undelete(c.environment_id, request.id, scope=c.scope)
         return pb.UndeleteObjectResponse(metadata=convert.metadata(_touched(restored)))

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Mapping
-from typing import Any
 
 from vaultd.storage import codec
 from vaultd.storage.records import Direction, ObjectEntry, ScanFilter
 from vaultd.storage.sqlite.connection import transaction
+from vaultd.storage.sqlite.scan import scan_conditions
 
 _ITEM_ROWS = "environment_id = ? AND item_key = ? AND item_value = ?"
 
@@ -67,25 +67,16 @@ def scan_by_context(
 ) -> list[ObjectEntry]:
     """Up to `limit` entries holding every item of the filter, strictly past `cursor`."""
     item_key, item_value = _rarest_item(conn, environment_id, scan_filter.key_context)
-    past, order = (">", "ASC") if direction is Direction.ASCENDING else ("<", "DESC")
+    conditions, params, order = scan_conditions("o", "i.object_id", direction, cursor, scan_filter)
     sql = (
         "SELECT o.id, o.name, o.updated_at FROM object_context_items i"
         " JOIN objects o ON o.environment_id = i.environment_id AND o.id = i.object_id"
         " WHERE i.environment_id = ? AND i.item_key = ? AND i.item_value = ?"
         " AND o.deleted_at IS NULL"  # kept, with its index rows, until it is purged
+        f"{conditions}{_HOLDS_CONTEXT} ORDER BY i.object_id {order} LIMIT ?"
     )
-    params: list[Any] = [environment_id, item_key, item_value]
-    if cursor:
-        sql += f" AND i.object_id {past} ?"
-        params.append(cursor)
-    if scan_filter.name_prefix:
-        sql += " AND substr(o.name, 1, length(?)) = ?"
-        params += [scan_filter.name_prefix] * 2
-    if scan_filter.updated_after is not None:
-        sql += " AND o.updated_at > ?"
-        params.append(codec.to_micros(scan_filter.updated_after))
-    sql += _HOLDS_CONTEXT + f" ORDER BY i.object_id {order} LIMIT ?"
-    params += [json.dumps(dict(scan_filter.key_context), ensure_ascii=False), limit]
+    wanted = json.dumps(dict(scan_filter.key_context), ensure_ascii=False)
+    params = [environment_id, item_key, item_value, *params, wanted, limit]
     rows = conn.execute(sql, params).fetchall()
     return [ObjectEntry(i, name, codec.from_micros(at)) for i, name, at in rows]
 

@@ -36,6 +36,7 @@ from vaultd.storage.sqlite.context_index import (
     scan_by_context,
 )
 from vaultd.storage.sqlite.keks import check_keks
+from vaultd.storage.sqlite.scan import scan_conditions
 
 _VERSION_COLUMNS = (
     "v.version_id, v.created_at, v.size, v.etag, v.key_ids, v.encrypted_keys, v.ciphertext,"
@@ -231,23 +232,13 @@ class SqliteObjects(SqliteConnection):
             return await self._read(
                 lambda c: scan_by_context(c, environment_id, direction, cursor, limit, scan_filter)
             )
-        past, order = (">", "ASC") if direction is Direction.ASCENDING else ("<", "DESC")
+        conditions, params, order = scan_conditions("objects", "id", direction, cursor, scan_filter)
         sql = (
             "SELECT id, name, updated_at FROM objects"
             " WHERE environment_id = ? AND deleted_at IS NULL"
+            f"{conditions} ORDER BY id {order} LIMIT ?"
         )
-        params: list[Any] = [environment_id]
-        if cursor:
-            sql += f" AND id {past} ?"
-            params.append(cursor)
-        if scan_filter.name_prefix:
-            sql += " AND substr(name, 1, length(?)) = ?"
-            params += [scan_filter.name_prefix] * 2
-        if scan_filter.updated_after is not None:
-            sql += " AND updated_at > ?"
-            params.append(codec.to_micros(scan_filter.updated_after))
-        sql += f" ORDER BY id {order} LIMIT ?"
-        params.append(limit)
+        params = [environment_id, *params, limit]
         rows = await self._run(lambda c: c.execute(sql, params).fetchall())
         return [ObjectEntry(i, name, codec.from_micros(at)) for i, name, at in rows]
 
