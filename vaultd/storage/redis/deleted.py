@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from vaultd.storage import codec
-from vaultd.storage.errors import ObjectMissing, StoreError
+from vaultd.storage.errors import ObjectMissing, StoreUnavailable
 from vaultd.storage.keys import ENVIRONMENT_ID, JobKind, Kind, check, job_key, key
 from vaultd.storage.records import DeletedObject
 from vaultd.storage.redis.connection import RedisConnection, available, text
@@ -64,7 +64,8 @@ class RedisDeletedObjects(RedisConnection):
         if reply == b"missing":
             raise ObjectMissing("no such object")
         if reply == b"context_changed":
-            raise StoreError("the object changed while it was being purged; retry")
+            # Cannot happen while a key context never changes; if it did, a retry reads it anew.
+            raise StoreUnavailable("the object changed while it was being purged", "CONFLICT")
         return bool(reply == b"purged")
 
     @available
